@@ -1,0 +1,62 @@
+# Helpers the knitted report calls. Data arrive as a JSON file written by the renderer; nothing
+# from the data is ever evaluated: names are only strings in data frames and HTML-escaped text.
+
+suppressPackageStartupMessages({
+  library(jsonlite)
+})
+
+html_text <- function(x) {
+  x <- htmltools::htmlEscape(as.character(x), attribute = TRUE)
+  gsub("`", "&#96;", x, fixed = TRUE)
+}
+
+# Draw every figure of the page, `cores` at a time (forked workers), into out_dir/fig_dir.
+# Returns a list: for each figure id, list(src = relative path) or list(error = message).
+partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
+  spec <- jsonlite::fromJSON(plots_json, simplifyVector = TRUE, simplifyDataFrame = FALSE)
+  figures <- spec$figures
+  dir.create(file.path(out_dir, fig_dir), recursive = TRUE, showWarnings = FALSE)
+  draw <- function(fig) {
+    rel <- file.path(fig_dir, sprintf("fig-%d.png", as.integer(fig$number)))
+    err <- partybal_draw(fig, file.path(out_dir, rel))
+    if (is.null(err)) list(src = rel, alt = fig$alt) else list(error = err, alt = fig$alt)
+  }
+  cores <- max(1L, as.integer(cores))
+  results <- if (cores > 1L && length(figures) > 1L) {
+    partybal_warm_up()
+    # Prescheduled: one fork per core, figures dealt round-robin.
+    parallel::mclapply(figures, draw, mc.cores = cores, mc.preschedule = TRUE)
+  } else {
+    lapply(figures, draw)
+  }
+  results <- lapply(results, function(r) {
+    if (inherits(r, "try-error")) list(error = as.character(r), alt = "") else r
+  })
+  names(results) <- vapply(figures, function(f) as.character(as.integer(f$number)), "")
+  results
+}
+
+# The first ggplot of a session pays for lazy loading; pay it once, before forking.
+partybal_warm_up <- function() {
+  file <- tempfile(fileext = ".png")
+  grDevices::png(file)
+  print(ggplot2::ggplot(data.frame(x = 1, y = 1), ggplot2::aes(x, y)) + ggplot2::geom_point() +
+    ggplot2::facet_wrap(~x))
+  grDevices::dev.off()
+  unlink(file)
+}
+
+# The HTML for figure `number`, as a raw block so pandoc passes it through untouched.
+partybal_figure <- function(figures, number) {
+  r <- figures[[as.character(as.integer(number))]]
+  html <- if (is.null(r)) {
+    '<p class="plot-error">Figure missing.</p>'
+  } else if (!is.null(r$error)) {
+    paste0('<p class="plot-error">This plot could not be drawn: ', html_text(r$error), "</p>")
+  } else {
+    paste0(
+      '<img class="plot" loading="lazy" src="', html_text(r$src), '" alt="', html_text(r$alt), '">'
+    )
+  }
+  knitr::asis_output(paste0("\n```{=html}\n", html, "\n```\n"))
+}
