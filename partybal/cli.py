@@ -22,25 +22,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample"
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Render every sample experiment into build/demo (until the local stack does it)."""
-    source = open_results(str(SAMPLE_DIR))
-    slugs = sorted({p.name.split("_", 1)[1].rsplit(".", 1)[0] for p in (SAMPLE_DIR / "metadata").glob("metadata_*.json")})
-    out = Path(args.out)
-    status = 0
-    for slug in slugs:
-        try:
-            target, built = render_to_dir(source, slug, out)
-            print(f"{target.resolve()}  ({built.figures} figures, {built.seconds:.1f} s)")
-        except (InputError, RenderError) as exc:
-            print(f"partybal: error: {exc}", file=sys.stderr)
-            status = 1
-    return status
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="partybal", description="Render Jetstream experiment results into report pages.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,9 +31,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="folder to write <file-slug>.html and its figures into")
     r.add_argument("--cores", type=int, default=None, help="R worker processes for plots (default: all cores)")
     r.set_defaults(func=cmd_render)
-    d = sub.add_parser("demo", help="render the sample experiments")
-    d.add_argument("--out", default="build/demo")
-    d.set_defaults(func=cmd_demo)
+    from .localstack import add_commands  # local up, demo, rerender
+
+    add_commands(sub)
     return p
 
 

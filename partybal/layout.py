@@ -58,11 +58,11 @@ PERIOD_CODES: dict[str, str] = {
 
 PREVIEW_PREFIX = "preview/"
 
-_FILE_SLUG_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_FILE_SLUG_RE = re.compile(r"^[A-Za-z0-9_]+\Z")
 _TEMP_RE = re.compile(r"-[a-z]{8}\.(nd)?json$")
 _NAME_RE = re.compile(
     r"^(?P<prefix>(?:[A-Za-z0-9_.\-]+/)*?)"
-    r"(?P<kind>statistics|metadata|errors)/(?P=kind)_(?P<rest>[A-Za-z0-9_]+)\.json$"
+    r"(?P<kind>statistics|metadata|errors)/(?P=kind)_(?P<rest>[A-Za-z0-9_]+)\.json\Z"
 )
 MAX_FILE_SLUG_LENGTH = 200
 
@@ -149,6 +149,11 @@ def results_names_for(fslug: str, prefix: str = "") -> list[str]:
     return names
 
 
+def results_listing_prefixes(prefix: str = "") -> list[str]:
+    """The folders to list to see every results object under ``prefix`` (and nothing else)."""
+    return [f"{prefix}{kind.value}/{kind.value}_" for kind in Kind]
+
+
 # --- site bucket -------------------------------------------------------------------------------
 
 
@@ -180,6 +185,11 @@ def status_name(fslug: str, prefix: str = "") -> str:
     return f"{prefix}status/{fslug}.json"
 
 
+def state_listing_prefixes(prefix: str = "") -> list[str]:
+    """The folders of the state bucket holding markers and status records under ``prefix``."""
+    return [f"{prefix}pending/", f"{prefix}status/"]
+
+
 @dataclass(frozen=True)
 class StateBlob:
     name: str
@@ -189,7 +199,7 @@ class StateBlob:
 
 
 _STATE_RE = re.compile(
-    r"^(?P<prefix>(?:preview/)?)(?:(?P<p>pending)/(?P<ps>[A-Za-z0-9_]+)|(?P<s>status)/(?P<ss>[A-Za-z0-9_]+)\.json)$"
+    r"^(?P<prefix>(?:preview/)?)(?:(?P<p>pending)/(?P<ps>[A-Za-z0-9_]+)|(?P<s>status)/(?P<ss>[A-Za-z0-9_]+)\.json)\Z"
 )
 
 

@@ -1,0 +1,119 @@
+"""``dispatch_render``: a render request message → one Cloud Run job execution.
+
+The message data is the experiment slug (UTF-8; either form). Attributes are optional: ``prefix``
+(``preview/`` for previews) is the only one read. A message published by hand
+(``gcloud pubsub topics publish render-requests --message=<slug>``) has none and always renders.
+Bad requests are logged and acknowledged (never raised): redelivering them cannot help.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from . import events, layout, logs
+
+log = logging.getLogger("partybal.dispatch")
+
+ALLOWED_PREFIXES = ("", layout.PREVIEW_PREFIX)
+MAX_SLUG_BYTES = 1024
+
+
+class BadRequest(Exception):
+    """A render request we cannot act on (one-line reason)."""
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    slug: str  # as published (either form), validated
+    file_slug: str
+    prefix: str
+    attributes: dict[str, str]
+
+
+def parse_request(event_type: str, data: Any) -> RenderRequest:
+    if event_type != events.PUBSUB_PUBLISHED:
+        raise BadRequest(f"event type {str(event_type)[:100]!r} is not a Pub/Sub message")
+    try:
+        msg = events.pubsub_message(data)
+    except events.NotUnderstood as why:
+        raise BadRequest(str(why)) from None
+    if len(msg.data) > MAX_SLUG_BYTES:
+        raise BadRequest(f"message of {len(msg.data)} bytes is too long for a slug")
+    try:
+        slug = msg.data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BadRequest("message data is not UTF-8 text") from None
+    if not slug:
+        raise BadRequest("empty message: no experiment slug")
+    fslug = layout.file_slug(slug)
+    if not layout.is_file_slug(fslug):
+        raise BadRequest(f"not a valid experiment slug: {slug[:200]!r}")
+    prefix = msg.attributes.get("prefix", "")
+    if prefix not in ALLOWED_PREFIXES:
+        raise BadRequest(f"prefix {prefix[:100]!r} is not one of {ALLOWED_PREFIXES!r}")
+    return RenderRequest(slug=slug, file_slug=fslug, prefix=prefix, attributes=msg.attributes)
+
+
+def run_job_request(job: str, request: RenderRequest):
+    from google.cloud import run_v2
+
+    env = [
+        run_v2.EnvVar(name="PARTYBAL_SLUG", value=request.slug),
+        run_v2.EnvVar(name="PARTYBAL_PREFIX", value=request.prefix),
+    ]
+    return run_v2.RunJobRequest(
+        name=job,
+        overrides=run_v2.RunJobRequest.Overrides(container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(env=env)]),
+    )
+
+
+def jobs_client(api_endpoint: str | None = None):
+    """The Cloud Run Admin API client: anonymous REST to ``api_endpoint`` when given (the local
+    stand-in), default credentials otherwise."""
+    from google.cloud import run_v2
+
+    if api_endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        return run_v2.JobsClient(
+            transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": api_endpoint}
+        )
+    return run_v2.JobsClient()
+
+
+def handle_render_request(
+    event_type: str,
+    data: Any,
+    event_id: str = "",
+    *,
+    environ: Mapping[str, str] | None = None,
+    client=None,
+) -> RenderRequest | None:
+    """Start one job execution for a valid request; the request, or None when it was rejected."""
+    job = events.env("RUN_JOB", environ)
+    try:
+        request = parse_request(event_type, data)
+    except BadRequest as why:
+        logs.log(log, logging.ERROR, f"render request rejected: {why}", slug=None, event_id=event_id)
+        return None
+    if client is None:
+        import os
+
+        endpoint = (environ if environ is not None else os.environ).get("RUN_API_ENDPOINT") or None
+        client = jobs_client(endpoint)
+    operation = client.run_job(request=run_job_request(job, request))  # not waited for
+    op_name = getattr(getattr(operation, "operation", None), "name", "") or ""
+    logs.log(
+        log,
+        logging.INFO,
+        "render job started",
+        slug=request.file_slug,
+        prefix=request.prefix,
+        job=job,
+        operation=op_name,
+        origin=request.attributes.get("origin", "manual"),
+        event_id=event_id,
+    )
+    return request

@@ -1,0 +1,263 @@
+"""The Cloud Run render job: ``python -m partybal.job``.
+
+Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``preview/``),
+``RESULTS_BUCKET``, ``SITE_BUCKET``, ``STATE_BUCKET``; ``CLOUD_RUN_TASK_ATTEMPT`` is logged.
+
+1. delete the pending marker (before reading anything: an upload landing after this makes a new
+   marker and so another render);
+2. load and validate the results; build the page in a temp folder;
+3. publish to the site bucket: figures under a fresh ``<slug>_files/<render-id>/`` first, then the
+   page, then remove earlier renders' figures — a reader never sees a page without its figures;
+4. write ``status/<slug>.json`` in the state bucket (which triggers the TOC rebuild).
+
+Bad input or a failed knit: status ``failed`` with a one-line reason, the live page untouched, exit
+status 1 (Cloud Run retries the task).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import mimetypes
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import events, layout, logs, render
+from .results import ExperimentResults, InputError, list_experiment_files, load_experiment
+from .storage import GcsResults, gcs_client
+
+log = logging.getLogger("partybal.job")
+
+PAGE_CACHE_CONTROL = "public, max-age=60"
+ASSET_CACHE_CONTROL = "public, max-age=31536000, immutable"  # a render id is never reused
+STATUS_CACHE_CONTROL = "no-store"
+ALLOWED_PREFIXES = ("", layout.PREVIEW_PREFIX)
+OK, FAILED = "ok", "failed"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    slug: str
+    prefix: str
+    results_bucket: str
+    site_bucket: str
+    state_bucket: str
+    attempt: str = ""
+
+    @property
+    def file_slug(self) -> str:
+        return layout.file_slug(self.slug)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "JobSettings":
+        environ = os.environ if environ is None else environ
+        settings = cls(
+            slug=events.env("PARTYBAL_SLUG", environ).strip(),
+            prefix=environ.get("PARTYBAL_PREFIX", "") or "",
+            results_bucket=events.env("RESULTS_BUCKET", environ),
+            site_bucket=events.env("SITE_BUCKET", environ),
+            state_bucket=events.env("STATE_BUCKET", environ),
+            attempt=environ.get("CLOUD_RUN_TASK_ATTEMPT", ""),
+        )
+        if not layout.is_file_slug(settings.file_slug):
+            raise events.ConfigError(f"PARTYBAL_SLUG={settings.slug[:200]!r} is not a valid experiment slug")
+        if settings.prefix not in ALLOWED_PREFIXES:
+            raise events.ConfigError(f"PARTYBAL_PREFIX={settings.prefix[:100]!r} is not one of {ALLOWED_PREFIXES!r}")
+        return settings
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.astimezone(dt.timezone.utc).isoformat() if t else None
+
+
+def new_render_id(now: dt.datetime | None = None) -> str:
+    """Like :func:`render.new_render_id` but to the microsecond, so that render ids of one
+    experiment sort in start order (old figures are deleted by that order)."""
+    import secrets
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def delete_marker(state_bucket, fslug: str, prefix: str) -> bool:
+    from google.api_core import exceptions as gexc
+
+    try:
+        state_bucket.blob(layout.pending_name(fslug, prefix)).delete()
+        return True
+    except gexc.NotFound:
+        return False
+
+
+def window_counts(results: ExperimentResults) -> dict[str, int]:
+    """Windows per period present, for the TOC's ``O W3 D21``."""
+    from .report import window_of
+
+    return {p: len({window_of(r) for r in rows}) for p, rows in results.statistics.items()}
+
+
+def publish_site(site_bucket, built: render.BuiltPage, prefix: str) -> tuple[str, int]:
+    """Figures, then the page, then delete other renders' figures. (page name, assets deleted)."""
+    fslug, rid = built.file_slug, built.render_id
+    folder = layout.assets_dir(fslug, rid, prefix) + "/"
+    for rel in built.assets:
+        name = prefix + rel
+        if not name.startswith(folder):  # build() only writes under assets_dir; never publish elsewhere
+            raise render.RenderError(f"asset {rel!r} is outside {folder!r}")
+        blob = site_bucket.blob(name)
+        blob.cache_control = ASSET_CACHE_CONTROL
+        blob.upload_from_filename(str(built.workdir / rel), content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
+    page_name = layout.page_name(fslug, prefix)
+    page = site_bucket.blob(page_name)
+    page.cache_control = PAGE_CACHE_CONTROL
+    page.upload_from_filename(str(built.workdir / built.page), content_type="text/html; charset=utf-8")
+    return page_name, delete_old_assets(site_bucket, fslug, rid, prefix)
+
+
+def delete_old_assets(site_bucket, fslug: str, render_id: str, prefix: str) -> int:
+    """Remove asset folders of earlier renders. A folder of a *later* render id (a concurrent job
+    that started after us) is left alone: its page may be about to be published."""
+    from google.api_core import exceptions as gexc
+
+    root = layout.assets_root(fslug, prefix) + "/"
+    deleted = 0
+    for blob in site_bucket.client.list_blobs(site_bucket, prefix=root, fields="items(name),nextPageToken"):
+        other = blob.name[len(root) :].split("/", 1)[0]
+        if other < render_id:
+            try:
+                blob.delete()
+                deleted += 1
+            except gexc.NotFound:
+                pass
+    return deleted
+
+
+def read_status(state_bucket, fslug: str, prefix: str) -> dict[str, Any] | None:
+    blob = state_bucket.blob(layout.status_name(fslug, prefix))
+    from google.api_core import exceptions as gexc
+
+    try:
+        record = json.loads(blob.download_as_bytes())
+    except gexc.NotFound:
+        return None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_status(state_bucket, record: dict[str, Any], prefix: str) -> str:
+    name = layout.status_name(record["file_slug"], prefix)
+    blob = state_bucket.blob(name)
+    blob.cache_control = STATUS_CACHE_CONTROL
+    blob.upload_from_string(json.dumps(record, indent=1, sort_keys=True), content_type="application/json")
+    return name
+
+
+def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int], str | None]:
+    """Best effort, after a failed load: which inputs the failure was about."""
+    try:
+        found, _ = list_experiment_files(source, fslug)
+    except Exception:  # noqa: BLE001 - only for the record
+        return {}, None
+    gens = {source.prefix + info.name: info.generation for _, info in found}
+    updated = max((info.updated for _, info in found), default=None)
+    return gens, _iso(updated)
+
+
+def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict[str, Any]:
+    """One render; the status record written. Raises only for infrastructure errors."""
+    client = client or gcs_client()
+    fslug, prefix = settings.file_slug, settings.prefix
+    fields = {"slug": fslug, "prefix": prefix, "attempt": settings.attempt}
+    state = client.bucket(settings.state_bucket)
+    site = client.bucket(settings.site_bucket)
+    had_marker = delete_marker(state, fslug, prefix)
+    logs.log(log, logging.INFO, "render started", pending_marker=had_marker, **fields)
+    source = GcsResults(settings.results_bucket, prefix, client=client)
+    started = time.monotonic()
+    record: dict[str, Any] = {
+        "slug": settings.slug,
+        "file_slug": fslug,
+        "prefix": prefix,
+        "name": settings.slug,
+        "analysis_start": None,
+        "windows": {},
+        "state": FAILED,
+        "reason": "",
+        "input_generations": {},
+        "results_updated": None,
+        "render_seconds": None,
+        "render_id": None,
+        "rendered_at": None,
+        "figures": 0,
+        "page": None,
+        "page_rendered_at": None,
+        "attempt": settings.attempt,
+    }
+    results: ExperimentResults | None = None
+    try:
+        results = load_experiment(source, settings.slug)
+        record.update(_results_fields(results, source))
+        with tempfile.TemporaryDirectory(prefix=f"partybal-{fslug}-") as tmp:
+            built = render.build(results, Path(tmp), render_id=new_render_id(), cores=cores, index_href="index.html")
+            page_name, deleted = publish_site(site, built, prefix)
+        now = _iso(dt.datetime.now(dt.timezone.utc))
+        record.update(state=OK, render_id=built.render_id, figures=built.figures, page=page_name, rendered_at=now, page_rendered_at=now)
+        logs.log(log, logging.INFO, "page published", page=page_name, render_id=built.render_id, figures=built.figures, old_assets_deleted=deleted, **fields)
+    except (InputError, render.RenderError) as exc:
+        reason = " ".join(str(exc).split())  # one line
+        if results is None:
+            gens, updated = _listed_generations(source, fslug)
+            record.update(input_generations=gens, results_updated=updated)
+        previous = read_status(state, fslug, prefix) or {}
+        record.update(
+            state=FAILED,
+            reason=reason,
+            rendered_at=_iso(dt.datetime.now(dt.timezone.utc)),
+            page=previous.get("page"),
+            page_rendered_at=previous.get("page_rendered_at"),
+        )
+        if results is None:  # keep what the TOC knows about the experiment
+            for key in ("name", "analysis_start", "windows"):
+                if previous.get(key):
+                    record[key] = previous[key]
+        logs.log(log, logging.ERROR, f"render failed: {reason}", kind=type(exc).__name__, **fields)
+    record["render_seconds"] = round(time.monotonic() - started, 3)
+    write_status(state, record, prefix)
+    return record
+
+
+def _results_fields(results: ExperimentResults, source: GcsResults) -> dict[str, Any]:
+    md = results.metadata
+    return {
+        "name": results.slug,
+        "analysis_start": _iso(md.analysis_start_time) if md and md.analysis_start_time else None,
+        "windows": window_counts(results),
+        "input_generations": {source.prefix + name: gen for name, gen in results.generations.items()},
+        "results_updated": _iso(results.updated),
+    }
+
+
+def main(environ: Mapping[str, str] | None = None, client=None) -> int:
+    logs.setup(os.environ.get("PARTYBAL_LOG_LEVEL", "INFO"))
+    try:
+        settings = JobSettings.from_env(environ)
+    except events.ConfigError as exc:
+        logs.log(log, logging.ERROR, f"render job not started: {exc}", slug=None)
+        return 2
+    try:
+        record = run(settings, client)
+    except Exception as exc:  # infrastructure trouble: log it as one JSON line, let Cloud Run retry
+        log.exception("render job crashed: %s", " ".join(str(exc).split())[:500], extra={"fields": {"slug": settings.file_slug}})
+        return 1
+    return 0 if record["state"] == OK else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

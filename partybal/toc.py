@@ -1,0 +1,285 @@
+"""The table of contents: ``index.html`` (and ``preview/index.html``) of the site bucket.
+
+Built only from a listing of the results bucket (names, generations and update times: statistics
+files are never downloaded), the pending markers and the small status records of the state bucket.
+Written with a generation precondition, read *before* listing: when two rebuilds race, the one
+that listed older state gets 412 and lists again, so no entry is ever lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from . import events, layout, logs, templating
+
+log = logging.getLogger("partybal.toc")
+
+INDEX_CACHE_CONTROL = "public, max-age=60"
+MAX_ATTEMPTS = 8
+STATE_LABELS = {
+    "ok": "ok",
+    "failed": "failed",
+    "pending": "pending",
+    "stale": "stale",
+    "new": "not rendered",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    results_bucket: str
+    site_bucket: str
+    state_bucket: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        return cls(
+            results_bucket=events.env("RESULTS_BUCKET", environ),
+            site_bucket=events.env("SITE_BUCKET", environ),
+            state_bucket=events.env("STATE_BUCKET", environ),
+        )
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object of a listing: only what the listing API returns."""
+
+    name: str
+    generation: int
+    updated: dt.datetime | None
+
+
+@dataclass
+class Experiment:
+    """What the listing says about one experiment's results."""
+
+    file_slug: str
+    generations: dict[str, int] = field(default_factory=dict)
+    periods: set[str] = field(default_factory=set)
+    updated: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class TocRow:
+    name: str
+    file_slug: str
+    href: str  # "" when no page has been published
+    analysis_start: str
+    periods: str
+    updated: str
+    updated_sort: str
+    state: str
+    state_label: str
+    reason: str
+    rendered_at: str
+
+
+@dataclass(frozen=True)
+class StateCount:
+    state: str
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class TocPage:
+    title: str
+    is_preview: bool
+    other_href: str  # the main TOC from the preview one
+    generated_at: str
+    rows: list[TocRow]
+    counts: list[StateCount]
+
+
+def _fmt_time(t: dt.datetime | None) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if t else ""
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def group_results(listed: Iterable[Listed], prefix: str) -> dict[str, Experiment]:
+    """Final results objects under ``prefix`` grouped by experiment; junk is skipped."""
+    out: dict[str, Experiment] = {}
+    for obj in listed:
+        try:
+            blob = layout.parse_results_name(obj.name, allowed_prefixes=(prefix,))
+        except layout.Ignored:
+            continue
+        exp = out.setdefault(blob.file_slug, Experiment(blob.file_slug))
+        exp.generations[obj.name] = obj.generation
+        if blob.period:
+            exp.periods.add(blob.period)
+        if obj.updated and (exp.updated is None or obj.updated > exp.updated):
+            exp.updated = obj.updated
+    return out
+
+
+def periods_text(periods: set[str], windows: Mapping[str, Any]) -> str:
+    """``O W3 D21``: one code per period present, with its window count when the job recorded it."""
+    parts = []
+    for period in layout.PERIODS:
+        if period not in periods:
+            continue
+        code = layout.PERIOD_CODES[period]
+        n = windows.get(period) if isinstance(windows, Mapping) else None
+        parts.append(code if period == "overall" or not isinstance(n, int) or n < 1 else f"{code}{n}")
+    return " ".join(parts)
+
+
+def row_state(exp: Experiment, status: Mapping[str, Any] | None, pending: bool) -> tuple[str, str]:
+    """(state, reason)."""
+    last_failure = ""
+    if status and status.get("state") == "failed":
+        last_failure = str(status.get("reason") or "unknown reason")
+    if pending:
+        return "pending", (f"last render failed: {last_failure}" if last_failure else "")
+    if not status:
+        return "new", ""
+    inputs = status.get("input_generations")
+    same_inputs = isinstance(inputs, Mapping) and {k: int(v) for k, v in inputs.items() if str(v).isdigit()} == exp.generations
+    if last_failure:
+        return ("failed", last_failure) if same_inputs else ("stale", f"last render failed: {last_failure}")
+    if not same_inputs:
+        return "stale", "results changed since the page was rendered"
+    return "ok", ""
+
+
+def make_row(exp: Experiment, status: Mapping[str, Any] | None, pending: bool, prefix: str) -> TocRow:
+    status = status or {}
+    state, reason = row_state(exp, status or None, pending)
+    has_page = status.get("page") == layout.page_name(exp.file_slug, prefix)
+    start = _parse_time(status.get("analysis_start"))
+    name = status.get("name") if isinstance(status.get("name"), str) and status.get("name") else exp.file_slug
+    return TocRow(
+        name=name,
+        file_slug=exp.file_slug,
+        href=layout.page_name(exp.file_slug) if has_page else "",  # relative to [prefix]index.html
+        analysis_start=start.strftime("%Y-%m-%d") if start else "",
+        periods=periods_text(exp.periods, status.get("windows") or {}),
+        updated=_fmt_time(exp.updated),
+        updated_sort=exp.updated.isoformat() if exp.updated else "",
+        state=state,
+        state_label=STATE_LABELS[state],
+        reason=" ".join(reason.split())[:500],
+        rendered_at=_fmt_time(_parse_time(status.get("page_rendered_at"))),
+    )
+
+
+def toc_page(
+    experiments: Mapping[str, Experiment],
+    statuses: Mapping[str, Mapping[str, Any]],
+    pending: set[str],
+    prefix: str,
+    now: dt.datetime | None = None,
+) -> TocPage:
+    rows = [make_row(exp, statuses.get(fs), fs in pending, prefix) for fs, exp in experiments.items()]
+    rows.sort(key=lambda r: (r.updated_sort, r.file_slug), reverse=True)  # newest results first
+    counts = Counter(r.state for r in rows)
+    preview = prefix == layout.PREVIEW_PREFIX
+    return TocPage(
+        title="Experiment results — previews" if preview else "Experiment results",
+        is_preview=preview,
+        other_href="../" + layout.index_name() if preview else "",
+        generated_at=_fmt_time(now or dt.datetime.now(dt.timezone.utc)),
+        rows=rows,
+        counts=[StateCount(s, STATE_LABELS[s], counts[s]) for s in STATE_LABELS if counts[s]],
+    )
+
+
+def render_html(page: TocPage) -> str:
+    return templating.render("toc.html.j2", toc=page)
+
+
+# --- reading the buckets ------------------------------------------------------------------------
+
+
+def list_results(client, results_bucket: str, prefix: str) -> list[Listed]:
+    out: list[Listed] = []
+    bucket = client.bucket(results_bucket)
+    for folder in layout.results_listing_prefixes(prefix):
+        for b in client.list_blobs(bucket, prefix=folder, fields="items(name,updated,generation),nextPageToken"):
+            out.append(Listed(b.name, int(b.generation), b.updated))
+    return out
+
+
+def read_state(client, state_bucket: str, prefix: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """(status records by file slug, file slugs with a pending marker)."""
+    from google.api_core import exceptions as gexc
+
+    bucket = client.bucket(state_bucket)
+    statuses: dict[str, dict[str, Any]] = {}
+    pending: set[str] = set()
+    for folder in layout.state_listing_prefixes(prefix):
+        for b in client.list_blobs(bucket, prefix=folder, fields="items(name,generation),nextPageToken"):
+            sb = layout.parse_state_name(b.name)
+            if sb is None or sb.prefix != prefix:
+                continue
+            if sb.what == "pending":
+                pending.add(sb.file_slug)
+                continue
+            try:
+                record = json.loads(bucket.blob(b.name, generation=b.generation).download_as_bytes())
+            except gexc.NotFound:
+                continue  # replaced since the listing: the next rebuild sees the new one
+            except ValueError:
+                record = {"state": "failed", "reason": "unreadable status record"}
+            if isinstance(record, dict):
+                statuses[sb.file_slug] = record
+    return statuses, pending
+
+
+def build_index(client, settings: Settings, prefix: str) -> TocPage:
+    experiments = group_results(list_results(client, settings.results_bucket, prefix), prefix)
+    statuses, pending = read_state(client, settings.state_bucket, prefix)
+    return toc_page(experiments, statuses, pending, prefix)
+
+
+def publish_index(client, settings: Settings, prefix: str = "", max_attempts: int = MAX_ATTEMPTS) -> tuple[str, int]:
+    """Rebuild and write ``[prefix]index.html``; (object name, attempts it took)."""
+    from google.api_core import exceptions as gexc
+
+    site = client.bucket(settings.site_bucket)
+    name = layout.index_name(prefix)
+    for attempt in range(1, max_attempts + 1):
+        current = site.get_blob(name)
+        generation = int(current.generation) if current is not None else 0  # read BEFORE listing
+        page = build_index(client, settings, prefix)
+        blob = site.blob(name)
+        blob.cache_control = INDEX_CACHE_CONTROL
+        try:
+            blob.upload_from_string(render_html(page), content_type="text/html; charset=utf-8", if_generation_match=generation)
+        except gexc.PreconditionFailed:
+            logs.log(log, logging.INFO, "index changed while rebuilding; rebuilding again", slug=None, index=name, attempt=attempt)
+            continue
+        logs.log(log, logging.INFO, "index rebuilt", slug=None, index=name, experiments=len(page.rows), attempt=attempt)
+        return name, attempt
+    raise RuntimeError(f"{name}: gave up after {max_attempts} concurrent rebuilds")
+
+
+def handle_state_event(event_type: str, data: Any, event_id: str = "", *, settings: Settings | None = None, client=None) -> str | None:
+    """``rebuild_toc``: a status/marker change → rebuild the index it belongs to. The index name."""
+    settings = settings or Settings.from_env()
+    try:
+        blob = events.state_blob(event_type, data, settings.state_bucket)
+    except events.NotUnderstood as why:
+        events.ignored(log, why, event_id=event_id)
+        return None
+    if client is None:
+        from .storage import gcs_client
+
+        client = gcs_client()
+    name, _ = publish_index(client, settings, blob.prefix)
+    return name

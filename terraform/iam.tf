@@ -1,0 +1,213 @@
+# One service account per component, each granted only what it needs, on the resource itself
+# (bucket, topic, subscription, job, service account) wherever the API has resource-level IAM.
+# Project-level grants exist only where GCP offers nothing narrower, and say so.
+
+resource "google_service_account" "finalize" {
+  account_id   = "${var.name_prefix}-finalize"
+  display_name = "partybal on_results_finalized"
+  description  = "Runs on_results_finalized: coalescing markers in the state bucket, publishes render requests."
+}
+
+resource "google_service_account" "dispatch" {
+  account_id   = "${var.name_prefix}-dispatch"
+  display_name = "partybal dispatch_render"
+  description  = "Runs dispatch_render: starts renderer job executions with overrides."
+}
+
+resource "google_service_account" "job" {
+  account_id   = "${var.name_prefix}-job"
+  display_name = "partybal renderer job"
+  description  = "Runs the renderer Cloud Run job: reads results, writes pages and status."
+}
+
+resource "google_service_account" "toc" {
+  account_id   = "${var.name_prefix}-toc"
+  display_name = "partybal rebuild_toc"
+  description  = "Runs rebuild_toc: lists results and state, writes the site index."
+}
+
+resource "google_service_account" "events" {
+  account_id   = "${var.name_prefix}-events"
+  display_name = "partybal event delivery"
+  description  = "Identity of the Eventarc triggers and of the render-requests push subscription: may only invoke the partybal functions."
+}
+
+# --- on_results_finalized ---------------------------------------------------------------------
+
+# Publishes the file-slug of an experiment whose results changed.
+resource "google_pubsub_topic_iam_member" "finalize_publishes_requests" {
+  topic  = google_pubsub_topic.render_requests.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.finalize.member
+}
+
+# Reads, creates and takes over (overwrites) coalescing markers, and nothing else in the state
+# bucket: the condition limits the grant to [preview/]pending/ objects.
+resource "google_storage_bucket_iam_member" "finalize_markers" {
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.finalize.member
+
+  condition {
+    title       = "pending-markers-only"
+    description = "Only pending/ and preview/pending/ coalescing markers."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/pending/\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/preview/pending/\")"
+  }
+}
+
+# --- dispatch_render --------------------------------------------------------------------------
+
+# run_job with containerOverrides (PARTYBAL_SLUG/PARTYBAL_PREFIX) needs run.jobs.runWithOverrides,
+# which plain roles/run.invoker lacks; granted on this job only.
+resource "google_cloud_run_v2_job_iam_member" "dispatch_runs_job" {
+  project  = var.project
+  location = google_cloud_run_v2_job.renderer.location
+  name     = google_cloud_run_v2_job.renderer.name
+  role     = "roles/run.jobsExecutorWithOverrides"
+  member   = google_service_account.dispatch.member
+}
+
+# Starting an execution that runs as the job's service account requires actAs on that account.
+resource "google_service_account_iam_member" "dispatch_acts_as_job" {
+  service_account_id = google_service_account.job.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.dispatch.member
+}
+
+# --- renderer job -----------------------------------------------------------------------------
+
+# Reads the experiment's statistics/metadata/errors objects; never writes Jetstream's bucket.
+resource "google_storage_bucket_iam_member" "job_reads_results" {
+  bucket = local.results_bucket
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.job.member
+}
+
+# Writes the page and figures, lists and deletes the assets of earlier renders.
+resource "google_storage_bucket_iam_member" "job_writes_site" {
+  bucket = google_storage_bucket.site.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.job.member
+}
+
+# Writes status/<slug>.json and deletes pending/<slug> (the bucket holds nothing else).
+resource "google_storage_bucket_iam_member" "job_writes_state" {
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.job.member
+}
+
+# --- rebuild_toc ------------------------------------------------------------------------------
+
+# Lists the results bucket to know every experiment and its periods.
+resource "google_storage_bucket_iam_member" "toc_reads_results" {
+  bucket = local.results_bucket
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.toc.member
+}
+
+# Lists and reads pending markers and status records.
+resource "google_storage_bucket_iam_member" "toc_reads_state" {
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.toc.member
+}
+
+# Writes (overwrites) the two index pages and no other site object.
+resource "google_storage_bucket_iam_member" "toc_writes_index" {
+  bucket = google_storage_bucket.site.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.toc.member
+
+  condition {
+    title       = "index-pages-only"
+    description = "Only index.html and preview/index.html."
+    expression  = "resource.name == \"projects/_/buckets/${google_storage_bucket.site.name}/objects/index.html\" || resource.name == \"projects/_/buckets/${google_storage_bucket.site.name}/objects/preview/index.html\""
+  }
+}
+
+# --- event delivery ---------------------------------------------------------------------------
+
+# Eventarc triggers must run as an account holding eventReceiver; it has no resource-level binding.
+resource "google_project_iam_member" "events_receiver" {
+  project = var.project
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.events.member
+}
+
+# Eventarc (finalize, TOC) and the push subscription (dispatch) call the functions' Cloud Run
+# services with this account's token; invoker is granted on each service only.
+resource "google_cloud_run_v2_service_iam_member" "events_invoke" {
+  for_each = merge(
+    {
+      on_results_finalized = google_cloudfunctions2_function.on_results_finalized.name
+      dispatch_render      = google_cloudfunctions2_function.dispatch_render.name
+    },
+    { for k, f in google_cloudfunctions2_function.rebuild_toc : "rebuild_toc_${k}" => f.name },
+  )
+
+  project  = var.project
+  location = var.region
+  name     = each.value
+  role     = "roles/run.invoker"
+  member   = google_service_account.events.member
+}
+
+# --- Google service agents --------------------------------------------------------------------
+
+data "google_storage_project_service_account" "gcs" {
+  project = var.project
+
+  depends_on = [google_project_service.this]
+}
+
+# GCS-triggered Eventarc: the Cloud Storage service agent publishes bucket events to transport
+# topics Eventarc creates on the fly, so this cannot be scoped to a topic.
+resource "google_project_iam_member" "gcs_agent_pubsub_publisher" {
+  project = var.project
+  role    = "roles/pubsub.publisher"
+  member  = local.gcs_service_agent
+}
+
+# The push subscription mints OIDC tokens for the events account to authenticate to dispatch_render.
+resource "google_service_account_iam_member" "pubsub_agent_mints_push_tokens" {
+  service_account_id = google_service_account.events.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+
+  depends_on = [google_project_service.this]
+}
+
+# Dead-lettering: Pub/Sub forwards undeliverable requests to the dead-letter topic...
+resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letters" {
+  topic  = google_pubsub_topic.render_dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_service_agent
+}
+
+# ...and acknowledges them on the source subscription once forwarded.
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_dead_letters" {
+  subscription = google_pubsub_subscription.dispatch.id
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# --- site readers -----------------------------------------------------------------------------
+
+# Only with var.public_site: anyone may read pages (public access prevention is lifted with it).
+resource "google_storage_bucket_iam_member" "site_public" {
+  count = var.public_site ? 1 : 0
+
+  bucket = google_storage_bucket.site.name
+  role   = "roles/storage.objectViewer"
+  member = "allUsers"
+}
+
+# Private site: the named readers (browse https://storage.cloud.google.com/<site>/index.html).
+resource "google_storage_bucket_iam_member" "site_viewers" {
+  for_each = toset(var.public_site ? [] : var.site_viewers)
+
+  bucket = google_storage_bucket.site.name
+  role   = "roles/storage.objectViewer"
+  member = each.value
+}

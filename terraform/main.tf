@@ -1,0 +1,41 @@
+# partybal on GCP. The pipeline, one file per concern:
+#
+#   results bucket --finalize--> on_results_finalized  (functions.tf)  -- pending/<slug> in the state bucket
+#                                   | publishes the file-slug
+#                                   v
+#                    render-requests topic              (pubsub.tf)
+#                                   | push subscription, dead-letter after N attempts
+#                                   v
+#                    dispatch_render                    (functions.tf)
+#                                   | run_job with PARTYBAL_SLUG / PARTYBAL_PREFIX overrides
+#                                   v
+#                    Cloud Run job (renderer image)      (run.tf)      -- page + figures to the site bucket,
+#                                                                         status/<slug>.json, deletes pending/<slug>
+#   state bucket --finalize/delete--> rebuild_toc       (functions.tf) -- index.html to the site bucket
+#
+# apis.tf enables services, buckets.tf holds the buckets, iam.tf every service account and grant.
+
+data "google_project" "this" {
+  project_id = var.project
+}
+
+locals {
+  labels = merge({ app = "partybal" }, var.labels)
+
+  bucket_location         = upper(var.bucket_location != "" ? var.bucket_location : var.region)
+  results_bucket_location = lower(var.results_bucket_location != "" ? var.results_bucket_location : (var.create_results_bucket ? local.bucket_location : var.region))
+
+  site_bucket   = var.site_bucket != "" ? var.site_bucket : "${var.project}-partybal-site"
+  state_bucket  = var.state_bucket != "" ? var.state_bucket : "${var.project}-partybal-state"
+  source_bucket = var.source_bucket != "" ? var.source_bucket : "${var.project}-partybal-src"
+  # When partybal creates the results bucket, reference the resource so grants and triggers wait for it.
+  results_bucket = var.create_results_bucket ? google_storage_bucket.results[0].name : var.results_bucket
+
+  job_name     = "${var.name_prefix}-render"
+  render_topic = google_pubsub_topic.render_requests.id # projects/P/topics/T
+  run_job      = google_cloud_run_v2_job.renderer.id    # projects/P/locations/L/jobs/J
+
+  # Google-managed service agents (created when their API is enabled).
+  gcs_service_agent    = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}

@@ -1,0 +1,84 @@
+resource "google_artifact_registry_repository" "renderer" {
+  # checkov:skip=CKV_GCP_84: the image holds only public code and Debian/PyPI packages; Google-managed encryption is enough.
+  repository_id = var.artifact_repository
+  location      = var.region
+  format        = "DOCKER"
+  description   = "partybal renderer image (renderer_image/Dockerfile), tagged by git commit."
+
+  docker_config {
+    immutable_tags = true # a tag is a commit: rolling back = redeploying an older tag
+  }
+
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "7776000s" # 90 days, unless among the 10 most recent
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+# One execution renders one experiment. dispatch_render starts it with per-execution env overrides
+# PARTYBAL_SLUG (the file-slug) and PARTYBAL_PREFIX ("" or "preview/"); they are deliberately not
+# set here, so an execution without overrides fails fast instead of rendering a default.
+resource "google_cloud_run_v2_job" "renderer" {
+  name                = local.job_name
+  location            = var.region
+  deletion_protection = var.job_deletion_protection
+
+  template {
+    task_count  = 1
+    parallelism = var.job_parallelism
+
+    template {
+      service_account = google_service_account.job.email
+      timeout         = "${var.job_timeout_seconds}s"
+      max_retries     = var.job_max_retries
+
+      containers {
+        image = var.renderer_image
+
+        resources {
+          limits = {
+            cpu    = var.job_cpu
+            memory = var.job_memory
+          }
+        }
+
+        env {
+          name  = "GOOGLE_CLOUD_PROJECT"
+          value = var.project
+        }
+        env {
+          name  = "RESULTS_BUCKET"
+          value = local.results_bucket
+        }
+        env {
+          name  = "SITE_BUCKET"
+          value = google_storage_bucket.site.name
+        }
+        env {
+          name  = "STATE_BUCKET"
+          value = google_storage_bucket.state.name
+        }
+        env {
+          # render.py's R timeout follows the task timeout (a minute less, to leave time to write status).
+          name  = "PARTYBAL_R_TIMEOUT"
+          value = tostring(var.job_timeout_seconds - 60)
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}

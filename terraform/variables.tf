@@ -1,0 +1,214 @@
+# --- where ------------------------------------------------------------------------------------
+
+variable "project" {
+  type        = string
+  description = "GCP project id that hosts partybal (functions, job, topic, site and state buckets)."
+}
+
+variable "region" {
+  type        = string
+  default     = "us-central1"
+  description = "Region of the functions, the Cloud Run job, the Artifact Registry repository and (by default) the buckets."
+}
+
+variable "name_prefix" {
+  type        = string
+  default     = "partybal"
+  description = "Prefix of every resource name (functions, job, service accounts, topic subscriptions)."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}$", var.name_prefix))
+    error_message = "name_prefix must be 2-15 lowercase letters, digits or '-', starting with a letter (service account ids are limited to 30 characters)."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  default     = {}
+  description = "Extra labels put on every labellable resource (merged with app=partybal)."
+}
+
+# --- buckets ----------------------------------------------------------------------------------
+
+variable "results_bucket" {
+  type        = string
+  description = "Name of the results bucket Jetstream writes to (usually Jetstream's existing bucket). Must be in var.project: Eventarc Cloud Storage triggers only watch buckets of their own project."
+}
+
+variable "create_results_bucket" {
+  type        = bool
+  default     = false
+  description = "Create the results bucket (for a sandbox or a staging copy). By default it is referenced as an existing bucket that partybal only reads."
+}
+
+variable "results_bucket_location" {
+  type        = string
+  default     = ""
+  description = "Location of the results bucket, e.g. \"US\" or \"us-central1\". The finalize trigger must live in the bucket's location. Empty means var.region."
+}
+
+variable "site_bucket" {
+  type        = string
+  default     = ""
+  description = "Name of the site bucket (rendered pages, figures, index.html). Empty means \"<project>-partybal-site\"."
+}
+
+variable "state_bucket" {
+  type        = string
+  default     = ""
+  description = "Name of the state bucket (pending/ coalescing markers, status/ render records; never public). Empty means \"<project>-partybal-state\"."
+}
+
+variable "source_bucket" {
+  type        = string
+  default     = ""
+  description = "Name of the private bucket holding the Cloud Functions source zips. Empty means \"<project>-partybal-src\"."
+}
+
+variable "bucket_location" {
+  type        = string
+  default     = ""
+  description = "Location of the site, state and source buckets (and of the results bucket when created). Empty means var.region."
+}
+
+variable "public_site" {
+  type        = bool
+  default     = false
+  description = "Serve the site bucket to everyone (allUsers objectViewer, public access prevention inherited). Off by default: the site is then readable only by var.site_viewers."
+}
+
+variable "site_viewers" {
+  type        = list(string)
+  default     = []
+  description = "IAM members (e.g. \"group:experimenters@example.com\") granted objectViewer on the site bucket when it is not public."
+}
+
+variable "noncurrent_versions_kept" {
+  type        = number
+  default     = 3
+  description = "Noncurrent object versions kept per object in the versioned buckets (site, source); older ones are deleted."
+}
+
+variable "noncurrent_version_days" {
+  type        = number
+  default     = 30
+  description = "Days after which a noncurrent object version is deleted from the versioned buckets, whatever its rank."
+}
+
+variable "force_destroy" {
+  type        = bool
+  default     = false
+  description = "Allow `terraform destroy` to delete non-empty site, state and source buckets. Keep false outside sandboxes."
+}
+
+# --- renderer job -----------------------------------------------------------------------------
+
+variable "artifact_repository" {
+  type        = string
+  default     = "partybal"
+  description = "Id of the Artifact Registry docker repository created for the renderer image."
+}
+
+variable "renderer_image" {
+  type        = string
+  description = "Full renderer image reference, e.g. \"us-central1-docker.pkg.dev/P/partybal/renderer:<git-sha>\" (`make image` builds and pushes it; `make deploy` passes it)."
+}
+
+variable "job_cpu" {
+  type        = string
+  default     = "2"
+  description = "vCPUs of one renderer task (Cloud Run limit, e.g. \"1\", \"2\", \"4\"). R draws figures on all of them."
+}
+
+variable "job_memory" {
+  type        = string
+  default     = "4Gi"
+  description = "Memory of one renderer task (Cloud Run limit, e.g. \"2Gi\", \"4Gi\")."
+}
+
+variable "job_timeout_seconds" {
+  type        = number
+  default     = 1800
+  description = "Timeout of one renderer task attempt, in seconds."
+
+  validation {
+    condition     = var.job_timeout_seconds >= 60 && var.job_timeout_seconds <= 86400
+    error_message = "job_timeout_seconds must be between 60 and 86400."
+  }
+}
+
+variable "job_max_retries" {
+  type        = number
+  default     = 1
+  description = "Retries of a failed renderer task within one execution (Cloud Run job max_retries)."
+
+  validation {
+    condition     = var.job_max_retries >= 0 && var.job_max_retries <= 10
+    error_message = "job_max_retries must be between 0 and 10."
+  }
+}
+
+variable "job_parallelism" {
+  type        = number
+  default     = 1
+  description = "Tasks of one execution run at once (template.parallelism). One execution renders one experiment in one task, so 1; different experiments render concurrently as separate executions."
+
+  validation {
+    condition     = var.job_parallelism >= 0 && var.job_parallelism <= 1
+    error_message = "job_parallelism must be 0 or 1: each execution has exactly one task."
+  }
+}
+
+variable "job_deletion_protection" {
+  type        = bool
+  default     = true
+  description = "Terraform-side deletion protection of the Cloud Run job."
+}
+
+# --- coalescing and delivery ------------------------------------------------------------------
+
+variable "coalesce_stale_seconds" {
+  type        = number
+  default     = 900
+  description = "A pending/<slug> marker older than this is considered abandoned and taken over by the next results event (COALESCE_STALE_SECONDS)."
+}
+
+variable "coalesce_settle_seconds" {
+  type        = number
+  default     = 30
+  description = "Minimum backoff, in seconds, before a failed render request is redelivered to the dispatcher; Jetstream writes an experiment's objects in a burst, so a short settle avoids rendering half a result set on retries."
+
+  validation {
+    condition     = var.coalesce_settle_seconds >= 10 && var.coalesce_settle_seconds <= 600
+    error_message = "coalesce_settle_seconds must be between 10 and 600 (Pub/Sub retry backoff bounds)."
+  }
+}
+
+variable "dispatch_max_delivery_attempts" {
+  type        = number
+  default     = 5
+  description = "Deliveries of one render request to the dispatcher before it goes to the dead-letter topic."
+
+  validation {
+    condition     = var.dispatch_max_delivery_attempts >= 5 && var.dispatch_max_delivery_attempts <= 100
+    error_message = "Pub/Sub allows 5 to 100 delivery attempts."
+  }
+}
+
+variable "topic_name" {
+  type        = string
+  default     = "render-requests"
+  description = "Name of the Pub/Sub topic carrying render requests (one message = one file-slug)."
+}
+
+variable "function_max_instances" {
+  type        = number
+  default     = 10
+  description = "Maximum instances of the finalize and dispatch functions (the TOC functions are always capped at 1)."
+}
+
+variable "function_build_service_account" {
+  type        = string
+  default     = null
+  description = "Full resource name (projects/P/serviceAccounts/EMAIL) of the service account Cloud Build uses to build the functions. null keeps the project default."
+}

@@ -1,0 +1,42 @@
+"""Helpers shared by the pipeline tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample"
+
+
+def upload_sample(gcs, bucket: str, fslug: str, prefix: str = "") -> list[str]:
+    names = []
+    for path in sorted(SAMPLE.glob(f"*/*_{fslug}*.json")):
+        name = f"{prefix}{path.parent.name}/{path.name}"
+        gcs.bucket(bucket).blob(name).upload_from_filename(str(path), content_type="application/json")
+        names.append(name)
+    assert names, f"no sample files for {fslug}"
+    return names
+
+
+class RecordingPublisher:
+    """Stands in for PublisherClient: records (topic, data, attributes)."""
+
+    def __init__(self):
+        import threading
+
+        self.messages: list[tuple[str, bytes, dict]] = []
+        self._lock = threading.Lock()
+
+    def publish(self, topic, data, **attrs):
+        with self._lock:
+            self.messages.append((topic, data, attrs))
+            return _Done(str(len(self.messages)))
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self, timeout=None):
+        return self.value
+
+
