@@ -49,18 +49,17 @@ with_panels <- function(d, spec, keep = c("absolute", "relative_uplift")) {
 }
 
 # mean, binomial, mean_lm, per_client_dau_impact, population_ratio: a point estimate with a CI
-# per branch; one point per branch for a single window, a line over windows for a series.
+# per branch; one interval per branch for a single window, one per branch and window for a series.
 plot_mean <- function(d, spec) {
   d <- with_panels(d, spec)
   if (isTRUE(spec$series)) {
-    ggplot(d, aes(x = window, y = point, colour = branch, fill = branch)) +
+    # Windows are discrete: an interval per branch and window, side by side.
+    ggplot(d, aes(x = window, y = point, ymin = lower, ymax = upper, colour = branch)) +
       geom_hline(
         data = d[d$comparison == "relative_uplift", , drop = FALSE][1, , drop = FALSE],
         aes(yintercept = 0), colour = "grey50", linetype = "dashed", na.rm = TRUE
       ) +
-      geom_ribbon(aes(ymin = lower, ymax = upper), alpha = 0.15, colour = NA, na.rm = TRUE) +
-      geom_line(na.rm = TRUE) +
-      geom_point(size = 1.2, na.rm = TRUE) +
+      geom_pointrange(position = position_dodge(width = 0.5), size = 0.25, na.rm = TRUE) +
       facet_wrap(~panel, scales = "free_y", nrow = 1) +
       scale_x_continuous(breaks = unlist(spec$windows)) +
       branch_scale(spec) +
@@ -99,7 +98,7 @@ plot_deciles <- function(d, spec) {
     theme_partybal()
   if (isTRUE(spec$series)) {
     d$window_label <- paste("Window", d$window)
-    p %+% d + facet_grid(window_label ~ panel, scales = "free_y")
+    p %+% d + facet_wrap(~ window_label + panel, scales = "free_y", ncol = 2)
   } else {
     p + facet_wrap(~panel, scales = "free_y", nrow = 1)
   }

@@ -162,3 +162,12 @@ def test_render_error_keeps_page_and_records_inputs(gcs, buckets, monkeypatch):
     assert st["state"] == "failed" and st["reason"] == "R exited with status 1: Error in plot_foo(): boom line two"
     assert len(st["input_generations"]) == 2 and st["name"] == SLUG
     assert gcs.bucket(buckets.site).blob(layout.page_name(SLUG)).download_as_text() == "<p>good old page</p>"
+
+
+def test_render_ids_sort_in_start_order_within_a_second():
+    import datetime as dt
+
+    t = dt.datetime(2024, 5, 1, 12, 0, 0, 999, tzinfo=dt.timezone.utc)
+    ids = [job.new_render_id(t + dt.timedelta(microseconds=i)) for i in range(50)]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    assert all(layout.is_file_slug(i.replace("-", "_")) for i in ids)  # a plain folder name

@@ -109,9 +109,12 @@ def test_only_errors_and_empty_array(tmp_path):
     assert "The overall results file is empty." in (tmp_path / "site/empty_exp.html").read_text()
 
 
-def test_hostile_names_render_escaped_and_run_nothing(tmp_path):
-    marker = Path("/tmp/partybal-pwned")
-    marker.unlink(missing_ok=True)
+MARKER = Path("/tmp/partybal-pwned")
+
+
+def render_hostile(tmp_path: Path) -> Path:
+    """Render an experiment whose names, descriptions and errors try to break out; returns the site."""
+    MARKER.unlink(missing_ok=True)
     results = tmp_path / "results"
     rows = []
     for name in HOSTILE:
@@ -127,8 +130,12 @@ def test_hostile_names_render_escaped_and_run_nothing(tmp_path):
         for m in HOSTILE])
     proc = render(results, "hostile", tmp_path / "site")
     assert proc.returncode == 0, proc.stderr
-    html = (tmp_path / "site/hostile.html").read_text()
-    assert not marker.exists()
+    return tmp_path / "site"
+
+
+def test_hostile_names_render_escaped_and_run_nothing(tmp_path):
+    html = (render_hostile(tmp_path) / "hostile.html").read_text()
+    assert not MARKER.exists()
     assert "<script>alert(1)</script>" not in html
     assert html.count("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;") >= 3
     assert "back\\slash ünï 📈" in html
