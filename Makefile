@@ -25,8 +25,10 @@ test: setup checkov
 test-all: setup checkov
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
 
+# The local stack with the sample data: prints the site URL, serves until Ctrl-C.
+# CI-like: make demo DEMO_ARGS=--once (exits 0 once the site is complete).
 demo: setup
-	$(PY) -m partybal demo
+	$(PY) -m partybal local up $(DEMO_ARGS)
 
 bench: setup
 	$(PY) benchmarks/render_large.py

@@ -32,8 +32,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--cores", type=int, default=None, help="R worker processes for plots (default: all cores)")
     r.set_defaults(func=cmd_render)
     from .localstack import add_commands  # local up, demo, rerender
+    from .preview import add_command as add_preview
 
     add_commands(sub)
+    add_preview(sub)
     return p
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import events, layout, logs, render
+from . import events, layout, logs, preview, render, status
 from .results import ExperimentResults, InputError, list_experiment_files, load_experiment
 from .storage import GcsResults, gcs_client
 
@@ -72,10 +72,6 @@ class JobSettings:
         return settings
 
 
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.astimezone(dt.timezone.utc).isoformat() if t else None
-
-
 def new_render_id(now: dt.datetime | None = None) -> str:
     """Like :func:`render.new_render_id` but to the microsecond, so that render ids of one
     experiment sort in start order (old figures are deleted by that order)."""
@@ -83,6 +79,16 @@ def new_render_id(now: dt.datetime | None = None) -> str:
 
     now = now or dt.datetime.now(dt.timezone.utc)
     return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def page_url(bucket: str, name: str) -> str:
+    """Where a person opens the page: the console's authenticated URL (or the emulator's)."""
+    import urllib.parse
+
+    host = os.environ.get("STORAGE_EMULATOR_HOST")
+    if host:
+        return f"{host.rstrip('/')}/{bucket}/{urllib.parse.quote(name)}"
+    return f"https://storage.cloud.google.com/{bucket}/{urllib.parse.quote(name)}"
 
 
 def delete_marker(state_bucket, fslug: str, prefix: str) -> bool:
@@ -93,13 +99,6 @@ def delete_marker(state_bucket, fslug: str, prefix: str) -> bool:
         return True
     except gexc.NotFound:
         return False
-
-
-def window_counts(results: ExperimentResults) -> dict[str, int]:
-    """Windows per period present, for the TOC's ``O W3 D21``."""
-    from .report import window_of
-
-    return {p: len({window_of(r) for r in rows}) for p, rows in results.statistics.items()}
 
 
 def publish_site(site_bucket, built: render.BuiltPage, prefix: str) -> tuple[str, int]:
@@ -167,7 +166,7 @@ def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int],
         return {}, None
     gens = {source.prefix + info.name: info.generation for _, info in found}
     updated = max((info.updated for _, info in found), default=None)
-    return gens, _iso(updated)
+    return gens, status.iso(updated)
 
 
 def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict[str, Any]:
@@ -203,13 +202,14 @@ def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict
     results: ExperimentResults | None = None
     try:
         results = load_experiment(source, settings.slug)
-        record.update(_results_fields(results, source))
+        record.update(status.results_fields(results, source.prefix))
         with tempfile.TemporaryDirectory(prefix=f"partybal-{fslug}-") as tmp:
-            built = render.build(results, Path(tmp), render_id=new_render_id(), cores=cores, index_href="index.html")
+            the_banner = preview.banner(source.description, dt.datetime.now(dt.timezone.utc)) if prefix == layout.PREVIEW_PREFIX else None
+            built = render.build(results, Path(tmp), render_id=new_render_id(), cores=cores, index_href="index.html", banner=the_banner)
             page_name, deleted = publish_site(site, built, prefix)
-        now = _iso(dt.datetime.now(dt.timezone.utc))
+        now = status.iso(dt.datetime.now(dt.timezone.utc))
         record.update(state=OK, render_id=built.render_id, figures=built.figures, page=page_name, rendered_at=now, page_rendered_at=now)
-        logs.log(log, logging.INFO, "page published", page=page_name, render_id=built.render_id, figures=built.figures, old_assets_deleted=deleted, **fields)
+        logs.log(log, logging.INFO, "page published", page=page_name, url=page_url(settings.site_bucket, page_name), render_id=built.render_id, figures=built.figures, old_assets_deleted=deleted, **fields)
     except (InputError, render.RenderError) as exc:
         reason = " ".join(str(exc).split())  # one line
         if results is None:
@@ -219,7 +219,7 @@ def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict
         record.update(
             state=FAILED,
             reason=reason,
-            rendered_at=_iso(dt.datetime.now(dt.timezone.utc)),
+            rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)),
             page=previous.get("page"),
             page_rendered_at=previous.get("page_rendered_at"),
         )
@@ -231,17 +231,6 @@ def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict
     record["render_seconds"] = round(time.monotonic() - started, 3)
     write_status(state, record, prefix)
     return record
-
-
-def _results_fields(results: ExperimentResults, source: GcsResults) -> dict[str, Any]:
-    md = results.metadata
-    return {
-        "name": results.slug,
-        "analysis_start": _iso(md.analysis_start_time) if md and md.analysis_start_time else None,
-        "windows": window_counts(results),
-        "input_generations": {source.prefix + name: gen for name, gen in results.generations.items()},
-        "results_updated": _iso(results.updated),
-    }
 
 
 def main(environ: Mapping[str, str] | None = None, client=None) -> int:

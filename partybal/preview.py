@@ -1,0 +1,150 @@
+"""Previews: see a config's results before they are published.
+
+- ``partybal preview --results DIR``: render every experiment of a local bucket-shaped folder into
+  a temporary site with its own index — no buckets, no emulators.
+- On GCP (and the local stack) results under ``preview/`` of the results bucket take the same
+  event path into ``preview/`` of the site bucket; the job passes :func:`banner` for them.
+
+Every preview page says so in a banner that names its data and the date it expires (previews
+are deleted after :data:`EXPIRY_DAYS` days: the site bucket's lifecycle rule on GCP, and
+:func:`clean_old_previews` locally).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+import webbrowser
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import layout, status, toc
+from .render import RenderError, render_to_dir
+from .report import Banner
+from .results import InputError
+from .storage import LocalResults, ResultsSource
+
+EXPIRY_DAYS = 7
+DEFAULT_ROOT = Path("build") / "preview"
+
+
+def banner(source: str, rendered_at: dt.datetime) -> Banner:
+    expires = (rendered_at + dt.timedelta(days=EXPIRY_DAYS)).astimezone(dt.timezone.utc)
+    return Banner(
+        title="Preview — not final results.",
+        text=(
+            f"Rendered from {source} on {rendered_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+            f"this preview expires on {expires:%Y-%m-%d} ({EXPIRY_DAYS} days)."
+        ),
+    )
+
+
+def discover(source: ResultsSource) -> list[str]:
+    """File slugs of every experiment with at least one final results object."""
+    found = set()
+    for kind in layout.Kind:
+        for info in source.list(f"{kind.value}/{kind.value}_"):
+            try:
+                found.add(layout.parse_results_name(info.name, allowed_prefixes=("",)).file_slug)
+            except layout.Ignored:
+                continue
+    return sorted(found)
+
+
+@dataclass
+class Outcome:
+    file_slug: str
+    page: Path | None
+    error: str  # "" when rendered
+    fields: dict = dataclasses.field(default_factory=dict)  # status.results_fields when loaded
+
+
+def clean_old_previews(root: Path, now: dt.datetime, keep: Path | None = None) -> list[Path]:
+    """Delete local preview sites older than the expiry; returns what was deleted."""
+    deleted = []
+    if not root.is_dir():
+        return deleted
+    cutoff = now.timestamp() - EXPIRY_DAYS * 86400
+    for site in root.iterdir():
+        if site.is_dir() and site != keep and site.stat().st_mtime < cutoff:
+            shutil.rmtree(site, ignore_errors=True)
+            deleted.append(site)
+    return deleted
+
+
+def write_index(out: Path, source: ResultsSource, outcomes: list[Outcome], now: dt.datetime) -> Path:
+    """The preview's own index, built by the TOC code from a listing and status-like records."""
+    listed = [toc.Listed(i.name, i.generation, i.updated) for k in layout.Kind for i in source.list(f"{k.value}/{k.value}_")]
+    experiments = toc.group_results(listed, "")
+    statuses = {}
+    for o in outcomes:
+        exp = experiments.get(o.file_slug)
+        statuses[o.file_slug] = {
+            **o.fields,
+            "state": "failed" if o.error else "ok",
+            "reason": o.error,
+            "input_generations": dict(exp.generations) if exp else {},
+            "page": layout.page_name(o.file_slug) if o.page else None,
+            "page_rendered_at": now.isoformat() if o.page else None,
+        }
+    page = toc.toc_page({fs: e for fs, e in experiments.items() if fs in statuses}, statuses, set(), "", now=now)
+    page = dataclasses.replace(page, title=f"Preview of {source.description}", is_preview=True, other_href="")
+    index = out / layout.index_name()
+    index.write_text(toc.render_html(page))
+    return index
+
+
+def run_preview(
+    results: str | Path,
+    *,
+    slug: str | None = None,
+    out_root: Path = DEFAULT_ROOT,
+    now: dt.datetime | None = None,
+    cores: int | None = None,
+) -> tuple[Path, list[Outcome]]:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    source = LocalResults(results)
+    out = out_root / now.strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    clean_old_previews(out_root, now, keep=out)
+    slugs = [layout.file_slug(slug)] if slug else discover(source)
+    the_banner = banner(source.description, now)
+    outcomes = []
+    for fslug in slugs:
+        try:
+            page, built = render_to_dir(source, fslug, out, cores=cores, banner=the_banner)
+            outcomes.append(Outcome(fslug, page, "", status.results_fields(built.results)))
+        except (InputError, RenderError) as exc:
+            outcomes.append(Outcome(fslug, None, str(exc)))
+    return write_index(out, source, outcomes, now), outcomes
+
+
+def cmd_preview(args) -> int:
+    import sys
+
+    index, outcomes = run_preview(args.results, slug=args.slug, out_root=Path(args.out), cores=args.cores)
+    for o in outcomes:
+        if o.page:
+            print(f"{o.file_slug}: {o.page.resolve().as_uri()}")
+    print(f"index: {index.resolve().as_uri()}")
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        print(f"\n{len(failed)} of {len(outcomes)} experiments could not be rendered:", file=sys.stderr)
+        for o in failed:
+            print(f"  {o.file_slug}: {o.error}", file=sys.stderr)
+    if not outcomes:
+        print(f"no experiment results found in {args.results}", file=sys.stderr)
+    if args.open:
+        webbrowser.open(index.resolve().as_uri())
+    return 1 if failed or not outcomes else 0
+
+
+def add_command(sub) -> None:
+    p = sub.add_parser("preview", help="render every experiment of a local results folder into a temporary site")
+    p.add_argument("--results", required=True, help="local folder shaped like the results bucket")
+    p.add_argument("--slug", help="only this experiment")
+    p.add_argument("--open", action="store_true", help="open the preview index in a browser")
+    p.add_argument("--out", default=str(DEFAULT_ROOT), help="where preview sites are kept (each expires after 7 days)")
+    p.add_argument("--cores", type=int, default=None)
+    p.set_defaults(func=cmd_preview)
