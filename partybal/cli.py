@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     add_preview(sub)
+    from .backfill import add_command as add_backfill
+
+    add_backfill(sub)
     return p
 
 

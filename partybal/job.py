@@ -12,6 +12,12 @@ Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``p
 
 Bad input or a failed knit: status ``failed`` with a one-line reason, the live page untouched, exit
 status 1 (Cloud Run retries the task).
+
+List mode (``partybal backfill`` on GCP): when ``PARTYBAL_SLUGS_URI=gs://<state>/backfill/<id>.json``
+is set, the execution's tasks share that slug list; task ``CLOUD_RUN_TASK_INDEX`` of
+``CLOUD_RUN_TASK_COUNT`` renders the slugs at positions ``i % count == index``, one after the other.
+One failure does not stop the others; every slug gets its status record; exit 1 if any failed. On a
+retried attempt, slugs already rendered ``ok`` since the list was written are skipped.
 """
 
 from __future__ import annotations
@@ -154,6 +160,9 @@ def write_status(state_bucket, record: dict[str, Any], prefix: str) -> str:
     name = layout.status_name(record["file_slug"], prefix)
     blob = state_bucket.blob(name)
     blob.cache_control = STATUS_CACHE_CONTROL
+    toc_fields = status.toc_metadata(record)  # lets the TOC read a listing instead of 10,000 downloads
+    if toc_fields is not None:
+        blob.metadata = toc_fields
     blob.upload_from_string(json.dumps(record, indent=1, sort_keys=True), content_type="application/json")
     return name
 
@@ -233,8 +242,121 @@ def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict
     return record
 
 
+# --- list mode (backfill) ----------------------------------------------------------------------
+
+
+def task_share(slugs: list[str], index: int, count: int) -> list[str]:
+    """The slugs task ``index`` of ``count`` renders: positions ``i % count == index``."""
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"task index {index} is not within a task count of {count}")
+    return [s for i, s in enumerate(slugs) if i % count == index]
+
+
+def parse_gs_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("gs://"):
+        raise events.ConfigError(f"PARTYBAL_SLUGS_URI={uri[:200]!r} is not a gs:// URI")
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    if not bucket or not name:
+        raise events.ConfigError(f"PARTYBAL_SLUGS_URI={uri[:200]!r} names no object")
+    return bucket, name
+
+
+def read_slug_list(client, uri: str) -> dict[str, Any]:
+    """``{"prefix": "", "slugs": [...], "created_at": ISO}`` written by ``partybal backfill``."""
+    bucket, name = parse_gs_uri(uri)
+    doc = json.loads(client.bucket(bucket).blob(name).download_as_bytes())
+    if not isinstance(doc, dict) or not isinstance(doc.get("slugs"), list):
+        raise events.ConfigError(f"{uri}: not a slug list")
+    return doc
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(environ.get(name) or default)
+    except ValueError:
+        raise events.ConfigError(f"{name}={environ.get(name)!r} is not a whole number") from None
+
+
+def _already_done(state, fslug: str, prefix: str, since: str | None) -> bool:
+    previous = read_status(state, fslug, prefix) or {}
+    return bool(since) and previous.get("state") == OK and str(previous.get("rendered_at") or "") >= since
+
+
+def _crash_record(state, settings: JobSettings, reason: str) -> None:
+    """Best effort: a failed status record for a slug whose render crashed (infrastructure)."""
+    try:
+        previous = read_status(state, settings.file_slug, settings.prefix) or {}
+        record = {**previous, "slug": settings.slug, "file_slug": settings.file_slug, "prefix": settings.prefix}
+        record.update(state=FAILED, reason=reason, rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)), attempt=settings.attempt)
+        record.setdefault("input_generations", {})
+        write_status(state, record, settings.prefix)
+    except Exception:  # noqa: BLE001 - the crash itself is what gets logged
+        pass
+
+
+def run_list(environ: Mapping[str, str], client=None, *, cores: int | None = None) -> int:
+    """List mode: render this task's share of the slug list; 0 when every one is ``ok``."""
+    client = client or gcs_client()
+    uri = environ.get("PARTYBAL_SLUGS_URI", "")
+    index = _int_env(environ, "CLOUD_RUN_TASK_INDEX", 0)
+    count = _int_env(environ, "CLOUD_RUN_TASK_COUNT", 1)
+    attempt = environ.get("CLOUD_RUN_TASK_ATTEMPT", "")
+    doc = read_slug_list(client, uri)
+    prefix = doc.get("prefix") or ""
+    if prefix not in ALLOWED_PREFIXES:
+        raise events.ConfigError(f"{uri}: prefix {prefix[:100]!r} is not one of {ALLOWED_PREFIXES!r}")
+    base = {k: environ.get(k, "") for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET", "CLOUD_RUN_TASK_ATTEMPT")}
+    mine = task_share([str(s) for s in doc["slugs"]], index, count)
+    logs.log(log, logging.INFO, "backfill task started", slug=None, task=index, tasks=count, slugs=len(mine), list=uri)
+    state = client.bucket(events.env("STATE_BUCKET", environ))
+    failed: list[str] = []
+    skipped = 0
+    for slug in mine:
+        try:
+            settings = JobSettings.from_env({**base, "PARTYBAL_SLUG": slug, "PARTYBAL_PREFIX": prefix})
+        except events.ConfigError as exc:
+            logs.log(log, logging.ERROR, f"backfill: skipped: {exc}", slug=None)
+            failed.append(slug)
+            continue
+        if attempt not in ("", "0") and _already_done(state, settings.file_slug, prefix, doc.get("created_at")):
+            skipped += 1
+            continue
+        try:
+            record = run(settings, client, cores=cores)
+        except Exception as exc:  # one slug's infrastructure trouble must not stop the others
+            reason = "render crashed: " + " ".join(str(exc).split())[:400]
+            log.exception("%s", reason, extra={"fields": {"slug": settings.file_slug}})
+            _crash_record(state, settings, reason)
+            failed.append(settings.file_slug)
+            continue
+        if record["state"] != OK:
+            failed.append(settings.file_slug)
+    logs.log(
+        log,
+        logging.ERROR if failed else logging.INFO,
+        "backfill task finished",
+        slug=None,
+        task=index,
+        rendered=len(mine) - skipped - len(failed),
+        failed=len(failed),
+        skipped=skipped,
+        failed_slugs=failed[:50],
+    )
+    return 1 if failed else 0
+
+
 def main(environ: Mapping[str, str] | None = None, client=None) -> int:
     logs.setup(os.environ.get("PARTYBAL_LOG_LEVEL", "INFO"))
+    env_map = os.environ if environ is None else environ
+    if env_map.get("PARTYBAL_SLUGS_URI"):
+        try:
+            return run_list(env_map, client)
+        except events.ConfigError as exc:
+            logs.log(log, logging.ERROR, f"backfill task not started: {exc}", slug=None)
+            return 2
+        except Exception as exc:  # the list could not be read: let Cloud Run retry the task
+            log.exception("backfill task crashed: %s", " ".join(str(exc).split())[:500], extra={"fields": {"slug": None}})
+            return 1
     try:
         settings = JobSettings.from_env(environ)
     except events.ConfigError as exc:

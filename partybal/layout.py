@@ -19,6 +19,7 @@ State bucket (written by partybal)::
 
     [<prefix>]pending/<file-slug>                  coalescing marker: a render is requested
     [<prefix>]status/<file-slug>.json              outcome of the last render
+    backfill/<run-id>.json                         slug list of one ``partybal backfill`` run
 """
 
 from __future__ import annotations
@@ -183,6 +184,13 @@ def pending_name(fslug: str, prefix: str = "") -> str:
 
 def status_name(fslug: str, prefix: str = "") -> str:
     return f"{prefix}status/{fslug}.json"
+
+
+def backfill_list_name(run_id: str) -> str:
+    """The slug list one backfill execution's tasks share (``{"prefix": …, "slugs": [...]}``)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", run_id):
+        raise ValueError(f"bad backfill run id {run_id!r}")
+    return f"backfill/{run_id}.json"
 
 
 def state_listing_prefixes(prefix: str = "") -> list[str]:

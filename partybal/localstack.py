@@ -734,6 +734,8 @@ def cmd_local_up(args) -> int:
             port_base = None  # something uses our default ports: any free ones will do
     stack = LocalStack(run_dir=run_dir, gcs_root=local_dir / "gcs", port_base=port_base)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C must stop the stack even when SIGINT was ignored by whoever started us (e.g. `cmd &`).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         started = time.monotonic()
         print(f"partybal: starting the local stack (component logs: {run_dir.resolve()}/)", flush=True)
@@ -772,7 +774,7 @@ def cmd_local_up(args) -> int:
         try:
             stack.stop()
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous)
 
 

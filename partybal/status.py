@@ -6,11 +6,16 @@ Written by the render job (and by local previews), read by the TOC. Fields::
     state "ok"|"failed", reason (one line), input_generations {object name: generation},
     results_updated (ISO|null), render_seconds, render_id, rendered_at, figures,
     page (name of the live page, or null), page_rendered_at, attempt
+
+The fields the TOC needs are also kept in the object's custom metadata (``toc_metadata``), so the
+TOC rebuild gets them from a listing (``fields=items(name,generation,metadata)``) without
+downloading one record per experiment; the JSON body stays the full record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from .report import window_of
@@ -36,3 +41,28 @@ def results_fields(results: ExperimentResults, name_prefix: str = "") -> dict[st
         "input_generations": {name_prefix + name: gen for name, gen in results.generations.items()},
         "results_updated": iso(results.updated),
     }
+
+
+TOC_FIELDS = ("name", "analysis_start", "windows", "state", "reason", "input_generations", "page", "page_rendered_at")
+TOC_METADATA_KEY = "partybal-toc"
+MAX_TOC_METADATA_BYTES = 6000  # GCS allows 8 KiB of custom metadata per object
+
+
+def toc_metadata(record: dict[str, Any]) -> dict[str, str] | None:
+    """``{TOC_METADATA_KEY: json}`` of the TOC's fields, or None when too big for metadata."""
+    subset = {k: record.get(k) for k in TOC_FIELDS}
+    if isinstance(subset.get("reason"), str):
+        subset["reason"] = subset["reason"][:500]
+    text = json.dumps(subset, separators=(",", ":"), sort_keys=True)
+    return {TOC_METADATA_KEY: text} if len(text.encode()) <= MAX_TOC_METADATA_BYTES else None
+
+
+def from_toc_metadata(metadata: Any) -> dict[str, Any] | None:
+    """The TOC fields of a listed status object, or None (no metadata: download the record)."""
+    if not isinstance(metadata, dict) or TOC_METADATA_KEY not in metadata:
+        return None
+    try:
+        value = json.loads(metadata[TOC_METADATA_KEY])
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,7 +1,9 @@
 """The table of contents: ``index.html`` (and ``preview/index.html``) of the site bucket.
 
 Built only from a listing of the results bucket (names, generations and update times: statistics
-files are never downloaded), the pending markers and the small status records of the state bucket.
+files are never downloaded), the pending markers and the small status records of the state bucket
+— read from the status objects' custom metadata in the same listing when the job put them there
+(one listing instead of one download per experiment), else downloaded.
 Written with a generation precondition, read *before* listing: when two rebuilds race, the one
 that listed older state gets 412 and lists again, so no entry is ever lost.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from . import events, layout, logs, templating
+from . import status as status_mod
 
 log = logging.getLogger("partybal.toc")
 
@@ -223,14 +226,18 @@ def read_state(client, state_bucket: str, prefix: str) -> tuple[dict[str, dict[s
     statuses: dict[str, dict[str, Any]] = {}
     pending: set[str] = set()
     for folder in layout.state_listing_prefixes(prefix):
-        for b in client.list_blobs(bucket, prefix=folder, fields="items(name,generation),nextPageToken"):
+        for b in client.list_blobs(bucket, prefix=folder, fields="items(name,generation,metadata),nextPageToken"):
             sb = layout.parse_state_name(b.name)
             if sb is None or sb.prefix != prefix:
                 continue
             if sb.what == "pending":
                 pending.add(sb.file_slug)
                 continue
-            try:
+            listed = status_mod.from_toc_metadata(b.metadata)  # the job keeps the TOC's fields there
+            if listed is not None:
+                statuses[sb.file_slug] = listed
+                continue
+            try:  # a record written without metadata (older jobs, previews): download it
                 record = json.loads(bucket.blob(b.name, generation=b.generation).download_as_bytes())
             except gexc.NotFound:
                 continue  # replaced since the listing: the next rebuild sees the new one

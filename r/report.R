@@ -24,8 +24,16 @@ partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
   cores <- max(1L, as.integer(cores))
   results <- if (cores > 1L && length(figures) > 1L) {
     partybal_warm_up()
-    # Prescheduled: one fork per core, figures dealt round-robin.
-    parallel::mclapply(figures, draw, mc.cores = cores, mc.preschedule = TRUE)
+    # One fork per core, each with a bin of figures balanced by their expected cost.
+    bins <- balance(vapply(figures, figure_cost, 0), cores)
+    drawn <- parallel::mclapply(bins, function(idx) lapply(figures[idx], draw), mc.cores = cores, mc.preschedule = FALSE)
+    out <- vector("list", length(figures))
+    for (b in seq_along(bins)) {
+      part <- drawn[[b]]
+      if (inherits(part, "try-error")) part <- rep(list(structure(as.character(part), class = "try-error")), length(bins[[b]]))
+      out[bins[[b]]] <- part
+    }
+    out
   } else {
     lapply(figures, draw)
   }
@@ -34,6 +42,25 @@ partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
   })
   names(results) <- vapply(figures, function(f) as.character(as.integer(f$number)), "")
   results
+}
+
+# Relative drawing cost of a figure: a fixed part plus its panels.
+figure_cost <- function(fig) {
+  windows <- if (isTRUE(fig$series)) length(unlist(fig$windows)) else 1
+  panels <- if (fig$statistic %in% c("kernel_density_estimate", "empirical_cdf")) windows else 2 * windows
+  1 + 0.15 * panels
+}
+
+# Longest processing time first: each figure to the least loaded of n bins.
+balance <- function(costs, n) {
+  load <- numeric(n)
+  bins <- vector("list", n)
+  for (i in order(costs, decreasing = TRUE)) {
+    b <- which.min(load)
+    bins[[b]] <- c(bins[[b]], i)
+    load[b] <- load[b] + costs[i]
+  }
+  Filter(Negate(is.null), bins)
 }
 
 # The first ggplot of a session pays for lazy loading; pay it once, before forking.

@@ -1,0 +1,340 @@
+"""``partybal backfill``: re-render every experiment (or only the stale ones), in parallel.
+
+    partybal backfill [--results gs://bucket[/prefix] | DIR] [--only-stale] [--parallel N] [--out DIR]
+
+Which experiments: every one the results listing shows (``toc.group_results``, junk skipped). With
+``--only-stale``, only those whose last status record does not match the listing — the TOC's own
+rule (``toc.row_state`` not ``ok``: new, stale, failed, pending).
+
+Where it renders:
+
+* **Cloud Run** (a ``gs://`` source, no ``--out``, ``RUN_JOB`` set): the slug list goes to the state
+  bucket (``layout.backfill_list_name``) and ONE job execution is started with ``task_count=N`` and
+  ``PARTYBAL_SLUGS_URI`` pointing at it; each task renders its share (``job.task_share``).
+* **Local workers** otherwise: N processes, each rendering one experiment at a time with
+  ``R cores = machine cores // N``; into ``--out DIR`` with ``render.render_to_dir`` (status records
+  kept in ``DIR/.partybal/status/``), or — a ``gs://`` source without ``--out``, e.g. the local
+  stack's emulated buckets — with ``job.run`` into ``SITE_BUCKET``/``STATE_BUCKET``.
+
+Progress goes to stderr (``\\r``-updated on a terminal, one line per change otherwise); at the end a
+summary lists every failure with its reason. Exit status 1 when any experiment failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as dt
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, TextIO
+
+from . import layout, toc
+from .storage import GcsResults, LocalResults, ResultsSource, open_results
+
+LOCAL_STATUS_DIR = ".partybal/status"
+
+
+# --- which experiments ------------------------------------------------------------------------------
+
+
+def list_source(source: ResultsSource) -> list[toc.Listed]:
+    """One listing of the results (the three folders), as the TOC sees it."""
+    out = []
+    for folder in layout.results_listing_prefixes():
+        for info in source.list(folder):
+            out.append(toc.Listed(info.name, int(info.generation), info.updated))
+    return out
+
+
+def select(
+    experiments: Mapping[str, toc.Experiment],
+    statuses: Mapping[str, Mapping[str, Any]],
+    pending: set[str] = frozenset(),
+    only_stale: bool = False,
+) -> list[str]:
+    """File slugs to render, sorted. ``only_stale``: those the TOC would not show as ``ok``."""
+    chosen = []
+    for fslug, exp in experiments.items():
+        if only_stale:
+            state, _ = toc.row_state(exp, statuses.get(fslug), fslug in pending)
+            if state == "ok":
+                continue
+        chosen.append(fslug)
+    return sorted(chosen)
+
+
+def local_statuses(out_dir: Path) -> dict[str, dict[str, Any]]:
+    folder = out_dir / LOCAL_STATUS_DIR
+    statuses = {}
+    if folder.is_dir():
+        for path in folder.glob("*.json"):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict):
+                statuses[path.stem] = record
+    return statuses
+
+
+def write_local_status(out_dir: Path, fslug: str, record: Mapping[str, Any]) -> None:
+    folder = out_dir / LOCAL_STATUS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{fslug}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    tmp.replace(folder / f"{fslug}.json")
+
+
+# --- progress -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    slug: str
+    ok: bool
+    reason: str = ""
+    seconds: float = 0.0
+
+
+class Progress:
+    """``backfill: 12/50 done, 1 failed, 37 remaining`` on stderr."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, tty: bool | None = None):
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._last = ""
+
+    def line(self) -> str:
+        remaining = self.total - self.done - self.failed
+        return f"backfill: {self.done + self.failed}/{self.total} finished, {self.done} done, {self.failed} failed, {remaining} remaining"
+
+    def show(self) -> None:
+        text = self.line()
+        if text == self._last:
+            return
+        self._last = text
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        self.show()
+
+    def close(self) -> None:
+        if self.tty and self._last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def summary(outcomes: list[Outcome], seconds: float) -> str:
+    failed = [o for o in outcomes if not o.ok]
+    lines = [f"backfill: {len(outcomes) - len(failed)} ok, {len(failed)} failed of {len(outcomes)} in {seconds:.1f} s"]
+    if failed:
+        lines.append("failures:")
+        lines += [f"  {o.slug}: {o.reason}" for o in sorted(failed, key=lambda o: o.slug)]
+    return "\n".join(lines)
+
+
+# --- local workers ---------------------------------------------------------------------------------
+
+
+def split_cores(workers: int, cores: int | None = None) -> int:
+    """R cores per worker so that workers × cores ≈ the machine's cores (at least 1)."""
+    from .render import default_cores
+
+    return max(1, (cores or default_cores()) // max(1, workers))
+
+
+def render_local(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> Outcome:
+    """Worker: one experiment into ``out`` (a folder) with its local status record."""
+    from .render import RenderError, render_to_dir
+    from .results import InputError
+
+    started = time.monotonic()
+    out_dir = Path(out)
+    record: dict[str, Any] = {"file_slug": fslug, "input_generations": dict(generations)}
+    try:
+        target, built = render_to_dir(LocalResults(src), fslug, out_dir, cores=cores)
+        record.update(state="ok", reason="", page=target.name, page_rendered_at=dt.datetime.now(dt.timezone.utc).isoformat())
+        outcome = Outcome(fslug, True, seconds=time.monotonic() - started)
+    except (InputError, RenderError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:500] or type(exc).__name__
+        record.update(state="failed", reason=reason)
+        outcome = Outcome(fslug, False, reason, time.monotonic() - started)
+    write_local_status(out_dir, fslug, record)
+    return outcome
+
+
+def render_gcs(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> Outcome:
+    """Worker: one experiment with the render job's own code (site and state buckets from the env)."""
+    from . import job
+
+    started = time.monotonic()
+    bucket, _, prefix = src[len("gs://") :].partition("/")
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    try:
+        settings = job.JobSettings.from_env({**os.environ, "PARTYBAL_SLUG": fslug, "PARTYBAL_PREFIX": prefix, "RESULTS_BUCKET": bucket})
+        record = job.run(settings, cores=cores)
+    except Exception as exc:  # noqa: BLE001 - reported per slug
+        return Outcome(fslug, False, "crashed: " + " ".join(str(exc).split())[:400], time.monotonic() - started)
+    return Outcome(fslug, record["state"] == "ok", record.get("reason") or "", time.monotonic() - started)
+
+
+Renderer = Callable[[str, str, str, int, Mapping[str, int]], Outcome]
+
+
+def run_workers(
+    slugs: list[str],
+    renderer: Renderer,
+    *,
+    src: str,
+    out: str,
+    workers: int,
+    cores: int,
+    generations: Mapping[str, Mapping[str, int]] | None = None,
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Render ``slugs`` on ``workers`` processes; every slug gets an outcome, in slug order."""
+    generations = generations or {}
+    progress = progress or Progress(len(slugs))
+    progress.show()
+    outcomes: dict[str, Outcome] = {}
+    if not slugs:
+        return []
+    with cf.ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(renderer, src, s, out, cores, dict(generations.get(s, {}))): s for s in slugs}
+        for fut in cf.as_completed(futures):
+            slug = futures[fut]
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died; the others go on
+                outcome = Outcome(slug, False, f"worker failed: {' '.join(str(exc).split())[:400] or type(exc).__name__}")
+            outcomes[slug] = outcome
+            progress.add(outcome)
+    progress.close()
+    return [outcomes[s] for s in slugs]
+
+
+# --- Cloud Run -------------------------------------------------------------------------------------
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def write_slug_list(client, state_bucket: str, slugs: list[str], prefix: str, run_id: str) -> str:
+    name = layout.backfill_list_name(run_id)
+    doc = {"prefix": prefix, "slugs": slugs, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": run_id}
+    blob = client.bucket(state_bucket).blob(name)
+    blob.cache_control = "no-store"
+    blob.upload_from_string(json.dumps(doc), content_type="application/json")
+    return f"gs://{state_bucket}/{name}"
+
+
+def backfill_job_request(job: str, slugs_uri: str, tasks: int):
+    """One execution of the renderer job: ``tasks`` tasks sharing the slug list."""
+    from google.cloud import run_v2
+
+    env = [run_v2.EnvVar(name="PARTYBAL_SLUGS_URI", value=slugs_uri)]
+    return run_v2.RunJobRequest(
+        name=job,
+        overrides=run_v2.RunJobRequest.Overrides(
+            container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(env=env)],
+            task_count=tasks,
+        ),
+    )
+
+
+def start_cloud_run(slugs: list[str], prefix: str, tasks: int, *, environ: Mapping[str, str], storage_client=None, jobs_client=None) -> str:
+    """Write the list, start one execution; the operation (or execution) name."""
+    from . import dispatch, events
+    from .storage import gcs_client
+
+    job = events.env("RUN_JOB", environ)
+    state_bucket = events.env("STATE_BUCKET", environ)
+    uri = write_slug_list(storage_client or gcs_client(), state_bucket, slugs, prefix, new_run_id())
+    jobs_client = jobs_client or dispatch.jobs_client(environ.get("RUN_API_ENDPOINT") or None)
+    operation = jobs_client.run_job(request=backfill_job_request(job, uri, max(1, min(tasks, len(slugs)))))
+    name = getattr(getattr(operation, "operation", None), "name", "") or ""
+    return f"{uri} {name}".strip()
+
+
+# --- command ---------------------------------------------------------------------------------------
+
+
+def cmd_backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None, renderer: Renderer | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    src = args.results or (f"gs://{environ['RESULTS_BUCKET']}" if environ.get("RESULTS_BUCKET") else "")
+    if not src:
+        print("partybal backfill: give --results (gs://bucket[/prefix] or a folder) or set RESULTS_BUCKET", file=sys.stderr)
+        return 2
+    workers = max(1, args.parallel)
+    try:
+        source = open_results(src)
+        if not src.startswith("gs://"):
+            src = str(Path(src).resolve())
+        experiments = toc.group_results(list_source(source), "")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"partybal backfill: error: {exc}", file=sys.stderr)
+        return 2
+    prefix = source.prefix if isinstance(source, GcsResults) else ""
+    gcs_mode = isinstance(source, GcsResults) and not args.out
+    pending: set[str] = set()
+    if args.out:
+        statuses = local_statuses(Path(args.out))
+    elif gcs_mode:
+        from . import events
+
+        try:
+            state_bucket = events.env("STATE_BUCKET", environ)
+        except events.ConfigError as exc:
+            print(f"partybal backfill: {exc} (or give --out DIR)", file=sys.stderr)
+            return 2
+        statuses, pending = (toc.read_state(source.client, state_bucket, prefix) if args.only_stale else ({}, set()))
+    else:
+        print("partybal backfill: a local results folder needs --out DIR", file=sys.stderr)
+        return 2
+    # The listing names objects relative to the source's prefix; status records name them in full.
+    if prefix:
+        for exp in experiments.values():
+            exp.generations = {prefix + k: v for k, v in exp.generations.items()}
+    slugs = select(experiments, statuses, pending, args.only_stale)
+    print(f"backfill: {len(slugs)} of {len(experiments)} experiments to render from {src}", file=sys.stderr)
+    if not slugs:
+        return 0
+    if gcs_mode and environ.get("RUN_JOB") and renderer is None:
+        started = start_cloud_run(slugs, prefix, workers, environ=environ, storage_client=source.client)
+        print(f"backfill: started one execution of {environ['RUN_JOB']} with {min(workers, len(slugs))} tasks: {started}")
+        return 0
+    renderer = renderer or (render_gcs if gcs_mode else render_local)
+    cores = args.cores or split_cores(workers)
+    gens = {s: experiments[s].generations for s in slugs}
+    started_at = time.monotonic()
+    outcomes = run_workers(slugs, renderer, src=src, out=str(Path(args.out).resolve()) if args.out else "", workers=workers, cores=cores, generations=gens)
+    print(summary(outcomes, time.monotonic() - started_at), file=sys.stderr)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def add_command(sub) -> None:
+    b = sub.add_parser("backfill", help="re-render every (or every stale) experiment, in parallel")
+    b.add_argument("--results", default=None, help="gs://bucket[/prefix] or a local folder (default: gs://$RESULTS_BUCKET)")
+    b.add_argument("--only-stale", action="store_true", help="only experiments whose results are newer than their page")
+    b.add_argument("--parallel", type=int, default=2, help="worker processes locally, Cloud Run tasks on GCP (default 2)")
+    b.add_argument("--out", default=None, help="render into this folder instead of the site bucket")
+    b.add_argument("--cores", type=int, default=None, help="R cores per worker (default: machine cores // N)")
+    b.set_defaults(func=cmd_backfill)
+
