@@ -301,6 +301,9 @@ def run_list(environ: Mapping[str, str], client=None, *, cores: int | None = Non
     index = _int_env(environ, "CLOUD_RUN_TASK_INDEX", 0)
     count = _int_env(environ, "CLOUD_RUN_TASK_COUNT", 1)
     attempt = environ.get("CLOUD_RUN_TASK_ATTEMPT", "")
+    if count < 1 or not 0 <= index < count:
+        raise events.ConfigError(f"CLOUD_RUN_TASK_INDEX={index} is not within CLOUD_RUN_TASK_COUNT={count}")
+    parse_gs_uri(uri)
     doc = read_slug_list(client, uri)
     prefix = doc.get("prefix") or ""
     if prefix not in ALLOWED_PREFIXES:

@@ -533,11 +533,12 @@ class LocalStack:
             if record_ok(record):
                 status.ok.append(fslug)
             else:
-                status.failed[fslug] = str(record.get("error") or record.get("message") or record.get("state") or "failed")[:300]
+                status.failed[fslug] = str(record.get("reason") or record.get("error") or record.get("state") or "failed")[:300]
         index = client.bucket(self.site_bucket).get_blob(layout.index_name(prefix))
         if index is not None and not status.waiting and index.updated.timestamp() >= newest:
             html = index.download_as_text()
-            status.toc = all(f"{fslug}.html" in html for fslug in fslugs)
+            # a rendered experiment is linked; a failed one without a page is at least listed
+            status.toc = all(f"{fslug}.html" in html if fslug in status.ok else fslug in html for fslug in fslugs)
         status.complete = not status.waiting and status.toc
         return status
 

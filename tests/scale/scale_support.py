@@ -73,3 +73,71 @@ def fill_experiments(client, results_bucket: str, state_bucket: str, n: int, *, 
 
     with cf.ThreadPoolExecutor(max_workers=threads) as pool:
         return sum(pool.map(one, range(start, start + n)))
+
+
+def _fs_object(root, bucket: str, name: str, body: bytes, generation: int, when: str, *, content_type="application/json", cache_control="", metadata=None) -> None:
+    """Write one object the way fake-gcs-server's filesystem backend stores it: the bytes at
+    ``<root>/<bucket>/<name>`` and its attributes as JSON in the ``user.metadata`` xattr (format
+    read back from objects the server itself wrote; the benchmark checks the result via the API)."""
+    import base64
+    import hashlib
+    import json
+    import os
+    import struct
+
+    import google_crc32c
+
+    path = os.path.join(root, bucket, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(body)
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    crc = base64.b64encode(struct.pack(">I", google_crc32c.value(body))).decode()
+    attrs = {
+        "StorageClass": "STANDARD", "ContentType": content_type, "ContentEncoding": "", "ContentDisposition": "",
+        "ContentLanguage": "", "CacheControl": cache_control, "Crc32c": crc, "Md5Hash": md5, "Etag": md5,
+        "ACL": [{"Entity": "projectOwner-test-project", "EntityID": "", "Role": "OWNER", "Domain": "", "Email": "", "ProjectTeam": None}],
+        "Metadata": metadata, "Created": when, "Deleted": "0001-01-01T00:00:00Z", "Updated": when,
+        "CustomTime": "0001-01-01T00:00:00Z", "Generation": generation, "RetentionMode": "", "RetentionRetainUntil": "",
+    }
+    os.setxattr(path, "user.metadata", json.dumps(attrs).encode())
+
+
+def seed_filesystem(root, results_bucket: str, state_bucket: str, n: int, *, site_bucket: str | None = None, periods=PERIODS_PER_EXPERIMENT, legacy_every: int = 0) -> int:
+    """The same experiments as :func:`fill_experiments`, written straight into a fake-gcs-server
+    filesystem-backend root (before the server starts). With ``legacy_every=k`` every k-th status
+    record has no TOC metadata (as written by older jobs). Objects written."""
+    import os
+
+    from partybal import layout, status
+
+    buckets = [results_bucket, state_bucket] + ([site_bucket] if site_bucket else [])
+    for b in buckets:
+        os.makedirs(os.path.join(root, b), exist_ok=True)
+        with open(os.path.join(root, b + ".bucketMetadata"), "w") as f:
+            f.write('{"DefaultEventBasedHold":false,"VersioningEnabled":false}')
+    written = 0
+    gen = 1_700_000_000_000_000
+    for i in range(n):
+        fslug = experiment_slug(i)
+        names = [layout.results_name(layout.Kind.STATISTICS, fslug, p) for p in periods]
+        names.append(layout.results_name(layout.Kind.METADATA, fslug))
+        gens = {}
+        for name in names:
+            gen += 1
+            _fs_object(root, results_bucket, name, b"[]", gen, "2026-09-20T05:00:00.000000Z")
+            gens[name] = gen
+        if i % 7 == 3:
+            gens[names[0]] -= 1
+        record = {
+            "slug": fslug.replace("_", "-"), "file_slug": fslug, "prefix": "", "name": fslug.replace("_", "-"),
+            "analysis_start": "2026-09-20T04:10:00+00:00", "windows": {p: 1 for p in periods}, "state": "ok",
+            "reason": "", "input_generations": gens, "page": layout.page_name(fslug),
+            "page_rendered_at": "2026-09-21T04:10:00+00:00",
+        }
+        gen += 1
+        import json
+
+        _fs_object(root, state_bucket, layout.status_name(fslug), json.dumps(record).encode(), gen, "2026-09-21T04:10:00.000000Z", cache_control="no-store", metadata=None if legacy_every and i % legacy_every == 0 else status.toc_metadata(record))
+        written += len(names) + 1
+    return written
