@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup system-deps test test-all demo bench clean
+.PHONY: setup system-deps test test-all demo bench bench-scale backfill clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -32,6 +32,17 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/render_large.py
+
+# How cost grows: page size, 100/1,000/10,000-experiment TOC, bursts, local backfill (docs/performance.md "scale").
+bench-scale: setup
+	$(PY) benchmarks/scale.py $(BENCH_ARGS)
+
+# Re-render every experiment (after a template/renderer change), e.g.
+#   make backfill                                                   # gs://$$RESULTS_BUCKET, RUN_JOB set: one Cloud Run execution
+#   make backfill BACKFILL_ARGS="--results sample --out build/site --parallel 2"
+#   make backfill BACKFILL_ARGS="--only-stale --parallel 20"
+backfill: setup
+	$(PY) -m partybal backfill $(BACKFILL_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build .pytest_cache

@@ -3,7 +3,9 @@
 * ``on_results_finalized`` — results bucket finalize (Eventarc or Pub/Sub notification) →
   coalesced render request on ``RENDER_TOPIC``;
 * ``dispatch_render`` — render request message → Cloud Run job execution (``RUN_JOB``);
-* ``rebuild_toc`` — state bucket finalize/delete → ``index.html`` of the site bucket.
+* ``rebuild_toc`` — state bucket finalize/delete → ``index.html`` of the site bucket;
+* ``sweep_pending`` — any message on the sweep topic (Cloud Scheduler) → re-request renders whose
+  request was lost (old pending markers, results newer than their status record).
 
 Bad input is logged and acknowledged; only infrastructure errors raise (so the event is retried).
 """
@@ -21,7 +23,7 @@ except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import partybal  # noqa: F401
 
-from partybal import coalesce, dispatch, logs, toc
+from partybal import coalesce, dispatch, logs, sweeper, toc
 
 logs.setup(os.environ.get("PARTYBAL_LOG_LEVEL", "INFO"))
 
@@ -39,3 +41,8 @@ def dispatch_render(cloud_event) -> None:
 @functions_framework.cloud_event
 def rebuild_toc(cloud_event) -> None:
     toc.handle_state_event(cloud_event["type"], cloud_event.data, cloud_event["id"])
+
+
+@functions_framework.cloud_event
+def sweep_pending(cloud_event) -> None:
+    sweeper.handle_sweep_event(cloud_event["type"], cloud_event.data, cloud_event["id"])

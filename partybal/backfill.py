@@ -301,6 +301,8 @@ def cmd_backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = N
 
         try:
             state_bucket = events.env("STATE_BUCKET", environ)
+            if not environ.get("RUN_JOB"):  # local workers publish with the job's code
+                events.env("SITE_BUCKET", environ)
         except events.ConfigError as exc:
             print(f"partybal backfill: {exc} (or give --out DIR)", file=sys.stderr)
             return 2

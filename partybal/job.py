@@ -107,6 +107,16 @@ def delete_marker(state_bucket, fslug: str, prefix: str) -> bool:
         return False
 
 
+def fault(point: str) -> None:
+    """TEST-ONLY fault injection (tests/reliability): with ``PARTYBAL_FAULT=<point>`` in the
+    execution's environment the job dies here like a SIGKILL/OOM would (``os._exit(137)``: no
+    status record, no clean-up). Points: ``after-assets``, ``after-page``. Never set in terraform."""
+    if os.environ.get("PARTYBAL_FAULT") == point:
+        logs.log(log, logging.ERROR, f"fault injected: exiting at {point}", slug=None)
+        logging.shutdown()
+        os._exit(137)
+
+
 def publish_site(site_bucket, built: render.BuiltPage, prefix: str) -> tuple[str, int]:
     """Figures, then the page, then delete other renders' figures. (page name, assets deleted)."""
     fslug, rid = built.file_slug, built.render_id
@@ -118,10 +128,12 @@ def publish_site(site_bucket, built: render.BuiltPage, prefix: str) -> tuple[str
         blob = site_bucket.blob(name)
         blob.cache_control = ASSET_CACHE_CONTROL
         blob.upload_from_filename(str(built.workdir / rel), content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
+    fault("after-assets")
     page_name = layout.page_name(fslug, prefix)
     page = site_bucket.blob(page_name)
     page.cache_control = PAGE_CACHE_CONTROL
     page.upload_from_filename(str(built.workdir / built.page), content_type="text/html; charset=utf-8")
+    fault("after-page")
     return page_name, delete_old_assets(site_bucket, fslug, rid, prefix)
 
 

@@ -45,9 +45,15 @@ FUNCTIONS_SOURCE = REPO_ROOT / "functions" / "main.py"
 GCS_TOPIC = "gcs-notifications"
 RENDER_TOPIC = "render-requests"
 DEAD_LETTER_TOPIC = "render-requests-dead-letter"
-FUNCTIONS = ("on_results_finalized", "dispatch_render", "rebuild_toc")
+SWEEP_TOPIC = "sweep-pending"  # what Cloud Scheduler publishes to on GCP; a timer thread here
+FUNCTIONS = ("on_results_finalized", "dispatch_render", "rebuild_toc", "sweep_pending")
 # function → topic its push subscription listens to
-FUNCTION_TOPICS = {"on_results_finalized": GCS_TOPIC, "rebuild_toc": GCS_TOPIC, "dispatch_render": RENDER_TOPIC}
+FUNCTION_TOPICS = {
+    "on_results_finalized": GCS_TOPIC,
+    "rebuild_toc": GCS_TOPIC,
+    "dispatch_render": RENDER_TOPIC,
+    "sweep_pending": SWEEP_TOPIC,
+}
 PORT_NAMES = ("pubsub", "gcs", "run", "site") + FUNCTIONS
 DEFAULT_PORT_BASE = 9400
 
@@ -197,7 +203,12 @@ class LocalStack:
         max_delivery_attempts: int = 5,
         extra_env: dict[str, str] | None = None,
         functions_source: str | Path = FUNCTIONS_SOURCE,
+        sweep_interval: float = 30.0,
     ):
+        self.sweep_interval = sweep_interval  # seconds between sweep messages; 0: no timer
+        self._sweep_stop = threading.Event()
+        self._sweep_thread: threading.Thread | None = None
+        self.sweeps_published = 0
         self.functions_source = Path(functions_source)
         self.run_dir = Path(run_dir)
         self.gcs_root = Path(gcs_root)
@@ -324,6 +335,7 @@ class LocalStack:
             self._start_children(timeout)
             self._create_resources()
             self._start_site_proxy()
+            self._start_sweep_timer()
             (self.run_dir / "stack.json").write_text(
                 json.dumps(
                     {
@@ -424,7 +436,7 @@ class LocalStack:
         from google.api_core import exceptions as gexc
 
         pub = self.publisher()
-        for topic in (GCS_TOPIC, RENDER_TOPIC, DEAD_LETTER_TOPIC):
+        for topic in (GCS_TOPIC, RENDER_TOPIC, DEAD_LETTER_TOPIC, SWEEP_TOPIC):
             try:
                 pub.create_topic(name=self.topic_path(topic))
             except gexc.AlreadyExists:
@@ -470,7 +482,64 @@ class LocalStack:
     def _start_site_proxy(self) -> None:
         self._site_server = serve_bucket(self.ports["site"], self.storage_host, self.site_bucket)
 
+    def _start_sweep_timer(self) -> None:
+        """Cloud Scheduler's part: a message on ``sweep-pending`` every ``sweep_interval`` s."""
+        if self.sweep_interval <= 0 or self._sweep_thread is not None:
+            return
+        self._sweep_stop.clear()
+
+        def tick() -> None:
+            while not self._sweep_stop.wait(self.sweep_interval):
+                try:
+                    self.publisher().publish(self.topic_path(SWEEP_TOPIC), b"sweep", origin="scheduler").result(timeout=10)
+                    self.sweeps_published += 1
+                except Exception:  # noqa: BLE001 - the emulator may be restarting: next tick
+                    pass
+
+        self._sweep_thread = threading.Thread(target=tick, name="sweep-scheduler", daemon=True)
+        self._sweep_thread.start()
+
+    def _child(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise StackError(f"no component {name}")
+
+    def restart_component(self, name: str, down_seconds: float = 0.0, timeout: float = 60.0) -> None:
+        """Stop one component (its whole process group) and start it again on the same port."""
+        child = self._child(name)
+        child.stop()
+        if down_seconds:
+            time.sleep(down_seconds)
+        deadline = time.monotonic() + timeout
+        while not _port_free(child.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        child.start(REPO_ROOT)
+        wait_port(child.port, timeout, child.proc, child.name)
+
+    def restart_pubsub(self, down_seconds: float = 0.0) -> None:
+        """Restart the Pub/Sub emulator in place. It forgets topics and subscriptions (and any
+        undelivered message), so they are created again."""
+        self.restart_component("pubsub-emulator", down_seconds)
+        self._publisher = None
+        for attempt in range(20):  # listening is not quite serving yet
+            try:
+                self._create_resources()
+                return
+            except Exception:  # noqa: BLE001
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+
+    def restart_gcs(self, down_seconds: float = 0.0) -> None:
+        """Restart fake-gcs-server in place; the filesystem backend keeps every object."""
+        self.restart_component("fake-gcs-server", down_seconds)
+
     def stop(self) -> None:
+        self._sweep_stop.set()
+        if self._sweep_thread is not None:
+            self._sweep_thread.join(timeout=15)
+            self._sweep_thread = None
         if self._site_server is not None:
             self._site_server.shutdown()
             self._site_server.server_close()
@@ -506,6 +575,10 @@ class LocalStack:
 
     def set_start_delay(self, seconds: float) -> None:
         _post_json(f"{self.run_endpoint}/config", {"start_delay": seconds})
+
+    def configure_run(self, **config) -> dict:
+        """The stand-in's test-only knobs: ``start_delay``, ``env_for_slug``, ``reject_slugs``."""
+        return _post_json(f"{self.run_endpoint}/config", config)
 
     def status_record(self, fslug: str, prefix: str = "") -> dict | None:
         blob = self.storage().bucket(self.state_bucket).get_blob(layout.status_name(fslug, prefix))

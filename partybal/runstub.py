@@ -18,6 +18,9 @@ For tests and benchmarks it also serves:
   ``attempts`` (``[{"attempt", "start", "end", "exit_code", "log"}]``);
 - ``POST /config`` — JSON ``{"start_delay": seconds}``: hold every later execution that long
   between the request and the process start (to widen race windows in tests);
+  ``{"env_for_slug": {file_slug: {NAME: VALUE}}}``: extra env for later executions of that
+  experiment (fault injection: ``PARTYBAL_FAULT``); ``{"reject_slugs": [file_slug]}``: answer
+  ``:run`` for those experiments with 503 (a dispatch that always fails; ``GET /rejected`` lists them). Test-only knobs.
 - ``GET /healthz``.
 
 Binds to 127.0.0.1 only.  Run it alone with ``python -m partybal.runstub --port N``.
@@ -41,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import logs
+from . import layout, logs
 
 logger = logging.getLogger("partybal.runstub")
 
@@ -105,6 +108,9 @@ class RunStub:
         self.log_dir = Path(log_dir) if log_dir else None
         self.cwd = str(cwd)
         self.start_delay = start_delay
+        self.env_for_slug: dict[str, dict[str, str]] = {}  # test-only fault injection
+        self.reject_slugs: set[str] = set()
+        self.rejected: list[dict] = []
         self.executions: dict[str, Execution] = {}
         self._order: list[str] = []
         self._lock = threading.Lock()
@@ -128,6 +134,7 @@ class RunStub:
             for item in container.get("env") or []:
                 if "name" in item:
                     env[item["name"]] = str(item.get("value", ""))
+        env.update(self.env_for_slug.get(layout.file_slug(env.get("PARTYBAL_SLUG", "")), {}))
         timeout = overrides.get("timeout")
         ex = Execution(
             id=f"{job.rsplit('/', 1)[-1]}-{next(self._counter):04d}-{uuid.uuid4().hex[:5]}",
@@ -142,6 +149,18 @@ class RunStub:
         logs.log(logger, logging.INFO, "execution requested", execution=ex.id, slug=env.get("PARTYBAL_SLUG"))
         self._queue.put(ex)
         return ex
+
+    def rejects(self, body: dict) -> str | None:
+        """The file slug when a ``:run`` request is for an experiment in ``reject_slugs``."""
+        for container in (body.get("overrides") or {}).get("containerOverrides") or []:
+            for item in container.get("env") or []:
+                if item.get("name") == "PARTYBAL_SLUG":
+                    fslug = layout.file_slug(str(item.get("value", "")))
+                    if fslug in self.reject_slugs:
+                        with self._lock:
+                            self.rejected.append({"slug": fslug, "time": time.time()})
+                        return fslug
+        return None
 
     def list(self) -> list[dict]:
         with self._lock:
@@ -248,6 +267,8 @@ class RunStub:
                 path = self.path.split("?", 1)[0]
                 if path == "/executions":
                     return self._send(200, stub.list())
+                if path == "/rejected":
+                    return self._send(200, list(stub.rejected))
                 if path == "/healthz":
                     return self._send(200, {"ok": True})
                 if path.startswith("/v2/") and "/operations/" in path:
@@ -273,12 +294,22 @@ class RunStub:
                     parts = job.split("/")
                     if len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations" or parts[4] != "jobs":
                         return self._send(400, _error(400, "INVALID_ARGUMENT", f"bad job name {job}"))
+                    fslug = stub.rejects(body)
+                    if fslug:
+                        return self._send(503, _error(503, "UNAVAILABLE", f"fault injected: run rejected for {fslug}"))
                     ex = stub.run_job(job, body)
                     return self._send(200, _operation(ex))
                 if path == "/config":
                     if "start_delay" in body:
                         stub.start_delay = float(body["start_delay"])
-                    return self._send(200, {"start_delay": stub.start_delay})
+                    if "env_for_slug" in body:
+                        stub.env_for_slug = {str(k): {str(n): str(v) for n, v in e.items()} for k, e in body["env_for_slug"].items()}
+                    if "reject_slugs" in body:
+                        stub.reject_slugs = {str(x) for x in body["reject_slugs"]}
+                    return self._send(
+                        200,
+                        {"start_delay": stub.start_delay, "env_for_slug": stub.env_for_slug, "reject_slugs": sorted(stub.reject_slugs)},
+                    )
                 return self._send(404, _error(404, "NOT_FOUND", f"unknown path {path}"))
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)

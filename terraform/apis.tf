@@ -2,7 +2,8 @@ locals {
   services = toset([
     "artifactregistry.googleapis.com", # renderer image
     "cloudbuild.googleapis.com",       # builds the gen2 functions (and `make image`)
-    "cloudfunctions.googleapis.com",   # the four functions
+    "cloudfunctions.googleapis.com",   # the functions
+    "cloudscheduler.googleapis.com",   # the sweep_pending tick
     "eventarc.googleapis.com",         # GCS triggers of the functions
     "iam.googleapis.com",              # service accounts
     "logging.googleapis.com",          # structured logs

@@ -90,7 +90,8 @@ resource "google_storage_bucket_iam_member" "job_writes_site" {
   member = google_service_account.job.member
 }
 
-# Writes status/<slug>.json and deletes pending/<slug> (the bucket holds nothing else).
+# Writes status/<slug>.json, deletes pending/<slug> and reads backfill/<run-id>.json slug lists
+# (the bucket holds nothing else).
 resource "google_storage_bucket_iam_member" "job_writes_state" {
   bucket = google_storage_bucket.state.name
   role   = "roles/storage.objectUser"

@@ -31,6 +31,8 @@ resource "google_artifact_registry_repository" "renderer" {
 # One execution renders one experiment. dispatch_render starts it with per-execution env overrides
 # PARTYBAL_SLUG (the file-slug) and PARTYBAL_PREFIX ("" or "preview/"); they are deliberately not
 # set here, so an execution without overrides fails fast instead of rendering a default.
+# `partybal backfill` starts one execution with task_count=N and the override PARTYBAL_SLUGS_URI
+# (a slug list in the state bucket) instead: its tasks split the list by CLOUD_RUN_TASK_INDEX.
 resource "google_cloud_run_v2_job" "renderer" {
   name                = local.job_name
   location            = var.region

@@ -195,6 +195,12 @@ variable "dispatch_max_delivery_attempts" {
   }
 }
 
+variable "sweep_schedule" {
+  type        = string
+  default     = "*/10 * * * *"
+  description = "Cloud Scheduler cron (UTC) of sweep_pending, which re-requests renders whose request was lost (pending markers older than coalesce_stale_seconds, results newer than their status)."
+}
+
 variable "topic_name" {
   type        = string
   default     = "render-requests"

@@ -17,12 +17,15 @@ COMPONENT_MODULES = {
     "dispatch fn": ["partybal/dispatch.py"],
     "job": ["partybal/job.py"],
     "TOC fn": ["partybal/toc.py"],
+    "sweep fn": ["partybal/sweeper.py", "partybal/coalesce.py"],  # its settings are coalesce's
 }
 # Read by the code but legitimately unset in the cloud (local emulators, optional tuning).
-LOCAL_ONLY = {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "RUN_API_ENDPOINT"}
+LOCAL_ONLY = {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "RUN_API_ENDPOINT", "PARTYBAL_FAULT"}  # FAULT: tests only
 # Set per execution by dispatch_render, never on the job itself.
 OVERRIDES = {"PARTYBAL_SLUG", "PARTYBAL_PREFIX"}
-CLOUD_EVENT_ENTRY_POINTS = {"on_results_finalized", "dispatch_render", "rebuild_toc"}
+# Set per execution by `partybal backfill` (partybal/backfill.py), never on the job itself.
+BACKFILL_OVERRIDES = {"PARTYBAL_SLUGS_URI"}
+CLOUD_EVENT_ENTRY_POINTS = {"on_results_finalized", "dispatch_render", "rebuild_toc", "sweep_pending"}
 
 
 def _functions(tf):
@@ -50,6 +53,7 @@ def component_env(tf) -> dict[str, set[str]]:
         "finalize fn": _env_of(tf, fns["on_results_finalized"]),
         "dispatch fn": _env_of(tf, fns["dispatch_render"]),
         "TOC fn": _env_of(tf, fns["rebuild_toc"]),
+        "sweep fn": _env_of(tf, fns["sweep_pending"]),
         "job": _job_env(tf),
     }
 
@@ -108,7 +112,7 @@ def test_dispatch_has_bounded_retries_and_a_dead_letter_topic(tf):
     attempts = tf.variables()["dispatch_max_delivery_attempts"]
     assert dl["max_delivery_attempts"] == "${var.dispatch_max_delivery_attempts}"
     assert 5 <= attempts["default"] <= 100
-    # dead-lettered messages are kept somewhere
+    # dead-lettered messages are kept somewhere (docs/reliability.md: which failure goes where)
     assert "google_pubsub_topic.render_dead_letter" in tf.resources("google_pubsub_subscription")["render_dead_letter"]["topic"]
 
 
@@ -130,7 +134,7 @@ def test_component_gets_every_contract_variable_its_code_reads(tf, component):
     table = contract_table()
     env = component_env(tf)[component]
     if component == "job":
-        env = env | OVERRIDES
+        env = env | OVERRIDES | BACKFILL_OVERRIDES
     reads = set()
     for rel in COMPONENT_MODULES[component]:
         path = ROOT / rel
@@ -150,7 +154,7 @@ def test_docs_table_is_honoured(tf):
             continue
         users = list(envs) if used_by.strip() == "all" else [u.strip() for u in used_by.split(",")]
         for user in users:
-            have = envs[user] | (OVERRIDES if user == "job" else set())
+            have = envs[user] | (OVERRIDES | BACKFILL_OVERRIDES if user == "job" else set())
             assert var in have, f"docs/architecture.md says {user} uses {var}; terraform does not set it"
 
 
@@ -173,6 +177,14 @@ def test_job_env_matches_dispatch_overrides(tf):
     job_env = _job_env(tf)
     assert not (job_env & overridden), "PARTYBAL_SLUG/PARTYBAL_PREFIX must be left to per-execution overrides"
     assert {"RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET", "GOOGLE_CLOUD_PROJECT"} <= job_env
+
+
+def test_job_env_matches_backfill_overrides(tf):
+    src = (ROOT / "partybal" / "backfill.py").read_text()
+    overridden = set(re.findall(r"EnvVar\(\s*name\s*=\s*[\"']([A-Z_]+)[\"']", src))
+    assert overridden == BACKFILL_OVERRIDES, f"backfill.py overrides {overridden}"
+    assert overridden <= env_reads(ROOT / "partybal" / "job.py"), "the job must read what the backfill overrides"
+    assert not (_job_env(tf) & overridden), "PARTYBAL_SLUGS_URI must be left to per-execution overrides"
 
 
 # --- IAM --------------------------------------------------------------------------------------
@@ -304,3 +316,21 @@ def test_provider_pins(tf):
     providers = one(terraform["required_providers"])
     assert re.fullmatch(r"~> \d+\.\d+", unquote(providers["google"]["version"]))
     assert "archive" in providers
+
+
+def test_sweeper_is_scheduled_on_its_own_topic(tf):
+    """sweep_pending (docs/reliability.md): Cloud Scheduler → its topic → the function, which
+    re-publishes render requests as its own least-privilege account."""
+    fn = _functions(tf)["sweep_pending"]
+    trig = one(fn["event_trigger"])
+    assert unquote(trig["event_type"]) == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert "google_pubsub_topic.sweep" in trig["pubsub_topic"]
+    job = tf.resources("google_cloud_scheduler_job")["sweep"]
+    assert "google_pubsub_topic.sweep" in one(job["pubsub_target"])["topic_name"]
+    env = one(fn["service_config"])["environment_variables"]
+    assert env["RENDER_TOPIC"] == "${local.render_topic}"
+    publishers = [b for b in tf.resources("google_pubsub_topic_iam_member").values() if "service_account.sweeper" in b["member"]]
+    assert [unquote(b["role"]) for b in publishers] == ["roles/pubsub.publisher"]
+    assert all("google_pubsub_topic.render_requests" in b["topic"] for b in publishers)
+    writes = [b for b in tf.resources("google_storage_bucket_iam_member").values() if "service_account.sweeper" in b["member"] and unquote(b["role"]) != "roles/storage.objectViewer"]
+    assert writes and all("pending/" in one(b["condition"])["expression"] for b in writes), "the sweeper may write pending markers only"

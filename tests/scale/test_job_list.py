@@ -72,3 +72,26 @@ def test_list_mode_all_ok_and_bad_configuration(gcs, buckets):
     env.pop("PARTYBAL_SLUGS_URI")
     assert job.main(env, client=gcs) == 2
     assert job.main({**env, "PARTYBAL_SLUG": "fine"}, client=gcs) == 0
+
+
+def test_local_workers_on_emulated_buckets_and_only_stale(gcs, buckets, monkeypatch, capsys):
+    """`partybal backfill --results gs://…` without RUN_JOB: local workers run the job's code."""
+    import argparse
+
+    _upload(gcs, buckets.results, synthetic.experiment_files(synthetic.ExperimentSpec(slug="local-good", **TINY)))
+    _upload(gcs, buckets.results, {"metadata/metadata_local_bad.json": b"[]"})
+    for k, v in {"RESULTS_BUCKET": buckets.results, "SITE_BUCKET": buckets.site, "STATE_BUCKET": buckets.state}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("RUN_JOB", raising=False)
+
+    def args(only_stale):
+        return argparse.Namespace(results=f"gs://{buckets.results}", out=None, only_stale=only_stale, parallel=2, cores=None)
+
+    assert backfill.cmd_backfill(args(False)) == 1
+    err = capsys.readouterr().err
+    assert "1 ok, 1 failed of 2" in err and "  local_bad: " in err
+    assert _status(gcs, buckets, "local_good")["state"] == "ok"
+    assert _status(gcs, buckets, "local_bad")["state"] == "failed"
+    # only the failed one is not up to date (read from the status records' metadata)
+    assert backfill.cmd_backfill(args(True), renderer=None) == 1
+    assert "backfill: 1 of 2 experiments to render" in capsys.readouterr().err

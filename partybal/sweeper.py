@@ -1,0 +1,159 @@
+"""``sweep_pending``: recover render requests that were lost — run periodically (Cloud Scheduler →
+a small topic on GCP; a timer thread in the local stack).
+
+Two sweeps, both idempotent, both older than ``COALESCE_STALE_SECONDS`` (the same setting after
+which ``on_results_finalized`` takes a marker over: a marker that old has lost its request):
+
+1. **Pending markers** (``[prefix]pending/<slug>`` older than the threshold): the request was lost
+   (Pub/Sub restarted, the dispatcher dead-lettered it, the job died before deleting the marker).
+   The marker is *taken over* with ``if_generation_match=<its generation>`` — so of two concurrent
+   sweeps (or a sweep racing a fresh upload) only one wins — and the winner publishes a render
+   request. A marker that vanished or changed meanwhile is left alone: its owner is alive. A
+   marker is never created by this sweep. A marker swept ``k`` times waits ``threshold * 2**k``
+   before the next one (its render may simply be queued), counted in its ``sweeps`` metadata.
+2. **Reconciliation**: an experiment whose results differ from what its status record says was
+   rendered (the TOC's ``new``/``stale``), with no pending marker and results last written longer
+   ago than the threshold, lost its finalize notification (or its job was killed before writing the
+   status). It gets a normal coalesced request (:func:`partybal.coalesce.request_render`). A
+   ``failed`` render of unchanged inputs is *not* retried: no endless loop on poison input.
+
+Each request is logged (``pending marker re-requested`` / ``unrendered results re-requested``)
+with the slug, so every extra render the sweeper causes can be counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from google.api_core import exceptions as gexc
+
+from . import coalesce, events, layout, logs, toc
+
+log = logging.getLogger("partybal.sweeper")
+
+PREFIXES = ("", layout.PREVIEW_PREFIX)
+
+
+@dataclass(frozen=True)
+class Settings:
+    results_bucket: str
+    state_bucket: str
+    topic: str
+    min_age_seconds: int = coalesce.DEFAULT_STALE_SECONDS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        c = coalesce.Settings.from_env(environ)
+        return cls(c.results_bucket, c.state_bucket, c.topic, c.stale_seconds)
+
+
+@dataclass
+class SweepReport:
+    markers_seen: int = 0
+    republished: list[str] = field(default_factory=list)  # [prefix]slug of re-requested markers
+    reconciled: list[str] = field(default_factory=list)  # [prefix]slug of re-requested results
+
+
+def _age(t: dt.datetime | None, now: dt.datetime) -> float:
+    return (now - t).total_seconds() if t is not None else float("inf")
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _publish(publisher, topic: str, fslug: str, prefix: str, generation: int | None) -> str:
+    future = publisher.publish(topic, fslug.encode("utf-8"), **coalesce.request_attributes(prefix, generation, origin="sweeper"))
+    result = future.result(timeout=coalesce.PUBLISH_TIMEOUT_SECONDS) if hasattr(future, "result") else future
+    return str(result)
+
+
+def sweep_markers(client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport) -> None:
+    bucket = client.bucket(settings.state_bucket)
+    for b in client.list_blobs(bucket, prefix=f"{prefix}pending/", fields="items(name,generation,updated,metadata),nextPageToken"):
+        sb = layout.parse_state_name(b.name)
+        if sb is None or sb.what != "pending" or sb.prefix != prefix:
+            continue
+        report.markers_seen += 1
+        sweeps = _int((b.metadata or {}).get("sweeps"))
+        # back off: a marker re-requested k times waits threshold * 2**k (its render may just be
+        # queued behind many others), so a long queue costs a few extra renders, not one per sweep
+        if _age(b.updated, now) < settings.min_age_seconds * 2 ** min(sweeps, 10):
+            continue
+        token = f"sweep-{b.generation}"
+        body = coalesce._marker_body(sb.file_slug, prefix, token, now, "sweeper")
+        taken = bucket.blob(b.name)
+        taken.metadata = {"token": token, "sweeps": str(sweeps + 1)}
+        try:  # take it over only if it is still the marker we listed
+            taken.upload_from_string(body, content_type="application/json", if_generation_match=int(b.generation))
+        except (gexc.PreconditionFailed, gexc.NotFound):
+            continue  # deleted (its job started) or replaced (a fresh request) meanwhile
+        message_id = _publish(publisher, settings.topic, sb.file_slug, prefix, taken.generation)
+        report.republished.append(prefix + sb.file_slug)
+        logs.log(
+            log,
+            logging.WARNING,
+            "pending marker re-requested",
+            slug=sb.file_slug,
+            prefix=prefix,
+            marker_age_seconds=round(_age(b.updated, now), 1),
+            marker_generation=taken.generation,
+            sweeps=sweeps + 1,
+            message_id=message_id,
+        )
+
+
+def reconcile(client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport) -> None:
+    experiments = toc.group_results(toc.list_results(client, settings.results_bucket, prefix), prefix)
+    statuses, pending = toc.read_state(client, settings.state_bucket, prefix)
+    state_bucket = client.bucket(settings.state_bucket)
+    for fslug, exp in sorted(experiments.items()):
+        if fslug in pending or (prefix + fslug) in report.republished:
+            continue
+        state, _ = toc.row_state(exp, statuses.get(fslug), False)
+        if state not in ("new", "stale") or _age(exp.updated, now) < settings.min_age_seconds:
+            continue
+        # one token per input state: a retried sweep of the same inputs recognises its own marker
+        digest = hashlib.sha256(repr(sorted(exp.generations.items())).encode()).hexdigest()[:16]
+        outcome = coalesce.request_render(
+            state_bucket, publisher, settings.topic, fslug, prefix,
+            token=f"sweep-{digest}", stale_seconds=settings.min_age_seconds, trigger="sweeper",
+        )
+        if outcome != coalesce.COALESCED:
+            report.reconciled.append(prefix + fslug)
+            logs.log(log, logging.WARNING, "unrendered results re-requested", slug=fslug, prefix=prefix, toc_state=state)
+
+
+def sweep(client, publisher, settings: Settings, now: dt.datetime | None = None, prefixes=PREFIXES) -> SweepReport:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    report = SweepReport()
+    for prefix in prefixes:
+        sweep_markers(client, publisher, settings, prefix, now, report)
+        reconcile(client, publisher, settings, prefix, now, report)
+    logs.log(
+        log,
+        logging.INFO,
+        "sweep done",
+        slug=None,
+        markers=report.markers_seen,
+        republished=len(report.republished),
+        reconciled=len(report.reconciled),
+    )
+    return report
+
+
+def handle_sweep_event(event_type: str, data: Any, event_id: str = "", *, settings: Settings | None = None, client=None, publisher=None) -> SweepReport:
+    """Any message on the sweep topic (its content is ignored) runs one sweep."""
+    settings = settings or Settings.from_env()
+    if client is None:
+        from .storage import gcs_client
+
+        client = gcs_client()
+    return sweep(client, publisher or coalesce.default_publisher(), settings)

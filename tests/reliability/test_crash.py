@@ -1,0 +1,87 @@
+"""Case 4: the render job killed between uploading assets and the page, and between the page and
+the status record (``PARTYBAL_FAULT``: test-only, ``os._exit(137)``, set for one experiment's
+executions through the stand-in).
+
+While every attempt dies: the live page still works with all its figures, the status record does
+not claim the newer data, and the TOC says ``stale`` (or ``pending``), never ``ok``. Then a retry
+completes it: a manual re-render (after-assets) or the sweeper's reconciliation (after-page).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from partybal import layout
+
+from tests.reliability import support
+
+pytestmark = pytest.mark.emulators
+
+
+def asset_folders(stack, fslug: str) -> set[str]:
+    client = stack.storage()
+    root = layout.assets_root(fslug) + "/"
+    return {b.name[len(root):].split("/", 1)[0] for b in client.list_blobs(client.bucket(stack.site_bucket), prefix=root)}
+
+
+@pytest.mark.parametrize("point", ["after-assets", "after-page"])
+def test_crash_mid_render(rstack, evidence, point):
+    s = rstack
+    support.wait_quiet(s)
+    offsets = support.log_offsets(s)
+    slug = f"rel-crash-{point}"
+    fslug = layout.file_slug(slug)
+    support.upload(s, support.tiny_experiment(slug, seed=1))
+    good = support.wait_until(lambda: support.fresh_and_ok(s, fslug), 120, what="the first good render")
+    n0 = len(support.executions_for(s, fslug))
+
+    s.configure_run(env_for_slug={fslug: {"PARTYBAL_FAULT": point}})
+    try:
+        name = layout.results_name(layout.Kind.STATISTICS, fslug, "overall")
+        newer = support.upload(s, {name: support.tiny_experiment(slug, seed=2)[name]})[name]
+
+        def all_crashed():
+            exs = support.executions_for(s, fslug)[n0:]
+            return exs and all(e["state"] == "failed" for e in exs) and not support.pending(s, fslug)
+
+        support.wait_until(all_crashed, 120, what="the crashing execution to fail")
+        crashed = support.executions_for(s, fslug)[n0:]
+        codes = [a["exit_code"] for e in crashed for a in e["attempts"]]
+        assert codes and set(codes) == {137}, codes
+        # the state a reader sees while the job keeps dying
+        html, figures = support.page_figures(s, fslug)
+        assert figures and all(code == 200 for _, code in figures), figures
+        page_rid = support.render_id_of_page(html, fslug)
+        if point == "after-assets":
+            assert page_rid == good["render_id"], "the page changed although the job died before writing it"
+        else:
+            assert page_rid != good["render_id"], "after-page: the new page should be live"
+        record = s.status_record(fslug)
+        assert record["render_id"] == good["render_id"] and record["input_generations"] == good["input_generations"]
+        assert record["input_generations"][name] != newer
+        toc = support.wait_until(lambda: support.toc_state(support.index_html(s), fslug) in ("stale", "pending", "failed") and support.toc_state(support.index_html(s), fslug), 30, what="the TOC to show the experiment is not up to date")
+    finally:
+        s.configure_run(env_for_slug={})
+
+    if point == "after-assets":
+        s.publish_render(slug)  # the manual retry
+        how = "manual re-render"
+    else:
+        how = f"sweeper reconciliation (after {support.STALE_SECONDS} s)"
+    final = support.wait_until(lambda: support.fresh_and_ok(s, fslug), 180, what=f"the retry ({how})")
+    assert final["input_generations"][name] == newer
+    html, figures = support.page_figures(s, fslug)
+    assert support.render_id_of_page(html, fslug) == final["render_id"]
+    assert figures and all(code == 200 for _, code in figures)
+    support.wait_until(lambda: asset_folders(s, fslug) == {final["render_id"]}, 30, what="old and orphaned asset folders removed")
+    swept = support.sweeper_requests(s, fslug, offsets["sweep_pending"])
+    if point == "after-page":
+        assert swept >= 1, "the sweeper did not re-request the crashed render"
+    assert support.toc_state(support.wait_until(lambda: support.toc_state(support.index_html(s), fslug) == "ok" and support.index_html(s), 30, what="TOC ok"), fslug) == "ok"
+    evidence.row(
+        f"4 crash {point}",
+        f"PARTYBAL_FAULT={point} (os._exit(137)) on every attempt of the render of a newer upload",
+        f"{len(codes)} attempts",
+        "meanwhile: live page 200 with all figures, status still the previous render, TOC not ok; then the retry renders the newer data, page == status, one asset folder left",
+        f"TOC while crashed: {toc}; retry by {how}; sweeper requests: {swept}",
+    )
