@@ -333,27 +333,35 @@ def main() -> int:
         if "backfill" in parts:
             out["backfill"] = bench_backfill(tmp)
 
-    def part(key: str, title: str, intro: str) -> str:
-        if key not in out:
-            return f"### {title}\n\n(not measured in this run: `--parts {key}`)\n"
-        return f"### {title}\n\n{intro}\n\n{out[key]}\n"
+    load = os.getloadavg()[0]
+    when = f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {cores()} cores, load average {load:.1f} at the end (the machine is shared: timings are noisy)."
+    titles = {
+        "render": ("Render time and memory vs experiment size", "One `partybal render` per size (synthetic, `partybal/synthetic.py`), all cores for R. Peak memory is the PSS of the whole process tree."),
+        "toc": ("TOC rebuild vs number of experiments", f"`toc.publish_index` against fake-gcs-server (filesystem backend): one listing of the three results folders and the two state folders; status fields come from the status objects' custom metadata in the listing, so nothing is downloaded. Goal: ≤ {TOC_GOAL_SECONDS:.0f} s at 10,000."),
+        "browser": ("The 10,000-row index in the browser", "Headless Debian Chromium; each action timed in the page with `performance.now()` until the next frame, 3 page loads. Rows are CSS-grid rows with `content-visibility: auto` (only rows near the viewport are laid out); filter and sort keys are read once; a sort re-inserts the rows in one fragment. The previous script and CSS (table layout, `localeCompare` with options per comparison, every row's `hidden` rewritten per keystroke), measured the same way on the same 10,000 rows: open ≈ 2.2 s, clearing the filter ≈ 1.1 s, a sort click ≈ 1.5 s, a selective keystroke ≈ 160 ms."),
+        "burst": ("Renders per Jetstream-style burst", "Every experiment's 5 final objects land within one burst (shuffled, 8 concurrent handlers, real fake-gcs-server, counting publisher). Renders requested should equal the number of experiments, once per burst."),
+        "backfill": ("Backfill of 50 small experiments, local workers", "`partybal backfill --results DIR --out OUT --parallel N` (one in five experiments has weekly series plots; R start-up dominates a small page)."),
+    }
+    header = f"""## Scale: how cost grows
 
-    report = f"""## Scale: how cost grows
-
-Measured {dt.date.today().isoformat()} on {platform.machine()}, {cores()} cores (shared with other
-work: timings are noisy). Reproduce: `make bench-scale` (or `.venv/bin/python benchmarks/scale.py
-[--parts {",".join(PARTS)}] [--toc-counts 100,1000,10000]`).
-
-{part("render", "Render time and memory vs experiment size", "One `partybal render` per size (synthetic, `partybal/synthetic.py`), all cores for R. Peak memory is the PSS of the whole process tree.")}
-{part("toc", "TOC rebuild vs number of experiments", f"`toc.publish_index` against fake-gcs-server (filesystem backend): one listing of the three results folders and the two state folders; status fields come from the status objects' custom metadata in the listing, so nothing is downloaded. Goal: ≤ {TOC_GOAL_SECONDS:.0f} s at 10,000.")}
-{out.get("toc-notes", "")}
-
-{part("browser", "The 10,000-row index in the browser", "Headless Debian Chromium; each action timed in the page with `performance.now()` until the next frame, 3 page loads. Rows are CSS-grid rows with `content-visibility: auto` (only rows near the viewport are laid out); filter and sort keys are read once; a sort re-inserts the rows in one fragment. The previous script and CSS (table layout, `localeCompare` with options per comparison, every row's `hidden` rewritten per keystroke), measured the same way on the same 10,000 rows: open ≈ 2.2 s, clearing the filter ≈ 1.1 s, a sort click ≈ 1.5 s, a selective keystroke ≈ 160 ms.")}
-{part("burst", "Renders per Jetstream-style burst", "Every experiment's 5 final objects land within one burst (shuffled, 8 concurrent handlers, real fake-gcs-server, counting publisher). Renders requested should equal the number of experiments, once per burst.")}
-{part("backfill", "Backfill of 50 small experiments, local workers", "`partybal backfill --results DIR --out OUT --parallel N` (one in five experiments has weekly series plots; R start-up dominates a small page, so several workers with one core each beat one worker with all cores).")}"""
-    print(report)
+Reproduce: `make bench-scale` (or `.venv/bin/python benchmarks/scale.py [--parts {",".join(PARTS)}]
+[--toc-counts 100,1000,10000]`). Each part below is its own marked section: re-running some parts
+leaves the others' figures as they were.
+"""
+    report = header
+    doc = ROOT / "docs" / "performance.md"
     if not args.no_write:
-        write_section(ROOT / "docs" / "performance.md", "scale", report)
+        write_section(doc, "scale", header)
+    for key in PARTS:
+        if key not in out:
+            continue
+        title, intro = titles[key]
+        notes = ("\n\n" + out["toc-notes"]) if key == "toc" and out.get("toc-notes") else ""
+        text = f"### {title}\n\n{when}\n{intro}\n\n{out[key]}{notes}\n"
+        report += "\n" + text
+        if not args.no_write:
+            write_section(doc, f"scale-{key}", text)
+    print(report)
     return 0
 
 

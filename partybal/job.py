@@ -316,14 +316,15 @@ def run_list(environ: Mapping[str, str], client=None, *, cores: int | None = Non
     if count < 1 or not 0 <= index < count:
         raise events.ConfigError(f"CLOUD_RUN_TASK_INDEX={index} is not within CLOUD_RUN_TASK_COUNT={count}")
     parse_gs_uri(uri)
+    base = {k: events.env(k, environ) for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET")}
+    base["CLOUD_RUN_TASK_ATTEMPT"] = attempt
     doc = read_slug_list(client, uri)
     prefix = doc.get("prefix") or ""
     if prefix not in ALLOWED_PREFIXES:
         raise events.ConfigError(f"{uri}: prefix {prefix[:100]!r} is not one of {ALLOWED_PREFIXES!r}")
-    base = {k: environ.get(k, "") for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET", "CLOUD_RUN_TASK_ATTEMPT")}
     mine = task_share([str(s) for s in doc["slugs"]], index, count)
     logs.log(log, logging.INFO, "backfill task started", slug=None, task=index, tasks=count, slugs=len(mine), list=uri)
-    state = client.bucket(events.env("STATE_BUCKET", environ))
+    state = client.bucket(base["STATE_BUCKET"])
     failed: list[str] = []
     skipped = 0
     for slug in mine:

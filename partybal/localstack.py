@@ -298,6 +298,7 @@ class LocalStack:
                 "STORAGE_EMULATOR_HOST": self.storage_host,
                 "PUBSUB_EMULATOR_HOST": self.pubsub_host,
                 "THREADS": "8",
+                "SWEEP_INTERVAL_SECONDS": str(self.sweep_interval or 600),
                 **self.extra_env,
             }
         )

@@ -13,9 +13,11 @@ which ``on_results_finalized`` takes a marker over: a marker that old has lost i
    before the next one (its render may simply be queued), counted in its ``sweeps`` metadata.
 2. **Reconciliation**: an experiment whose results differ from what its status record says was
    rendered (the TOC's ``new``/``stale``), with no pending marker and results last written longer
-   ago than the threshold, lost its finalize notification (or its job was killed before writing the
-   status). It gets a normal coalesced request (:func:`partybal.coalesce.request_render`). A
-   ``failed`` render of unchanged inputs is *not* retried: no endless loop on poison input.
+   ago than the threshold, and no status record written since the results last changed, lost its
+   finalize notification (or its job was killed before writing the status). It gets a normal
+   coalesced request (:func:`partybal.coalesce.request_render`) — when the results' age passes
+   ``threshold * 2**k`` (k ≤ 10), so a job that keeps dying is retried a few times, not forever. A
+   render tried since the results last changed (``failed``, or whatever it read) is *not* retried.
 
 Each request is logged (``pending marker re-requested`` / ``unrendered results re-requested``)
 with the slug, so every extra render the sweeper causes can be counted.
@@ -36,6 +38,8 @@ from . import coalesce, events, layout, logs, toc
 log = logging.getLogger("partybal.sweeper")
 
 PREFIXES = ("", layout.PREVIEW_PREFIX)
+DEFAULT_INTERVAL_SECONDS = 600
+MAX_DOUBLINGS = 10
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,17 @@ class Settings:
     state_bucket: str
     topic: str
     min_age_seconds: int = coalesce.DEFAULT_STALE_SECONDS
+    interval_seconds: float = DEFAULT_INTERVAL_SECONDS  # time between two sweeps (the schedule)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         c = coalesce.Settings.from_env(environ)
-        return cls(c.results_bucket, c.state_bucket, c.topic, c.stale_seconds)
+        raw = events.env("SWEEP_INTERVAL_SECONDS", environ, str(DEFAULT_INTERVAL_SECONDS))
+        try:
+            interval = float(raw)
+        except ValueError:
+            raise events.ConfigError(f"SWEEP_INTERVAL_SECONDS={raw!r} is not a number") from None
+        return cls(c.results_bucket, c.state_bucket, c.topic, c.stale_seconds, interval)
 
 
 @dataclass
@@ -110,16 +120,36 @@ def sweep_markers(client, publisher, settings: Settings, prefix: str, now: dt.da
         )
 
 
+def crossed(age: float, threshold: float, interval: float) -> bool:
+    """Did ``age`` pass ``threshold * 2**k`` (k = 0…MAX_DOUBLINGS) since the previous sweep?
+
+    Reconciliation has no object to count its attempts in (the job deletes the marker, a killed job
+    writes no status), so it retries each state of the results at these ages only: about
+    log2(age / threshold) times in all, then never again until the results change."""
+    if age == float("inf"):
+        return False
+    return any(age - interval < threshold * 2**k <= age for k in range(MAX_DOUBLINGS + 1))
+
+
 def reconcile(client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport) -> None:
     experiments = toc.group_results(toc.list_results(client, settings.results_bucket, prefix), prefix)
     statuses, pending = toc.read_state(client, settings.state_bucket, prefix)
     state_bucket = client.bucket(settings.state_bucket)
+    written = {}  # when each status record was last written
+    for b in client.list_blobs(state_bucket, prefix=f"{prefix}status/", fields="items(name,updated),nextPageToken"):
+        sb = layout.parse_state_name(b.name)
+        if sb is not None and sb.what == "status" and sb.prefix == prefix:
+            written[sb.file_slug] = b.updated
     for fslug, exp in sorted(experiments.items()):
         if fslug in pending or (prefix + fslug) in report.republished:
             continue
         state, _ = toc.row_state(exp, statuses.get(fslug), False)
         if state not in ("new", "stale") or _age(exp.updated, now) < settings.min_age_seconds:
             continue
+        if written.get(fslug) is not None and exp.updated is not None and written[fslug] >= exp.updated:
+            continue  # a render was tried since the results last changed: another cannot do better
+        if not crossed(_age(exp.updated, now), settings.min_age_seconds, settings.interval_seconds):
+            continue  # between two retries of these results (a job that keeps dying writes no status)
         # one token per input state: a retried sweep of the same inputs recognises its own marker
         digest = hashlib.sha256(repr(sorted(exp.generations.items())).encode()).hexdigest()[:16]
         outcome = coalesce.request_render(

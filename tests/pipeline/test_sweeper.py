@@ -15,7 +15,7 @@ TOPIC = "projects/partybal-test/topics/render-requests"
 
 @pytest.fixture
 def settings(buckets):
-    return sweeper.Settings(results_bucket=buckets.results, state_bucket=buckets.state, topic=TOPIC, min_age_seconds=60)
+    return sweeper.Settings(results_bucket=buckets.results, state_bucket=buckets.state, topic=TOPIC, min_age_seconds=60, interval_seconds=10)
 
 
 def later(seconds: float) -> dt.datetime:
@@ -76,11 +76,13 @@ def test_marker_changed_between_listing_and_takeover_is_not_republished(gcs, buc
 
 
 def test_unrendered_and_changed_results_are_reconciled_but_failed_ones_are_not(gcs, buckets, settings, publisher):
-    results(gcs, buckets, "never")  # its notification was lost: no marker, no status
-    old = results(gcs, buckets, "changed")
-    write_status(gcs, buckets, "changed", {k: v - 1 for k, v in old.items()})
     bad = results(gcs, buckets, "poison")
     write_status(gcs, buckets, "poison", bad, state="failed")
+    odd = results(gcs, buckets, "odd")  # a render since the last change that still mismatches
+    write_status(gcs, buckets, "odd", {k: v + 1 for k, v in odd.items()}, state="failed")
+    write_status(gcs, buckets, "changed", {"metadata/metadata_changed.json": 1})
+    results(gcs, buckets, "changed")  # results newer than its status: its notification was lost
+    results(gcs, buckets, "never")  # no marker, no status
     assert sweeper.sweep(gcs, publisher, settings).reconciled == []  # too recent
     report = sweeper.sweep(gcs, publisher, settings, now=later(61))
     assert sorted(report.reconciled) == ["changed", "never"]
@@ -89,3 +91,13 @@ def test_unrendered_and_changed_results_are_reconciled_but_failed_ones_are_not(g
     assert pending == {layout.pending_name("changed"), layout.pending_name("never")}
     # the markers now exist: the next sweep does not reconcile them again
     assert sweeper.sweep(gcs, publisher, settings, now=later(61)).reconciled == []
+
+
+@pytest.mark.parametrize("age,expected", [(59, False), (61, True), (75, False), (125, True), (200, False), (245, True)])
+def test_reconciliation_retries_a_dying_render_at_doubling_ages_only(age, expected):
+    assert sweeper.crossed(age, 60, 10) is expected
+
+
+def test_no_more_than_a_few_reconciliations_of_one_state():
+    ages = [t * 3.0 for t in range(1, 100_000)]  # a sweep every 3 s for ~3 days, threshold 30 s
+    assert sum(sweeper.crossed(a, 30, 3.0) for a in ages) == 11  # 30 s · 2**k, k = 0…10

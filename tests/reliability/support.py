@@ -47,8 +47,24 @@ TINY = dict(
 
 
 def tiny_experiment(slug: str, seed: int = 1) -> dict[str, bytes]:
-    """Five results objects (3 periods, metadata, errors) with one small figure per period."""
+    """Five results objects (3 periods, metadata, errors); one metric, one statistic: fast."""
     return synthetic.experiment_files(synthetic.ExperimentSpec(slug=slug, seed=seed, **TINY))
+
+
+SMALL = dict(
+    branches=("control", "treatment"),
+    segments=("all",),
+    bases=("enrollments",),
+    windows={"overall": 1, "weekly": 1, "daily": 2},
+    metrics=synthetic.DEFAULT_METRICS[:3],
+    grid_points=32,
+    errors=1,
+)
+
+
+def small_experiment(slug: str, seed: int = 1) -> dict[str, bytes]:
+    """Five results objects that knit in a few seconds, with figures (as tests/e2e)."""
+    return synthetic.experiment_files(synthetic.ExperimentSpec(slug=slug, seed=seed, **SMALL))
 
 
 def upload(stack, files: dict[str, bytes]) -> dict[str, int]:

@@ -31,14 +31,14 @@ def test_crash_mid_render(rstack, evidence, point):
     offsets = support.log_offsets(s)
     slug = f"rel-crash-{point}"
     fslug = layout.file_slug(slug)
-    support.upload(s, support.tiny_experiment(slug, seed=1))
+    support.upload(s, support.small_experiment(slug, seed=1))
     good = support.wait_until(lambda: support.fresh_and_ok(s, fslug), 120, what="the first good render")
     n0 = len(support.executions_for(s, fslug))
 
     s.configure_run(env_for_slug={fslug: {"PARTYBAL_FAULT": point}})
     try:
         name = layout.results_name(layout.Kind.STATISTICS, fslug, "overall")
-        newer = support.upload(s, {name: support.tiny_experiment(slug, seed=2)[name]})[name]
+        newer = support.upload(s, {name: support.small_experiment(slug, seed=2)[name]})[name]
 
         def all_crashed():
             exs = support.executions_for(s, fslug)[n0:]

@@ -58,8 +58,8 @@ def test_every_event_three_times(rstack, evidence):
     sub.create_subscription(request={"name": tap, "topic": s.topic_path(localstack.GCS_TOPIC), "ack_deadline_seconds": 60})
     try:
         once, thrice = "rel-dup-once", "rel-dup-thrice"
-        support.upload(s, support.tiny_experiment(once))
-        support.upload(s, support.tiny_experiment(thrice))
+        support.upload(s, support.small_experiment(once))
+        support.upload(s, support.small_experiment(thrice))
         want = {"rel_dup_thrice"}
         captured = []
         deadline = time.monotonic() + 30
