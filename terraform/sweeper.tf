@@ -1,5 +1,5 @@
 # sweep_pending: recovers render requests that were lost (partybal/sweeper.py). Cloud Scheduler
-# publishes to a small topic every var.sweep_schedule; the function takes over pending/<slug>
+# publishes to a small topic every var.sweep_interval_minutes; the function takes over pending/<slug>
 # markers older than COALESCE_STALE_SECONDS (their request was lost) and re-publishes them, and
 # re-requests experiments whose results are newer than their status record (a lost notification).
 # Everything it does is idempotent (generation preconditions), so a late or doubled tick is harmless.
@@ -18,7 +18,7 @@ resource "google_cloud_scheduler_job" "sweep" {
   name        = "${var.name_prefix}-sweep-pending"
   region      = var.region
   description = "Tick for sweep_pending: re-request renders whose request was lost."
-  schedule    = var.sweep_schedule
+  schedule    = "*/${var.sweep_interval_minutes} * * * *"
   time_zone   = "Etc/UTC"
 
   pubsub_target {
@@ -59,6 +59,7 @@ resource "google_cloudfunctions2_function" "sweep_pending" {
       STATE_BUCKET           = google_storage_bucket.state.name
       RENDER_TOPIC           = local.render_topic
       COALESCE_STALE_SECONDS = tostring(var.coalesce_stale_seconds)
+      SWEEP_INTERVAL_SECONDS = tostring(var.sweep_interval_minutes * 60)
     }
   }
 

@@ -195,10 +195,15 @@ variable "dispatch_max_delivery_attempts" {
   }
 }
 
-variable "sweep_schedule" {
-  type        = string
-  default     = "*/10 * * * *"
-  description = "Cloud Scheduler cron (UTC) of sweep_pending, which re-requests renders whose request was lost (pending markers older than coalesce_stale_seconds, results newer than their status)."
+variable "sweep_interval_minutes" {
+  type        = number
+  default     = 10
+  description = "Minutes between two runs of sweep_pending (Cloud Scheduler), which re-requests renders whose request was lost (pending markers older than coalesce_stale_seconds, results newer than their status)."
+
+  validation {
+    condition     = var.sweep_interval_minutes >= 1 && var.sweep_interval_minutes <= 30 && 60 % var.sweep_interval_minutes == 0
+    error_message = "sweep_interval_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20 or 30): it is a */N cron."
+  }
 }
 
 variable "topic_name" {
