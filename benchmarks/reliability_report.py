@@ -32,7 +32,7 @@ table by hand: re-run the tests.
 Component logs of the run: `build/reliability/run/` (`fn-*.log`, `run-stand-in.log`,
 `jobs/job-<execution>-<attempt>.log`).
 
-The reliability stack differs from the e2e stack in three settings: `COALESCE_STALE_SECONDS=30`
+The reliability stack differs from the e2e stack in three settings: `COALESCE_STALE_SECONDS=20`
 (900 on GCP), a sweep every 3 s (Cloud Scheduler: every 10 minutes) and `PARTYBAL_LOG_LEVEL=DEBUG`
 (ignored events leave a log line).
 

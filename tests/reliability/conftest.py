@@ -1,7 +1,7 @@
 """The reliability suite's own local stack (one per session) and its evidence recorder.
 
 Stack: ``build/reliability/run/`` (component logs kept for post-mortems). It differs from the e2e
-stack in three settings, all documented in docs/reliability.md: ``COALESCE_STALE_SECONDS=30`` (the
+stack in three settings, all documented in docs/reliability.md: ``COALESCE_STALE_SECONDS=20`` (the
 sweeper's and the stale take-over's threshold; 900 on GCP), a sweep every 3 s (Cloud Scheduler:
 every 10 minutes), and ``PARTYBAL_LOG_LEVEL=DEBUG`` (so ignored events leave a log line).
 

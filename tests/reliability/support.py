@@ -13,7 +13,7 @@ from pathlib import Path
 
 from partybal import layout, synthetic, uploader
 
-STALE_SECONDS = 30  # COALESCE_STALE_SECONDS of the reliability stack: the sweeper's threshold
+STALE_SECONDS = 20  # COALESCE_STALE_SECONDS of the reliability stack: the sweeper's threshold
 SWEEP_INTERVAL = 3.0  # seconds between sweep messages (Cloud Scheduler's part)
 
 
@@ -225,7 +225,7 @@ def site_objects(stack) -> dict[str, int]:
     return {b.name: int(b.generation) for b in client.list_blobs(client.bucket(stack.site_bucket))}
 
 
-def wait_quiet(stack, timeout: float = 240, quiet_for: float = 4.0) -> None:
+def wait_quiet(stack, timeout: float = 240, quiet_for: float = 2.0) -> None:
     """No execution queued or running and no pending marker, twice ``quiet_for`` apart."""
     def once():
         if busy(stack):

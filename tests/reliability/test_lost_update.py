@@ -34,11 +34,12 @@ def test_newer_upload_during_render_wins(rstack, evidence, rounds):
     fslug = layout.file_slug(slug)
     name = layout.results_name(layout.Kind.STATISTICS, fslug, "overall")
     raced = 0
-    gens = support.upload(s, slow_experiment(slug, 1))
     for r in range(rounds):
         n_before = len(support.executions_for(s, fslug))
-        if r:  # a fresh render of the whole experiment to race against
+        if r:  # a fresh render of the experiment to race against
             gens = support.upload(s, {name: slow_experiment(slug, 100 + r)[name]})
+        else:
+            gens = support.upload(s, slow_experiment(slug, 1))
 
         def reading():
             exs = support.executions_for(s, fslug)

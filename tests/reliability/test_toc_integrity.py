@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.emulators
 
 
 def post_event(url: str, bucket: str, name: str, generation: int) -> int:
-    """A Cloud Storage finalize CloudEvent (binary mode), as Eventarc delivers it."""
+    """A Cloud Storage finalize CloudEvent (binary mode), as Eventarc delivers it; the HTTP status."""
     body = json.dumps({"bucket": bucket, "name": name, "generation": str(generation)}).encode()
     req = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json",
@@ -36,12 +37,29 @@ def post_event(url: str, bucket: str, name: str, generation: int) -> int:
         "ce-id": uuid.uuid4().hex,
         "ce-subject": f"objects/{name}",
     })
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        return resp.status
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def deliver(url: str, bucket: str, name: str, generation: int, statuses: list[int]) -> None:
+    """Like Eventarc with RETRY_POLICY_RETRY: redeliver on an error status (here at most 5 times)."""
+    for _ in range(6):
+        code = post_event(url, bucket, name, generation)
+        statuses.append(code)
+        if code == 200:
+            return
+        time.sleep(1)
 
 
 def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
     s = rstack
+    for slug in ("rel-toc-a", "rel-toc-b"):  # at least these experiments, whatever ran before
+        support.upload(s, support.tiny_experiment(slug))
+    for fs in ("rel_toc_a", "rel_toc_b"):
+        support.wait_until(lambda fs=fs: support.fresh_and_ok(s, fs), 120, what=f"{fs} rendered")
     support.wait_quiet(s)
     client = s.storage()
     # (a) 10 concurrent invocations of the deployed function
@@ -51,12 +69,13 @@ def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
     url = f"http://127.0.0.1:{s.ports['rebuild_toc']}/"
     before_lines = support.count_messages(support.fn_log(s, "rebuild_toc"), "index rebuilt")
     codes: list[int] = []
-    threads = [threading.Thread(target=lambda b=b: codes.append(post_event(url, s.state_bucket, b.name, b.generation))) for b in statuses * (10 // len(statuses) + 1)][:10]
+    threads = [threading.Thread(target=deliver, args=(url, s.state_bucket, b.name, b.generation, codes)) for b in (statuses * 10)[:10]]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert codes == [200] * 10, codes
+    assert codes.count(200) == 10, f"not every event was handled after redelivery: {codes}"
+    gave_up = len(codes) - 10  # rebuilds that exhausted toc.MAX_ATTEMPTS and were redelivered
     expected = set(toc.group_results(toc.list_results(client, s.results_bucket, ""), ""))
     rows = support.toc_rows(support.index_html(s))
     assert expected <= set(rows), f"dropped: {sorted(expected - set(rows))[:10]}"
@@ -68,6 +87,7 @@ def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
     for b in (settings.results_bucket, settings.site_bucket, settings.state_bucket):
         client.create_bucket(b)
     attempts: list[int] = []
+    gave_up_threads: list[str] = []
     added: list[str] = []
     for rnd in range(3):
         barrier = threading.Barrier(10)
@@ -80,8 +100,14 @@ def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
             blob.metadata = status.toc_metadata(record)
             blob.upload_from_string(json.dumps(record))
             barrier.wait()
-            _, n = toc.publish_index(client, settings, "")
-            attempts.append(n)
+            for _ in range(6):  # a give-up raises: the platform redelivers the event
+                try:
+                    _, n = toc.publish_index(client, settings, "")
+                except RuntimeError:
+                    gave_up_threads.append(fs)
+                    continue
+                attempts.append(n)
+                return
 
         ts = [threading.Thread(target=writer, args=(i,)) for i in range(10)]
         for t in ts:
@@ -107,6 +133,6 @@ def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
     assert n1 == n0, f"rebuild_toc rebuilt {n1 - n0} times while nothing changed"
     evidence.row("8 TOC: concurrent rebuilds", "10 concurrent state CloudEvents to rebuild_toc; 10 threads × 3 rounds calling publish_index while adding one experiment each", "10 at once (×4)",
                  "index lists every experiment (function) / every added experiment after each round (threads)",
-                 f"function: {rebuilt} rebuild log lines for 10 events; threads: max {max(attempts)} attempts, {sum(a > 1 for a in attempts)} of 30 rebuilt again after a 412")
+                 f"function: {rebuilt} rebuild log lines for 10 events, {gave_up} gave up after toc.MAX_ATTEMPTS (HTTP 500 → redelivered, as Eventarc does); threads: max {max(attempts)} attempts, {sum(a > 1 for a in attempts)} of 30 rebuilt again after a 412, {len(gave_up_threads)} gave up after toc.MAX_ATTEMPTS and were retried")
     evidence.row("8 TOC: no self-trigger", f"2 index.html writes and {quiet:.0f} s of sweeps with no state change", 1,
                  "'index rebuilt' lines in fn-rebuild_toc.log unchanged", f"{n1 - n0} rebuilds")
