@@ -31,21 +31,10 @@ from partybal import layout, localstack, synthetic, uploader  # noqa: E402
 
 START, END = "<!-- pipeline-latency:start -->", "<!-- pipeline-latency:end -->"
 GOAL_PLUMBING = 5.0
-SPEC = dict(
-    branches=("control", "treatment"),
-    segments=("all",),
-    bases=("enrollments",),
-    windows={"overall": 1, "weekly": 1, "daily": 2},
-    metrics=synthetic.DEFAULT_METRICS[:3],
-    grid_points=32,
-    errors=1,
-)
-
-
 def one_run(stack: localstack.LocalStack, slug: str, timeout: float = 120.0) -> dict[str, float]:
     fslug = layout.file_slug(slug)
     bucket = stack.storage().bucket(stack.results_bucket)
-    files = synthetic.experiment_files(synthetic.ExperimentSpec(slug=slug, **SPEC))
+    files = synthetic.experiment_files(synthetic.small_spec(slug))
     first_final = None
     for name, data in files.items():
         uploader.upload_jetstream_style(bucket, name, data)

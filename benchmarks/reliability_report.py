@@ -50,6 +50,8 @@ FOOTER = """
 | a job killed mid-render (OOM, SIGKILL, node loss) | Cloud Run retries; the live page is never without its figures (figures first, then the page, then old figures removed) | 1 + max_retries attempts | if every attempt dies: no status written, the TOC says `stale` (results newer than the page); the sweeper re-requests it when the results' age passes `COALESCE_STALE_SECONDS × 2^k` (k ≤ 10): a few retries, not an endless loop |
 | a lost render request (Pub/Sub restart, dead-lettered request with a marker) | the pending marker stays; `sweep_pending` takes it over (generation precondition) and publishes again | after `COALESCE_STALE_SECONDS`, then with doubling back-off (`sweeps` marker metadata) | rendered |
 | a lost finalize notification | the TOC shows the experiment `new`/`stale`; `sweep_pending` reconciles results against status records (only if no status was written since the results last changed) | when the results' age passes `COALESCE_STALE_SECONDS × 2^k` (k ≤ 10) | rendered |
+| a long queue (many renders waiting for job capacity) | nothing is lost and nothing is re-requested: `dispatch_render` records each started execution on its pending marker, the job writes `running/<slug>` (naming its execution) before it deletes the marker, and the sweeper asks Cloud Run (`GetExecution`) before re-requesting a marker or unrendered results: queued or running → left alone | 0 extra renders, whatever the wait | rendered once |
+| 10 TOC rebuilds at once | each writes `index.html` with a generation precondition and records the generation it wrote over; one beaten by a rebuild that read the index after it began stops (that one listed later, so it shows the change) | at most 2 listings per rebuild | `index.html` lists every experiment |
 
 Duplicates: `on_results_finalized` coalesces on the marker, so a duplicated *finalize* event adds
 a render only if it lands after that experiment's job deleted the marker (and then the render reads
@@ -57,6 +59,11 @@ the same inputs: identical page). `dispatch_render` does not deduplicate: every 
 request starts one execution (bound: one render per delivery); a re-render of unchanged inputs
 gives the same page and TOC. Every extra render the sweeper causes is logged
 (`pending marker re-requested` / `unrendered results re-requested`) and counted by the tests.
+
+Emulator limits met on the way: fake-gcs-server ignores `ifGenerationMatch` on PATCH and DELETE
+(and gives a patched object a new generation). GCS honours both. partybal uses them only where a
+miss is harmless (marking a marker dispatched; deleting the job's own `running/<slug>`), and the
+unit tests check that the preconditions are sent.
 
 Fault injection (test-only, never set by terraform): `PARTYBAL_FAULT=after-assets|after-page` in a
 job execution's environment makes `partybal.job` exit 137 at that point; the stand-in's

@@ -4,13 +4,24 @@ The message data is the experiment slug (UTF-8; either form). Attributes are opt
 (``preview/`` for previews) is the only one read. A message published by hand
 (``gcloud pubsub topics publish render-requests --message=<slug>``) has none and always renders.
 Bad requests are logged and acknowledged (never raised): redelivering them cannot help.
+
+Once the execution is started, the request's pending marker (the ``generation`` attribute names
+it) is *marked dispatched*: its metadata gets the execution's resource name and the time. The
+sweeper then asks Cloud Run about that execution instead of guessing from the marker's age, so a
+render that is merely queued is not requested again. Marking is best effort and never raises (the
+execution already exists; a redelivery would start a second one): a marker that is gone (the job
+started and deleted it) or replaced (a newer request) is left alone.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from google.api_core import exceptions as gexc
 
 from . import events, layout, logs
 
@@ -83,6 +94,31 @@ def jobs_client(api_endpoint: str | None = None):
     return run_v2.JobsClient()
 
 
+def execution_name(operation) -> str:
+    """The execution's resource name from ``run_job``'s operation (its metadata is the Execution)."""
+    try:
+        return str(getattr(operation.metadata, "name", "") or "")
+    except Exception:  # noqa: BLE001 - an operation without readable metadata: nothing to record
+        return ""
+
+
+def mark_dispatched(state_bucket, request: RenderRequest, execution: str, now: dt.datetime | None = None) -> bool:
+    """Record ``execution`` on the request's pending marker, if it is still that marker. True if
+    recorded. ``PATCH`` with ``ifGenerationMatch`` leaves the marker's generation and body alone
+    on GCS (fake-gcs-server gives it a new generation and ignores the precondition on PATCH; the
+    sweeper re-reads generations from its listing, so neither matters)."""
+    raw = request.attributes.get("generation", "")
+    if not execution or not raw.isdigit():
+        return False  # a request published by hand has no marker
+    marker = state_bucket.blob(layout.pending_name(request.file_slug, request.prefix))
+    marker.metadata = {"execution": execution, "dispatched_at": (now or dt.datetime.now(dt.timezone.utc)).isoformat()}
+    try:
+        marker.patch(if_generation_match=int(raw))
+    except (gexc.NotFound, gexc.PreconditionFailed):
+        return False
+    return True
+
+
 def handle_render_request(
     event_type: str,
     data: Any,
@@ -90,8 +126,10 @@ def handle_render_request(
     *,
     environ: Mapping[str, str] | None = None,
     client=None,
+    storage_client=None,
 ) -> RenderRequest | None:
     """Start one job execution for a valid request; the request, or None when it was rejected."""
+    environ = environ if environ is not None else os.environ
     job = events.env("RUN_JOB", environ)
     try:
         request = parse_request(event_type, data)
@@ -99,12 +137,21 @@ def handle_render_request(
         logs.log(log, logging.ERROR, f"render request rejected: {why}", slug=None, event_id=event_id)
         return None
     if client is None:
-        import os
-
-        endpoint = (environ if environ is not None else os.environ).get("RUN_API_ENDPOINT") or None
-        client = jobs_client(endpoint)
+        client = jobs_client(environ.get("RUN_API_ENDPOINT") or None)
     operation = client.run_job(request=run_job_request(job, request))  # not waited for
     op_name = getattr(getattr(operation, "operation", None), "name", "") or ""
+    execution = execution_name(operation)
+    marked = False
+    state_bucket = environ.get("STATE_BUCKET")
+    if state_bucket and execution:
+        try:
+            if storage_client is None:
+                from .storage import gcs_client
+
+                storage_client = gcs_client()
+            marked = mark_dispatched(storage_client.bucket(state_bucket), request, execution)
+        except Exception as why:  # noqa: BLE001 - never redeliver a request whose job already started
+            logs.log(log, logging.WARNING, f"could not mark the pending marker dispatched: {why}", slug=request.file_slug, prefix=request.prefix)
     logs.log(
         log,
         logging.INFO,
@@ -113,6 +160,8 @@ def handle_render_request(
         prefix=request.prefix,
         job=job,
         operation=op_name,
+        execution=execution,
+        marker_marked=marked,
         origin=request.attributes.get("origin", "manual"),
         event_id=event_id,
     )

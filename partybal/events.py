@@ -170,6 +170,8 @@ def state_blob(event_type: str, data: Any, state_bucket: str) -> layout.StateBlo
     blob = layout.parse_state_name(change.name)
     if blob is None:
         raise NotUnderstood(f"not a status record or pending marker: {change.name[:200]!r}")
+    if blob.what == "running":
+        raise NotUnderstood(f"a running record does not change the table of contents: {change.name[:200]!r}")
     return blob
 
 

@@ -1,8 +1,11 @@
 """The Cloud Run render job: ``python -m partybal.job``.
 
 Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``preview/``),
-``RESULTS_BUCKET``, ``SITE_BUCKET``, ``STATE_BUCKET``; ``CLOUD_RUN_TASK_ATTEMPT`` is logged.
+``RESULTS_BUCKET``, ``SITE_BUCKET``, ``STATE_BUCKET``; ``CLOUD_RUN_TASK_ATTEMPT`` is logged;
+``RUN_JOB`` (the job's own resource name) with Cloud Run's ``CLOUD_RUN_EXECUTION`` names the execution.
 
+0. write ``running/<slug>`` naming this execution (deleted again at the end; the sweeper leaves
+   an experiment alone while Cloud Run says that execution is queued or running);
 1. delete the pending marker (before reading anything: an upload landing after this makes a new
    marker and so another render);
 2. load and validate the results; build the page in a temp folder;
@@ -44,7 +47,7 @@ PAGE_CACHE_CONTROL = "public, max-age=60"
 ASSET_CACHE_CONTROL = "public, max-age=31536000, immutable"  # a render id is never reused
 STATUS_CACHE_CONTROL = "no-store"
 ALLOWED_PREFIXES = ("", layout.PREVIEW_PREFIX)
-OK, FAILED = "ok", "failed"
+OK, FAILED = status.OK, status.FAILED
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class JobSettings:
     site_bucket: str
     state_bucket: str
     attempt: str = ""
+    execution: str = ""  # this execution's resource name, when known (RUN_JOB + CLOUD_RUN_EXECUTION)
 
     @property
     def file_slug(self) -> str:
@@ -70,12 +74,50 @@ class JobSettings:
             site_bucket=events.env("SITE_BUCKET", environ),
             state_bucket=events.env("STATE_BUCKET", environ),
             attempt=environ.get("CLOUD_RUN_TASK_ATTEMPT", ""),
+            execution=execution_name(environ),
         )
         if not layout.is_file_slug(settings.file_slug):
             raise events.ConfigError(f"PARTYBAL_SLUG={settings.slug[:200]!r} is not a valid experiment slug")
         if settings.prefix not in ALLOWED_PREFIXES:
             raise events.ConfigError(f"PARTYBAL_PREFIX={settings.prefix[:100]!r} is not one of {ALLOWED_PREFIXES!r}")
         return settings
+
+
+def execution_name(environ: Mapping[str, str]) -> str:
+    """``projects/P/locations/L/jobs/J/executions/E`` from ``RUN_JOB`` (set on the job) and
+    ``CLOUD_RUN_EXECUTION`` (set by Cloud Run); "" when either is missing (a run by hand)."""
+    job, execution = environ.get("RUN_JOB", ""), environ.get("CLOUD_RUN_EXECUTION", "")
+    return f"{job}/executions/{execution}" if job and execution else ""
+
+
+def mark_running(state_bucket, settings: JobSettings) -> int | None:
+    """Write ``[prefix]running/<slug>`` naming this execution — *before* the pending marker is
+    deleted, so that while a render is queued or running one of the two always exists and the
+    sweeper never takes the experiment for one whose request was lost. Best effort (the render
+    matters more): the generation written, or None."""
+    blob = state_bucket.blob(layout.running_name(settings.file_slug, settings.prefix))
+    blob.metadata = {"execution": settings.execution}
+    body = {"execution": settings.execution, "started_at": status.iso(dt.datetime.now(dt.timezone.utc)), "attempt": settings.attempt}
+    try:
+        blob.upload_from_string(json.dumps(body), content_type="application/json")
+        return int(blob.generation)
+    except Exception as exc:  # noqa: BLE001
+        logs.log(log, logging.WARNING, f"could not write the running record: {exc}", slug=settings.file_slug, prefix=settings.prefix)
+        return None
+
+
+def clear_running(state_bucket, settings: JobSettings, generation: int | None) -> None:
+    """Delete our running record, unless a later execution of the same experiment replaced it."""
+    from google.api_core import exceptions as gexc
+
+    if generation is None:
+        return
+    try:
+        state_bucket.blob(layout.running_name(settings.file_slug, settings.prefix)).delete(if_generation_match=generation)
+    except (gexc.NotFound, gexc.PreconditionFailed):
+        pass
+    except Exception as exc:  # noqa: BLE001 - a leftover record only makes the sweeper ask Cloud Run
+        logs.log(log, logging.WARNING, f"could not delete the running record: {exc}", slug=settings.file_slug, prefix=settings.prefix)
 
 
 def new_render_id(now: dt.datetime | None = None) -> str:
@@ -193,9 +235,17 @@ def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int],
 def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict[str, Any]:
     """One render; the status record written. Raises only for infrastructure errors."""
     client = client or gcs_client()
+    state = client.bucket(settings.state_bucket)
+    running = mark_running(state, settings)
+    try:
+        return _render(settings, client, state, cores)
+    finally:
+        clear_running(state, settings, running)
+
+
+def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str, Any]:
     fslug, prefix = settings.file_slug, settings.prefix
     fields = {"slug": fslug, "prefix": prefix, "attempt": settings.attempt}
-    state = client.bucket(settings.state_bucket)
     site = client.bucket(settings.site_bucket)
     had_marker = delete_marker(state, fslug, prefix)
     logs.log(log, logging.INFO, "render started", pending_marker=had_marker, **fields)
@@ -318,6 +368,7 @@ def run_list(environ: Mapping[str, str], client=None, *, cores: int | None = Non
     parse_gs_uri(uri)
     base = {k: events.env(k, environ) for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET")}
     base["CLOUD_RUN_TASK_ATTEMPT"] = attempt
+    base.update({k: environ[k] for k in ("RUN_JOB", "CLOUD_RUN_EXECUTION") if environ.get(k)})
     doc = read_slug_list(client, uri)
     prefix = doc.get("prefix") or ""
     if prefix not in ALLOWED_PREFIXES:

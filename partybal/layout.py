@@ -19,6 +19,7 @@ State bucket (written by partybal)::
 
     [<prefix>]pending/<file-slug>                  coalescing marker: a render is requested
     [<prefix>]status/<file-slug>.json              outcome of the last render
+    [<prefix>]running/<file-slug>                  a render job is on it (its execution's name)
     backfill/<run-id>.json                         slug list of one ``partybal backfill`` run
 """
 
@@ -186,6 +187,10 @@ def status_name(fslug: str, prefix: str = "") -> str:
     return f"{prefix}status/{fslug}.json"
 
 
+def running_name(fslug: str, prefix: str = "") -> str:
+    return f"{prefix}running/{fslug}"
+
+
 def backfill_list_name(run_id: str) -> str:
     """The slug list one backfill execution's tasks share (``{"prefix": …, "slugs": [...]}``)."""
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", run_id):
@@ -201,13 +206,13 @@ def state_listing_prefixes(prefix: str = "") -> list[str]:
 @dataclass(frozen=True)
 class StateBlob:
     name: str
-    what: str  # "pending" | "status"
+    what: str  # "pending" | "status" | "running"
     file_slug: str
     prefix: str
 
 
 _STATE_RE = re.compile(
-    r"^(?P<prefix>(?:preview/)?)(?:(?P<p>pending)/(?P<ps>[A-Za-z0-9_]+)|(?P<s>status)/(?P<ss>[A-Za-z0-9_]+)\.json)\Z"
+    r"^(?P<prefix>(?:preview/)?)(?:(?P<p>pending|running)/(?P<ps>[A-Za-z0-9_]+)|(?P<s>status)/(?P<ss>[A-Za-z0-9_]+)\.json)\Z"
 )
 
 
@@ -216,5 +221,5 @@ def parse_state_name(name: str) -> StateBlob | None:
     if not m:
         return None
     if m.group("p"):
-        return StateBlob(name, "pending", m.group("ps"), m.group("prefix"))
+        return StateBlob(name, m.group("p"), m.group("ps"), m.group("prefix"))
     return StateBlob(name, "status", m.group("ss"), m.group("prefix"))

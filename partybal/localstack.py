@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import layout, uploader
+from . import status as status_mod
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "sample"
@@ -281,6 +282,7 @@ class LocalStack:
             "SITE_BUCKET": self.site_bucket,
             "STATE_BUCKET": self.state_bucket,
             "STORAGE_EMULATOR_HOST": self.storage_host,
+            "RUN_JOB": self.job_name,
             **self.extra_env,
         }
 
@@ -604,10 +606,10 @@ class LocalStack:
                 continue
             newest = max(newest, blob.updated.timestamp())
             record = json.loads(blob.download_as_bytes())
-            if record_ok(record):
+            if record.get("state") == status_mod.OK:
                 status.ok.append(fslug)
             else:
-                status.failed[fslug] = str(record.get("reason") or record.get("error") or record.get("state") or "failed")[:300]
+                status.failed[fslug] = str(record.get("reason") or record.get("state") or "failed")[:300]
         index = client.bucket(self.site_bucket).get_blob(layout.index_name(prefix))
         if index is not None and not status.waiting and index.updated.timestamp() >= newest:
             html = index.download_as_text()
@@ -627,15 +629,6 @@ class LocalStack:
 
 
 # --- helpers shared with the CLI ---------------------------------------------------------------
-
-
-def record_ok(record: dict) -> bool:
-    """Tolerant reading of a status record's outcome."""
-    for key in ("ok", "success"):
-        if key in record:
-            return bool(record[key])
-    state = str(record.get("state") or record.get("status") or record.get("outcome") or "").lower()
-    return state in ("ok", "succeeded", "success", "rendered", "done")
 
 
 def _base_env() -> dict[str, str]:

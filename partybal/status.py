@@ -22,6 +22,9 @@ from .report import window_of
 from .results import ExperimentResults
 
 
+OK, FAILED = "ok", "failed"  # the two values of ``state``
+
+
 def iso(t: dt.datetime | None) -> str | None:
     return t.astimezone(dt.timezone.utc).isoformat() if t else None
 

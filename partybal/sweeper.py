@@ -9,8 +9,12 @@ which ``on_results_finalized`` takes a marker over: a marker that old has lost i
    The marker is *taken over* with ``if_generation_match=<its generation>`` — so of two concurrent
    sweeps (or a sweep racing a fresh upload) only one wins — and the winner publishes a render
    request. A marker that vanished or changed meanwhile is left alone: its owner is alive. A
-   marker is never created by this sweep. A marker swept ``k`` times waits ``threshold * 2**k``
-   before the next one (its render may simply be queued), counted in its ``sweeps`` metadata.
+   marker is never created by this sweep. A marker that ``dispatch_render`` marked with its
+   execution is asked about first (Cloud Run ``GetExecution``): while that execution is queued or
+   running, its job will delete the marker and read the newest inputs, so nothing is re-requested
+   however long the queue. Only an execution that ended (or vanished) without consuming the
+   marker, or one Cloud Run cannot tell us about, falls back to the age rule. A marker swept ``k``
+   times waits ``threshold * 2**k`` before the next one, counted in its ``sweeps`` metadata.
 2. **Reconciliation**: an experiment whose results differ from what its status record says was
    rendered (the TOC's ``new``/``stale``), with no pending marker and results last written longer
    ago than the threshold, and no status record written since the results last changed, lost its
@@ -18,6 +22,9 @@ which ``on_results_finalized`` takes a marker over: a marker that old has lost i
    coalesced request (:func:`partybal.coalesce.request_render`) — when the results' age passes
    ``threshold * 2**k`` (k ≤ 10), so a job that keeps dying is retried a few times, not forever. A
    render tried since the results last changed (``failed``, or whatever it read) is *not* retried.
+   An experiment whose ``running/<slug>`` record names an execution Cloud Run says is queued or
+   running is being rendered right now (the job deleted its marker and has no status yet): left
+   alone. A record left by a killed job names an ended execution and does not hold anything up.
 
 Each request is logged (``pending marker re-requested`` / ``unrendered results re-requested``)
 with the slug, so every extra render the sweeper causes can be counted.
@@ -28,8 +35,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from google.api_core import exceptions as gexc
 
@@ -49,6 +57,7 @@ class Settings:
     topic: str
     min_age_seconds: int = coalesce.DEFAULT_STALE_SECONDS
     interval_seconds: float = DEFAULT_INTERVAL_SECONDS  # time between two sweeps (the schedule)
+    run_api_endpoint: str | None = None  # the local Cloud Run stand-in; None on GCP
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -58,12 +67,50 @@ class Settings:
             interval = float(raw)
         except ValueError:
             raise events.ConfigError(f"SWEEP_INTERVAL_SECONDS={raw!r} is not a number") from None
-        return cls(c.results_bucket, c.state_bucket, c.topic, c.stale_seconds, interval)
+        endpoint = (environ if environ is not None else os.environ).get("RUN_API_ENDPOINT") or None
+        return cls(c.results_bucket, c.state_bucket, c.topic, c.stale_seconds, interval, endpoint)
+
+
+ACTIVE, ENDED, UNKNOWN = "active", "ended", "unknown"  # what Cloud Run says of an execution
+
+ExecutionLookup = Callable[[str], str]  # execution resource name → ACTIVE | ENDED | UNKNOWN
+
+
+def execution_lookup(api_endpoint: str | None = None) -> ExecutionLookup:
+    """``GetExecution`` on the Cloud Run Admin API: ACTIVE until the execution has a completion
+    time (queued, running, retrying), ENDED once it has one or when it no longer exists, UNKNOWN
+    when the API cannot answer (the caller then falls back to the marker's age)."""
+    client = None
+
+    def lookup(name: str) -> str:
+        nonlocal client
+        try:
+            if client is None:
+                from google.cloud import run_v2
+
+                if api_endpoint:
+                    from google.auth.credentials import AnonymousCredentials
+
+                    client = run_v2.ExecutionsClient(
+                        transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": api_endpoint}
+                    )
+                else:
+                    client = run_v2.ExecutionsClient()
+            execution = client.get_execution(name=name, timeout=10)
+        except gexc.NotFound:
+            return ENDED
+        except Exception as why:  # noqa: BLE001 - any API trouble: decide by age as before
+            logs.log(log, logging.WARNING, f"cannot get execution state: {why}", slug=None, execution=name)
+            return UNKNOWN
+        return ENDED if execution.completion_time else ACTIVE
+
+    return lookup
 
 
 @dataclass
 class SweepReport:
     markers_seen: int = 0
+    in_progress: int = 0  # markers or running records whose execution is still queued or running
     republished: list[str] = field(default_factory=list)  # [prefix]slug of re-requested markers
     reconciled: list[str] = field(default_factory=list)  # [prefix]slug of re-requested results
 
@@ -85,14 +132,21 @@ def _publish(publisher, topic: str, fslug: str, prefix: str, generation: int | N
     return str(result)
 
 
-def sweep_markers(client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport) -> None:
+def sweep_markers(
+    client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup
+) -> None:
     bucket = client.bucket(settings.state_bucket)
     for b in client.list_blobs(bucket, prefix=f"{prefix}pending/", fields="items(name,generation,updated,metadata),nextPageToken"):
         sb = layout.parse_state_name(b.name)
         if sb is None or sb.what != "pending" or sb.prefix != prefix:
             continue
         report.markers_seen += 1
-        sweeps = _int((b.metadata or {}).get("sweeps"))
+        meta = b.metadata or {}
+        sweeps = _int(meta.get("sweeps"))
+        execution = meta.get("execution") or ""
+        if execution and _age(b.updated, now) >= settings.min_age_seconds and executions(execution) == ACTIVE:
+            report.in_progress += 1  # queued or running: its job deletes the marker, then reads
+            continue
         # back off: a marker re-requested k times waits threshold * 2**k (its render may just be
         # queued behind many others), so a long queue costs a few extra renders, not one per sweep
         if _age(b.updated, now) < settings.min_age_seconds * 2 ** min(sweeps, 10):
@@ -131,7 +185,9 @@ def crossed(age: float, threshold: float, interval: float) -> bool:
     return any(age - interval < threshold * 2**k <= age for k in range(MAX_DOUBLINGS + 1))
 
 
-def reconcile(client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport) -> None:
+def reconcile(
+    client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup
+) -> None:
     experiments = toc.group_results(toc.list_results(client, settings.results_bucket, prefix), prefix)
     statuses, pending = toc.read_state(client, settings.state_bucket, prefix)
     state_bucket = client.bucket(settings.state_bucket)
@@ -140,6 +196,11 @@ def reconcile(client, publisher, settings: Settings, prefix: str, now: dt.dateti
         sb = layout.parse_state_name(b.name)
         if sb is not None and sb.what == "status" and sb.prefix == prefix:
             written[sb.file_slug] = b.updated
+    running = {}  # the execution each running record names
+    for b in client.list_blobs(state_bucket, prefix=f"{prefix}running/", fields="items(name,metadata),nextPageToken"):
+        sb = layout.parse_state_name(b.name)
+        if sb is not None and sb.what == "running" and sb.prefix == prefix:
+            running[sb.file_slug] = (b.metadata or {}).get("execution") or ""
     for fslug, exp in sorted(experiments.items()):
         if fslug in pending or (prefix + fslug) in report.republished:
             continue
@@ -150,6 +211,9 @@ def reconcile(client, publisher, settings: Settings, prefix: str, now: dt.dateti
             continue  # a render was tried since the results last changed: another cannot do better
         if not crossed(_age(exp.updated, now), settings.min_age_seconds, settings.interval_seconds):
             continue  # between two retries of these results (a job that keeps dying writes no status)
+        if running.get(fslug) and executions(running[fslug]) == ACTIVE:
+            report.in_progress += 1  # being rendered now (it deleted its marker, has no status yet)
+            continue
         # one token per input state: a retried sweep of the same inputs recognises its own marker
         digest = hashlib.sha256(repr(sorted(exp.generations.items())).encode()).hexdigest()[:16]
         outcome = coalesce.request_render(
@@ -161,18 +225,27 @@ def reconcile(client, publisher, settings: Settings, prefix: str, now: dt.dateti
             logs.log(log, logging.WARNING, "unrendered results re-requested", slug=fslug, prefix=prefix, toc_state=state)
 
 
-def sweep(client, publisher, settings: Settings, now: dt.datetime | None = None, prefixes=PREFIXES) -> SweepReport:
+def sweep(
+    client,
+    publisher,
+    settings: Settings,
+    now: dt.datetime | None = None,
+    prefixes=PREFIXES,
+    executions: ExecutionLookup | None = None,
+) -> SweepReport:
     now = now or dt.datetime.now(dt.timezone.utc)
+    executions = executions or execution_lookup(settings.run_api_endpoint)
     report = SweepReport()
     for prefix in prefixes:
-        sweep_markers(client, publisher, settings, prefix, now, report)
-        reconcile(client, publisher, settings, prefix, now, report)
+        sweep_markers(client, publisher, settings, prefix, now, report, executions)
+        reconcile(client, publisher, settings, prefix, now, report, executions)
     logs.log(
         log,
         logging.INFO,
         "sweep done",
         slug=None,
         markers=report.markers_seen,
+        in_progress=report.in_progress,
         republished=len(report.republished),
         reconciled=len(report.reconciled),
     )

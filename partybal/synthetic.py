@@ -53,6 +53,38 @@ class ExperimentSpec:
     errors: int = 2
 
 
+def small_spec(slug: str, seed: int = 1) -> ExperimentSpec:
+    """Five results objects (overall, weekly, daily, metadata, errors), two branches, three
+    metrics with figures: knits in a few seconds (the e2e tests and the latency benchmark)."""
+    return ExperimentSpec(
+        slug=slug,
+        seed=seed,
+        branches=("control", "treatment"),
+        segments=("all",),
+        bases=("enrollments",),
+        windows={"overall": 1, "weekly": 1, "daily": 2},
+        metrics=DEFAULT_METRICS[:3],
+        grid_points=32,
+        errors=1,
+    )
+
+
+def tiny_spec(slug: str, seed: int = 1) -> ExperimentSpec:
+    """Five results objects like :func:`small_spec`, but one metric with one statistic: the
+    fastest page that still exercises every kind of object (the reliability tests)."""
+    return ExperimentSpec(
+        slug=slug,
+        seed=seed,
+        branches=("control", "treatment"),
+        segments=("all",),
+        bases=("enrollments",),
+        windows={"overall": 1, "weekly": 1, "daily": 1},
+        metrics=(MetricSpec("uri_count", ("mean",), True, "URI Count"),),
+        grid_points=8,
+        errors=1,
+    )
+
+
 def _ci(rng: random.Random, centre: float, spread: float) -> dict:
     point = centre + rng.gauss(0, spread / 4)
     half = abs(rng.gauss(spread, spread / 5))

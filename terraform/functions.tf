@@ -105,6 +105,7 @@ resource "google_cloudfunctions2_function" "dispatch_render" {
     environment_variables = {
       GOOGLE_CLOUD_PROJECT = var.project
       RUN_JOB              = local.run_job
+      STATE_BUCKET         = google_storage_bucket.state.name
     }
   }
 

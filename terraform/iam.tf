@@ -67,6 +67,20 @@ resource "google_cloud_run_v2_job_iam_member" "dispatch_runs_job" {
   member   = google_service_account.dispatch.member
 }
 
+# Records the started execution on the request's pending marker (metadata patch), so the sweeper
+# can ask Cloud Run about it; the condition limits the grant to [preview/]pending/ objects.
+resource "google_storage_bucket_iam_member" "dispatch_marks_markers" {
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.dispatch.member
+
+  condition {
+    title       = "pending-markers-only"
+    description = "Only pending/ and preview/pending/ coalescing markers."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/pending/\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/preview/pending/\")"
+  }
+}
+
 # Starting an execution that runs as the job's service account requires actAs on that account.
 resource "google_service_account_iam_member" "dispatch_acts_as_job" {
   service_account_id = google_service_account.job.name

@@ -74,6 +74,12 @@ resource "google_cloud_run_v2_job" "renderer" {
           value = google_storage_bucket.state.name
         }
         env {
+          # The job's own resource name (built from its parts: the resource cannot reference its
+          # own id); with Cloud Run's CLOUD_RUN_EXECUTION it names the execution in running/<slug>.
+          name  = "RUN_JOB"
+          value = "projects/${var.project}/locations/${var.region}/jobs/${local.job_name}"
+        }
+        env {
           # render.py's R timeout follows the task timeout (a minute less, to leave time to write status).
           name  = "PARTYBAL_R_TIMEOUT"
           value = tostring(var.job_timeout_seconds - 60)

@@ -1,6 +1,7 @@
 # sweep_pending: recovers render requests that were lost (partybal/sweeper.py). Cloud Scheduler
 # publishes to a small topic every var.sweep_interval_minutes; the function takes over pending/<slug>
-# markers older than COALESCE_STALE_SECONDS (their request was lost) and re-publishes them, and
+# markers older than COALESCE_STALE_SECONDS whose recorded execution is not queued or running (their
+# request was lost, or the job died before consuming the marker) and re-publishes them, and
 # re-requests experiments whose results are newer than their status record (a lost notification).
 # Everything it does is idempotent (generation preconditions), so a late or doubled tick is harmless.
 
@@ -109,6 +110,16 @@ resource "google_storage_bucket_iam_member" "sweeper_reads_results" {
   bucket = local.results_bucket
   role   = "roles/storage.objectViewer"
   member = google_service_account.sweeper.member
+}
+
+# Reads the state of the execution recorded on a marker (run.executions.get): a queued or running
+# render is not requested again. Granted on the renderer job only (its executions inherit it).
+resource "google_cloud_run_v2_job_iam_member" "sweeper_views_executions" {
+  project  = var.project
+  location = google_cloud_run_v2_job.renderer.location
+  name     = google_cloud_run_v2_job.renderer.name
+  role     = "roles/run.viewer"
+  member   = google_service_account.sweeper.member
 }
 
 # Re-publishes render requests.

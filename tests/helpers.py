@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample"
@@ -74,6 +77,23 @@ def _quiet_handler_base():
 class _QuietHandler(_quiet_handler_base()):
     def log_message(self, *args):  # keep test output clean
         pass
+
+
+def unavailable(reason: str, module_level: bool = False):
+    """A tool or package the test needs is missing: skip on a developer's machine, fail in CI
+    (``CI`` set, as ``.ci/run`` does), where ``make setup`` must have installed it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: make setup must provide it)", pytrace=False)
+    pytest.skip(reason, allow_module_level=module_level)
+
+
+def playwright_api(module_level: bool = False):
+    """``playwright.sync_api``, or :func:`unavailable`."""
+    try:
+        import playwright.sync_api as api
+    except ImportError:
+        unavailable("pip package playwright is not installed", module_level)
+    return api
 
 
 def missing_tools() -> list[str]:

@@ -11,13 +11,15 @@ from importlib import metadata
 
 import pytest
 
+from tests.helpers import unavailable
+
 from .conftest import ROOT
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     if not shutil.which("make"):
-        pytest.skip("make is missing")
+        unavailable("make is missing")
     out = tmp_path_factory.mktemp("bundle") / "src"
     proc = subprocess.run(["make", "-s", "bundle", f"BUNDLE_DIR={out}"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

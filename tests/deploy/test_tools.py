@@ -10,6 +10,8 @@ import subprocess
 
 import pytest
 
+from tests.helpers import unavailable
+
 from .conftest import ROOT, TF_DIR
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -17,9 +19,7 @@ CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 def _missing(tool: str, how: str):
     # CI must run the check; a developer without the tool is told how to get it.
-    if os.environ.get("CI"):
-        pytest.fail(f"{tool} is missing in CI: {how}")
-    pytest.skip(f"{tool} is missing: {how}")
+    unavailable(f"{tool} is missing: {how}")
 
 
 def test_terraform_fmt():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from partybal import localstack, synthetic, uploader
-from tests.helpers import missing_tools, wait_until  # noqa: F401  (wait_until is used by the e2e tests)
+from tests.helpers import missing_tools, unavailable, wait_until  # noqa: F401  (wait_until is used by the e2e tests)
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / "build" / "e2e" / "run"
@@ -21,7 +21,7 @@ RUN_DIR = REPO / "build" / "e2e" / "run"
 def stack(tmp_path_factory):
     missing = missing_tools()
     if missing:
-        pytest.skip(f"local stack needs: {', '.join(missing)}")
+        unavailable(f"local stack needs: {', '.join(missing)}")
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     s = localstack.LocalStack(run_dir=RUN_DIR, gcs_root=tmp_path_factory.mktemp("gcs"), port_base=None)
     s.start()
@@ -41,20 +41,9 @@ def sample_site(stack):
     return since, status
 
 
-SMALL = dict(
-    branches=("control", "treatment"),
-    segments=("all",),
-    bases=("enrollments",),
-    windows={"overall": 1, "weekly": 1, "daily": 2},
-    metrics=synthetic.DEFAULT_METRICS[:3],
-    grid_points=32,
-    errors=1,
-)
-
-
 def small_experiment(slug: str, seed: int = 1) -> dict[str, bytes]:
     """Five results objects (3 periods, metadata, errors) that knit in ~3 s."""
-    return synthetic.experiment_files(synthetic.ExperimentSpec(slug=slug, seed=seed, **SMALL))
+    return synthetic.experiment_files(synthetic.small_spec(slug, seed))
 
 
 def hold_experiment(slug: str, seed: int = 1) -> dict[str, bytes]:

@@ -6,6 +6,8 @@ import shutil
 
 import pytest
 
+from tests.helpers import unavailable
+
 pytestmark = [pytest.mark.emulators, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -21,9 +23,9 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = playwright_api()
     if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not installed")
+        unavailable(f"{CHROMIUM} is not installed")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:

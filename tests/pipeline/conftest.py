@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import unavailable
+
 from tests.pipeline.pipeline_support import RecordingPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +67,7 @@ def fake_gcs_binary() -> Path:
 def fake_gcs(tmp_path_factory):
     binary = fake_gcs_binary()
     if not binary.exists():
-        pytest.skip(f"fake-gcs-server binary not found at {binary}")
+        unavailable(f"fake-gcs-server binary not found at {binary}")
     port = free_port()
     root = tmp_path_factory.mktemp("fake-gcs")
     log = open(root.parent / "fake-gcs.log", "w")
@@ -117,7 +119,7 @@ def buckets(gcs) -> Buckets:
 def pubsub_emulator(tmp_path_factory):
     gcloud = shutil.which("gcloud")
     if not gcloud:
-        pytest.skip("gcloud not installed")
+        unavailable("gcloud is not installed")
     port = free_port()
     project = "partybal-test"
     logdir = tmp_path_factory.mktemp("pubsub")

@@ -4,6 +4,7 @@ local HTTP server standing in for the Cloud Run Admin API."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from partybal import dispatch, events
+from partybal import dispatch, events, layout
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "projects/partybal-test/locations/europe-west1/jobs/partybal-render"
@@ -25,7 +26,8 @@ def run_api():
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             calls.append((self.path, json.loads(body or b"{}")))
-            reply = json.dumps({"name": f"projects/partybal-test/locations/europe-west1/operations/op-{len(calls)}", "done": False}).encode()
+            execution = {"@type": "type.googleapis.com/google.cloud.run.v2.Execution", "name": f"{JOB}/executions/ex-{len(calls)}"}
+            reply = json.dumps({"name": f"projects/partybal-test/locations/europe-west1/operations/op-{len(calls)}", "done": False, "metadata": execution}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
@@ -131,3 +133,66 @@ def test_run_job_request_shape():
     assert req.name == JOB
     [override] = req.overrides.container_overrides
     assert [(e.name, e.value) for e in override.env] == [("PARTYBAL_SLUG", "a-b"), ("PARTYBAL_PREFIX", "")]
+
+
+@pytest.mark.emulators
+def test_started_execution_is_recorded_on_its_pending_marker(run_api, gcs, buckets):
+    endpoint, calls = run_api
+    state = gcs.bucket(buckets.state)
+    marker = state.blob(layout.pending_name("my_exp"))
+    marker.metadata = {"token": "event-1"}
+    marker.upload_from_string("{}", if_generation_match=0)
+    environ = {"RUN_JOB": JOB, "RUN_API_ENDPOINT": endpoint, "STATE_BUCKET": buckets.state}
+    attrs = {"origin": "finalize", "generation": str(marker.generation)}
+    assert dispatch.handle_render_request(*message(b"my_exp", attrs), environ=environ, storage_client=gcs) is not None
+    meta = state.get_blob(layout.pending_name("my_exp")).metadata
+    assert meta["execution"] == f"{JOB}/executions/ex-1" and meta["token"] == "event-1"
+    assert dt.datetime.fromisoformat(meta["dispatched_at"]).tzinfo is not None
+
+
+@pytest.mark.emulators
+def test_marking_never_creates_a_marker_or_fails_the_request(run_api, gcs, buckets, caplog):
+    endpoint, calls = run_api
+    environ = {"RUN_JOB": JOB, "RUN_API_ENDPOINT": endpoint, "STATE_BUCKET": buckets.state}
+    # the job already started and deleted the marker
+    assert dispatch.handle_render_request(*message(b"gone", {"generation": "12345"}), environ=environ, storage_client=gcs)
+    # published by hand: no generation, no marker to mark (an existing marker is not touched)
+    gcs.bucket(buckets.state).blob(layout.pending_name("manual")).upload_from_string("{}")
+    assert dispatch.handle_render_request(*message(b"manual"), environ=environ, storage_client=gcs)
+    assert gcs.bucket(buckets.state).get_blob(layout.pending_name("gone")) is None
+    assert not (gcs.bucket(buckets.state).get_blob(layout.pending_name("manual")).metadata or {})
+
+    class Broken:
+        def bucket(self, name):
+            raise RuntimeError("storage is down")
+
+    assert dispatch.handle_render_request(*message(b"x", {"generation": "7"}), environ=environ, storage_client=Broken())
+    assert len(calls) == 3
+    assert any(r.levelname == "WARNING" and "storage is down" in r.getMessage() for r in caplog.records)
+
+
+def test_marking_patches_only_the_marker_the_request_names():
+    """GCS applies the PATCH only if the marker is still that generation (fake-gcs-server ignores
+    the precondition, so the request itself is what is checked here)."""
+    from google.api_core import exceptions as gexc
+
+    calls = []
+
+    class Marker:
+        def __init__(self, name):
+            self.name, self.metadata = name, None
+
+        def patch(self, **kwargs):
+            calls.append((self.name, dict(self.metadata), kwargs))
+            if kwargs["if_generation_match"] != 5:
+                raise gexc.PreconditionFailed("replaced by a newer request")
+
+    class Bucket:
+        def blob(self, name):
+            return Marker(name)
+
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
+    ok = dispatch.mark_dispatched(Bucket(), dispatch.RenderRequest("a", "a", "preview/", {"generation": "5"}), "E", now)
+    stale = dispatch.mark_dispatched(Bucket(), dispatch.RenderRequest("a", "a", "preview/", {"generation": "4"}), "E", now)
+    assert (ok, stale) == (True, False)
+    assert calls[0] == ("preview/pending/a", {"execution": "E", "dispatched_at": "2026-01-02T00:00:00+00:00"}, {"if_generation_match": 5})

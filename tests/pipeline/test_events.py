@@ -132,7 +132,8 @@ def test_state_events():
     blob = events.state_blob(etype, data, "st")
     assert (blob.what, blob.file_slug, blob.prefix) == ("status", "x", "preview/")
     assert events.state_blob(*storage_event("pending/y", bucket="st"), "st").what == "pending"
-    for bad in ("index.html", "status/x.json.tmp", "pending/../status/x.json", "other/status/x.json"):
+    assert layout.parse_state_name("preview/running/z") == layout.StateBlob("preview/running/z", "running", "z", "preview/")
+    for bad in ("index.html", "status/x.json.tmp", "pending/../status/x.json", "other/status/x.json", "running/z", "running/z.json"):
         with pytest.raises(events.NotUnderstood):
             events.state_blob(*storage_event(bad, bucket="st"), "st")
     with pytest.raises(events.NotUnderstood):

@@ -171,3 +171,52 @@ def test_render_ids_sort_in_start_order_within_a_second():
     ids = [job.new_render_id(t + dt.timedelta(microseconds=i)) for i in range(50)]
     assert ids == sorted(ids) and len(set(ids)) == 50
     assert all(layout.is_file_slug(i.replace("-", "_")) for i in ids)  # a plain folder name
+
+
+def test_running_record_covers_the_render_from_before_the_marker_is_deleted(gcs, buckets, monkeypatch):
+    state = gcs.bucket(buckets.state)
+    state.blob(layout.pending_name("no_such_experiment")).upload_from_string("{}")
+    env = {**job_env(buckets, slug="no_such_experiment"), "RUN_JOB": "projects/p/locations/l/jobs/j", "CLOUD_RUN_EXECUTION": "j-0001"}
+    seen = {}
+    real_delete = job.delete_marker
+
+    def delete_marker(bucket, fslug, prefix):
+        record = bucket.get_blob(layout.running_name(fslug, prefix))
+        seen["at_delete"] = record.metadata if record else None
+        seen["body"] = json.loads(record.download_as_bytes()) if record else None
+        return real_delete(bucket, fslug, prefix)
+
+    monkeypatch.setattr(job, "delete_marker", delete_marker)
+    job.main(env)  # fails (no results): the record goes all the same
+    assert seen["at_delete"] == {"execution": "projects/p/locations/l/jobs/j/executions/j-0001"}
+    assert seen["body"]["execution"].endswith("/executions/j-0001") and seen["body"]["started_at"]
+    assert state.get_blob(layout.running_name("no_such_experiment")) is None
+    assert state.get_blob(layout.pending_name("no_such_experiment")) is None
+
+
+def test_running_record_is_deleted_only_if_still_ours():
+    """GCS deletes with ``ifGenerationMatch`` (fake-gcs-server ignores preconditions on DELETE,
+    so the request itself is what can be checked here)."""
+    from google.api_core import exceptions as gexc
+
+    calls = []
+
+    class Blob:
+        def __init__(self, name):
+            self.name = name
+
+        def delete(self, **kwargs):
+            calls.append((self.name, kwargs))
+            if kwargs.get("if_generation_match") != 7:
+                raise gexc.PreconditionFailed("a later execution replaced it")
+
+    class Bucket:
+        def blob(self, name):
+            return Blob(name)
+
+    settings = job.JobSettings("exp", "preview/", "r", "s", "st", execution="projects/p/locations/l/jobs/j/executions/a")
+    job.clear_running(Bucket(), settings, 7)
+    job.clear_running(Bucket(), settings, 8)  # replaced meanwhile: 412 is not an error
+    job.clear_running(Bucket(), settings, None)  # never written: nothing to delete
+    assert calls == [("preview/running/exp", {"if_generation_match": 7}), ("preview/running/exp", {"if_generation_match": 8})]
+    assert job.execution_name({"CLOUD_RUN_EXECUTION": "x"}) == ""  # run by hand: no name to record

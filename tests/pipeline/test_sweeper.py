@@ -59,6 +59,50 @@ def test_old_marker_is_taken_over_once_and_backs_off(gcs, buckets, settings, pub
     assert len(publisher.messages) == 2
 
 
+def dispatched_marker(gcs, buckets, fslug: str, execution: str) -> None:
+    blob = gcs.bucket(buckets.state).blob(layout.pending_name(fslug))
+    blob.metadata = {"token": "event-1", "execution": execution, "dispatched_at": later(0).isoformat()}
+    blob.upload_from_string("{}")
+
+
+def test_marker_of_a_queued_or_running_execution_is_never_re_requested(gcs, buckets, settings, publisher):
+    dispatched_marker(gcs, buckets, "queued", "projects/p/locations/l/jobs/j/executions/e1")
+    asked: list[str] = []
+
+    def active(name: str) -> str:
+        asked.append(name)
+        return sweeper.ACTIVE
+
+    for age in (61, 1000, 100_000):  # however long it waits in the queue
+        report = sweeper.sweep(gcs, publisher, settings, now=later(age), executions=active)
+        assert report.republished == [] and report.in_progress == 1
+    assert publisher.messages == [] and asked == ["projects/p/locations/l/jobs/j/executions/e1"] * 3
+    # young markers are not even asked about
+    assert sweeper.sweep(gcs, publisher, settings, executions=active).in_progress == 0 and len(asked) == 3
+
+
+@pytest.mark.parametrize("answer", [sweeper.ENDED, sweeper.UNKNOWN])
+def test_marker_of_an_ended_or_unknown_execution_falls_back_to_the_age_rule(gcs, buckets, settings, publisher, answer):
+    dispatched_marker(gcs, buckets, "died", "projects/p/locations/l/jobs/j/executions/e2")
+    assert sweeper.sweep(gcs, publisher, settings, now=later(30), executions=lambda name: answer).republished == []
+    report = sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: answer)
+    assert report.republished == ["died"] and report.in_progress == 0
+    marker = gcs.bucket(buckets.state).get_blob(layout.pending_name("died"))
+    assert "execution" not in marker.metadata and marker.metadata["sweeps"] == "1"  # a new request
+
+
+@pytest.mark.parametrize("answer,expected", [(sweeper.ACTIVE, []), (sweeper.ENDED, ["being_rendered"]), (sweeper.UNKNOWN, ["being_rendered"])])
+def test_results_being_rendered_right_now_are_not_reconciled(gcs, buckets, settings, publisher, answer, expected):
+    """The job deleted its marker and has written no status yet: only its running record shows it.
+    A record of an execution that ended (a killed job) does not hold the experiment up."""
+    results(gcs, buckets, "being_rendered")
+    record = gcs.bucket(buckets.state).blob(layout.running_name("being_rendered"))
+    record.metadata = {"execution": "projects/p/locations/l/jobs/j/executions/e3"}
+    record.upload_from_string("{}")
+    report = sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: answer)
+    assert report.reconciled == expected and report.in_progress == (answer == sweeper.ACTIVE)
+
+
 def test_marker_changed_between_listing_and_takeover_is_not_republished(gcs, buckets, settings, publisher, monkeypatch):
     state = gcs.bucket(buckets.state)
     state.blob(layout.pending_name("raced")).upload_from_string("{}")
@@ -101,3 +145,38 @@ def test_reconciliation_retries_a_dying_render_at_doubling_ages_only(age, expect
 def test_no_more_than_a_few_reconciliations_of_one_state():
     ages = [t * 3.0 for t in range(1, 100_000)]  # a sweep every 3 s for ~3 days, threshold 30 s
     assert sum(sweeper.crossed(a, 30, 3.0) for a in ages) == 11  # 30 s · 2**k, k = 0…10
+
+
+def test_execution_lookup_asks_the_cloud_run_api(tmp_path):
+    """Against the local Cloud Run stand-in: queued and running are ACTIVE, finished and unknown
+    executions are ENDED, an unreachable API is UNKNOWN (so the sweeper falls back to ages)."""
+    import socket
+    import time
+
+    from partybal import dispatch, runstub
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gate = tmp_path / "gate"
+    stub = runstub.RunStub(command=["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"], parallelism=1, max_retries=0)
+    stub.serve(port)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        jobs = dispatch.jobs_client(endpoint)
+        job = "projects/p/locations/l/jobs/j"
+        names = [
+            dispatch.execution_name(jobs.run_job(request=dispatch.run_job_request(job, dispatch.RenderRequest(s, s, "", {}))))
+            for s in ("first", "second")
+        ]
+        lookup = sweeper.execution_lookup(endpoint)
+        assert [lookup(n) for n in names] == [sweeper.ACTIVE, sweeper.ACTIVE]  # running, queued
+        gate.touch()
+        deadline = time.monotonic() + 20
+        while lookup(names[1]) != sweeper.ENDED and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [lookup(n) for n in names] == [sweeper.ENDED, sweeper.ENDED]
+        assert lookup(f"{job}/executions/never-existed") == sweeper.ENDED
+    finally:
+        stub.shutdown()
+    assert sweeper.execution_lookup(f"http://127.0.0.1:{port}")(names[0]) == sweeper.UNKNOWN

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import unavailable
+
 from partybal import layout, toc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,6 +168,33 @@ def test_concurrent_writer_causes_a_rebuild_not_a_lost_entry(gcs, buckets, setti
 
 
 @pytest.mark.emulators
+def test_rebuild_stops_when_a_rebuild_that_listed_later_has_written(gcs, buckets, settings, monkeypatch):
+    put(gcs, buckets.results, "metadata/metadata_first.json")
+    toc.publish_index(gcs, settings, "")
+    site = gcs.bucket(buckets.site)
+    real_build = toc.build_index
+    calls = []
+
+    def racing_build(client, s, prefix):
+        page = real_build(client, s, prefix)
+        calls.append(len(page.rows))
+        put(gcs, buckets.results, "metadata/metadata_second.json")
+        # while we list: one rebuild writes, then another that read *that* index (so it read,
+        # and listed, after we began) writes over it
+        first = site.blob("index.html")
+        first.upload_from_string("<p>an earlier rebuild</p>")
+        later = site.blob("index.html")
+        later.metadata = {"base_generation": str(first.generation)}
+        later.upload_from_string(toc.render_html(real_build(client, s, prefix)), if_generation_match=first.generation)
+        return page
+
+    monkeypatch.setattr(toc, "build_index", racing_build)
+    name, attempts = toc.publish_index(gcs, settings, "")
+    assert attempts == 0 and calls == [1]  # no second listing: the later one already shows our change
+    assert set(rows_of(site.blob(name).download_as_text())) == {"first", "second"}
+
+
+@pytest.mark.emulators
 def test_rebuild_toc_function_from_raw_push(gcs, buckets, monkeypatch):
     monkeypatch.setenv("RESULTS_BUCKET", buckets.results)
     monkeypatch.setenv("SITE_BUCKET", buckets.site)
@@ -200,7 +229,7 @@ def test_toc_script_is_valid_javascript(tmp_path):
 
     node = shutil.which("node")
     if not node:
-        pytest.skip("node not installed")
+        unavailable("node is not installed (apt: nodejs)")
     script = tmp_path / "toc.js"
     script.write_text((ROOT / "templates" / "static" / "toc.js").read_text())
     proc = subprocess.run([node, "--check", str(script)], capture_output=True, text=True, timeout=30)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import unavailable
+
 from partybal import localstack
 
 from tests.reliability import support
@@ -37,7 +39,7 @@ _ROWS: dict[str, list[dict]] = {}
 def rstack(tmp_path_factory):
     missing = support.missing_tools()
     if missing:
-        pytest.skip(f"local stack needs: {', '.join(missing)}")
+        unavailable(f"local stack needs: {', '.join(missing)}")
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     s = localstack.LocalStack(
         run_dir=RUN_DIR,

@@ -16,36 +16,14 @@ STALE_SECONDS = 20  # COALESCE_STALE_SECONDS of the reliability stack: the sweep
 SWEEP_INTERVAL = 3.0  # seconds between sweep messages (Cloud Scheduler's part)
 
 
-TINY = dict(
-    branches=("control", "treatment"),
-    segments=("all",),
-    bases=("enrollments",),
-    windows={"overall": 1, "weekly": 1, "daily": 1},
-    metrics=(synthetic.MetricSpec("uri_count", ("mean",), True, "URI Count"),),
-    grid_points=8,
-    errors=1,
-)
-
-
 def tiny_experiment(slug: str, seed: int = 1) -> dict[str, bytes]:
     """Five results objects (3 periods, metadata, errors); one metric, one statistic: fast."""
-    return synthetic.experiment_files(synthetic.ExperimentSpec(slug=slug, seed=seed, **TINY))
-
-
-SMALL = dict(
-    branches=("control", "treatment"),
-    segments=("all",),
-    bases=("enrollments",),
-    windows={"overall": 1, "weekly": 1, "daily": 2},
-    metrics=synthetic.DEFAULT_METRICS[:3],
-    grid_points=32,
-    errors=1,
-)
+    return synthetic.experiment_files(synthetic.tiny_spec(slug, seed))
 
 
 def small_experiment(slug: str, seed: int = 1) -> dict[str, bytes]:
     """Five results objects that knit in a few seconds, with figures (as tests/e2e)."""
-    return synthetic.experiment_files(synthetic.ExperimentSpec(slug=slug, seed=seed, **SMALL))
+    return synthetic.experiment_files(synthetic.small_spec(slug, seed))
 
 
 def upload(stack, files: dict[str, bytes]) -> dict[str, int]:
@@ -192,13 +170,13 @@ def claims(stack, fslug: str, start: int = 0) -> int:
     )
 
 
-def sweeper_requests(stack, fslug: str | None = None, start: int = 0) -> int:
+SWEEP_MESSAGES = ("pending marker re-requested", "unrendered results re-requested")
+
+
+def sweeper_requests(stack, fslug: str | None = None, start: int = 0, messages: tuple[str, ...] = SWEEP_MESSAGES) -> int:
+    """Render requests the sweeper logged (both kinds, or only ``messages``)."""
     path = fn_log(stack, "sweep_pending")
-    return sum(
-        1
-        for e in log_lines(path, start)
-        if e.get("message") in ("pending marker re-requested", "unrendered results re-requested") and (fslug is None or e.get("slug") == fslug)
-    )
+    return sum(1 for e in log_lines(path, start) if e.get("message") in messages and (fslug is None or e.get("slug") == fslug))
 
 
 def site_objects(stack) -> dict[str, int]:

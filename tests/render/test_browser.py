@@ -8,10 +8,11 @@ import sys
 import pytest
 
 from tests.helpers import ARTIFACTS, ROOT, SAMPLE, StaticSite, launch_chromium
+from tests.helpers import playwright_api as _playwright_api
 from tests.render.test_render_r import MARKER, render_hostile
 
 pytestmark = [pytest.mark.browser, pytest.mark.r]
-playwright_api = pytest.importorskip("playwright.sync_api")
+playwright_api = _playwright_api(module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from partybal import toc
-from tests.helpers import launch_chromium
+from tests.helpers import launch_chromium, playwright_api
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +27,7 @@ def _page_html(n: int) -> str:
 
 
 def test_filter_and_sort(tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    playwright = playwright_api()
     (tmp_path / "index.html").write_text(_page_html(300))
     with playwright.sync_playwright() as p:
         browser = launch_chromium(p)

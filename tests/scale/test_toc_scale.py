@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from tests.helpers import unavailable
+
 from partybal import job, layout, toc
 from tests.pipeline.conftest import fake_gcs_binary, free_port, stop, wait_for_port
 from tests.scale.scale_support import experiment_slug, seed_filesystem
@@ -75,7 +77,7 @@ def seeded_gcs(tmp_path):
     """A fake-gcs-server of its own whose filesystem root holds 1,000 experiments."""
     binary = fake_gcs_binary()
     if not binary.exists():
-        pytest.skip(f"fake-gcs-server binary not found at {binary}")
+        unavailable(f"fake-gcs-server binary not found at {binary}")
     root = tmp_path / "data"
     written = seed_filesystem(root, "scale-results", "scale-state", 1000, site_bucket="scale-site", legacy_every=50)
     assert written == 1000 * 5
