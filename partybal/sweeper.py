@@ -147,8 +147,9 @@ def sweep_markers(
         if execution and _age(b.updated, now) >= settings.min_age_seconds and executions(execution) == ACTIVE:
             report.in_progress += 1  # queued or running: its job deletes the marker, then reads
             continue
-        # back off: a marker re-requested k times waits threshold * 2**k (its render may just be
-        # queued behind many others), so a long queue costs a few extra renders, not one per sweep
+        # back off: a marker re-requested k times waits threshold * 2**k (when Cloud Run cannot
+        # say, its render may just be queued), so a request that keeps getting lost, or an API
+        # outage during a long queue, costs a few extra renders, not one per sweep
         if _age(b.updated, now) < settings.min_age_seconds * 2 ** min(sweeps, 10):
             continue
         token = f"sweep-{b.generation}"

@@ -11,7 +11,7 @@ Each index records, in its ``base_generation`` metadata, the generation it was w
 rebuild that gets 412 first looks at the index that beat it: if that one's base is newer than the
 generation *this* rebuild first read, its writer read the index — and so listed — after this
 rebuild began, i.e. after the change that triggered it, so the change is already shown and the
-rebuild stops. Ten rebuilds at once therefore take at most two rounds, not ten.
+rebuild stops. So a rebuild lists at most twice, however many run at once.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ resource "google_storage_bucket_iam_member" "finalize_markers" {
   condition {
     title       = "pending-markers-only"
     description = "Only pending/ and preview/pending/ coalescing markers."
-    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/pending/\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/preview/pending/\")"
+    expression  = local.pending_markers_only
   }
 }
 
@@ -77,7 +77,7 @@ resource "google_storage_bucket_iam_member" "dispatch_marks_markers" {
   condition {
     title       = "pending-markers-only"
     description = "Only pending/ and preview/pending/ coalescing markers."
-    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/pending/\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/preview/pending/\")"
+    expression  = local.pending_markers_only
   }
 }
 

@@ -31,6 +31,9 @@ locals {
   # When partybal creates the results bucket, reference the resource so grants and triggers wait for it.
   results_bucket = var.create_results_bucket ? google_storage_bucket.results[0].name : var.results_bucket
 
+  # IAM condition of the grants that write coalescing markers: [preview/]pending/ objects only.
+  pending_markers_only = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/pending/\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/preview/pending/\")"
+
   job_name     = "${var.name_prefix}-render"
   render_topic = google_pubsub_topic.render_requests.id # projects/P/topics/T
   run_job      = google_cloud_run_v2_job.renderer.id    # projects/P/locations/L/jobs/J

@@ -101,7 +101,7 @@ resource "google_storage_bucket_iam_member" "sweeper_markers" {
   condition {
     title       = "pending-markers-only"
     description = "Only pending/ and preview/pending/ coalescing markers."
-    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/pending/\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/preview/pending/\")"
+    expression  = local.pending_markers_only
   }
 }
 

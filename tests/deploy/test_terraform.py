@@ -333,4 +333,30 @@ def test_sweeper_is_scheduled_on_its_own_topic(tf):
     assert [unquote(b["role"]) for b in publishers] == ["roles/pubsub.publisher"]
     assert all("google_pubsub_topic.render_requests" in b["topic"] for b in publishers)
     writes = [b for b in tf.resources("google_storage_bucket_iam_member").values() if "service_account.sweeper" in b["member"] and unquote(b["role"]) != "roles/storage.objectViewer"]
-    assert writes and all("pending/" in one(b["condition"])["expression"] for b in writes), "the sweeper may write pending markers only"
+    assert writes and all(_condition(tf, b) == MARKERS_ONLY for b in writes), "the sweeper may write pending markers only"
+    # it asks Cloud Run whether a marker's execution still runs: read-only, on the renderer job only
+    viewers = [b for b in tf.resources("google_cloud_run_v2_job_iam_member").values() if "service_account.sweeper" in b["member"]]
+    assert [(unquote(b["role"]), b["name"]) for b in viewers] == [("roles/run.viewer", "${google_cloud_run_v2_job.renderer.name}")]
+
+
+MARKERS_ONLY = (
+    'resource.name.startsWith("projects/_/buckets/${google_storage_bucket.state.name}/objects/pending/")'
+    ' || resource.name.startsWith("projects/_/buckets/${google_storage_bucket.state.name}/objects/preview/pending/")'
+)
+
+
+def _condition(tf, binding) -> str:
+    expr = one(binding["condition"])["expression"]
+    m = re.fullmatch(r"\$\{local\.(\w+)\}", expr)
+    return unquote(tf.locals()[m.group(1)] if m else expr).replace('\\"', '"')
+
+
+@pytest.mark.parametrize("account", ["finalize", "dispatch", "sweeper"])
+def test_marker_writers_may_write_pending_markers_only(tf, account):
+    writes = [
+        b for b in tf.resources("google_storage_bucket_iam_member").values()
+        if f"service_account.{account}." in b["member"] and "google_storage_bucket.state" in b["bucket"]
+        and unquote(b["role"]) != "roles/storage.objectViewer"
+    ]
+    assert writes, f"{account} writes no markers"
+    assert all(_condition(tf, b) == MARKERS_ONLY for b in writes), f"{account} may write more than pending markers"
