@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import unavailable
+from tests.helpers import playwright_api, unavailable
 
 pytestmark = [pytest.mark.emulators, pytest.mark.browser]
 
