@@ -91,9 +91,11 @@ def request_attributes(prefix: str, generation: int | None, origin: str = "final
     return attrs
 
 
-def publish_request(publisher: Publisher, topic: str, fslug: str, prefix: str, generation: int | None) -> str:
+def publish_request(
+    publisher: Publisher, topic: str, fslug: str, prefix: str, generation: int | None, origin: str = "finalize"
+) -> str:
     """Publish one render request and wait until Pub/Sub has it; the message id."""
-    future = publisher.publish(topic, fslug.encode("utf-8"), **request_attributes(prefix, generation))
+    future = publisher.publish(topic, fslug.encode("utf-8"), **request_attributes(prefix, generation, origin))
     result = future.result(timeout=PUBLISH_TIMEOUT_SECONDS) if hasattr(future, "result") else future
     return str(result)
 

@@ -80,18 +80,21 @@ def run_job_request(job: str, request: RenderRequest):
     )
 
 
-def jobs_client(api_endpoint: str | None = None):
-    """The Cloud Run Admin API client: anonymous REST to ``api_endpoint`` when given (the local
-    stand-in), default credentials otherwise."""
+def run_api_client(kind: str = "JobsClient", api_endpoint: str | None = None):
+    """A Cloud Run Admin API client (``run_v2.<kind>``): anonymous REST to ``api_endpoint`` when
+    given (the local stand-in), default credentials otherwise."""
     from google.cloud import run_v2
 
+    cls = getattr(run_v2, kind)
     if api_endpoint:
         from google.auth.credentials import AnonymousCredentials
 
-        return run_v2.JobsClient(
-            transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": api_endpoint}
-        )
-    return run_v2.JobsClient()
+        return cls(transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": api_endpoint})
+    return cls()
+
+
+def jobs_client(api_endpoint: str | None = None):
+    return run_api_client("JobsClient", api_endpoint)
 
 
 def execution_name(operation) -> str:

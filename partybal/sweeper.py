@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping
 
 from google.api_core import exceptions as gexc
 
-from . import coalesce, events, layout, logs, toc
+from . import coalesce, dispatch, events, layout, logs, toc
 
 log = logging.getLogger("partybal.sweeper")
 
@@ -86,16 +86,7 @@ def execution_lookup(api_endpoint: str | None = None) -> ExecutionLookup:
         nonlocal client
         try:
             if client is None:
-                from google.cloud import run_v2
-
-                if api_endpoint:
-                    from google.auth.credentials import AnonymousCredentials
-
-                    client = run_v2.ExecutionsClient(
-                        transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": api_endpoint}
-                    )
-                else:
-                    client = run_v2.ExecutionsClient()
+                client = dispatch.run_api_client("ExecutionsClient", api_endpoint)
             execution = client.get_execution(name=name, timeout=10)
         except gexc.NotFound:
             return ENDED
@@ -126,12 +117,6 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _publish(publisher, topic: str, fslug: str, prefix: str, generation: int | None) -> str:
-    future = publisher.publish(topic, fslug.encode("utf-8"), **coalesce.request_attributes(prefix, generation, origin="sweeper"))
-    result = future.result(timeout=coalesce.PUBLISH_TIMEOUT_SECONDS) if hasattr(future, "result") else future
-    return str(result)
-
-
 def sweep_markers(
     client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup
 ) -> None:
@@ -160,7 +145,7 @@ def sweep_markers(
             taken.upload_from_string(body, content_type="application/json", if_generation_match=int(b.generation))
         except (gexc.PreconditionFailed, gexc.NotFound):
             continue  # deleted (its job started) or replaced (a fresh request) meanwhile
-        message_id = _publish(publisher, settings.topic, sb.file_slug, prefix, taken.generation)
+        message_id = coalesce.publish_request(publisher, settings.topic, sb.file_slug, prefix, taken.generation, origin="sweeper")
         report.republished.append(prefix + sb.file_slug)
         logs.log(
             log,
