@@ -29,6 +29,7 @@ from typing import Any, Mapping, Protocol
 from google.api_core import exceptions as gexc
 
 from . import events, layout, logs
+from .storage import gcs_client
 
 log = logging.getLogger("partybal.coalesce")
 
@@ -196,10 +197,7 @@ def handle_results_event(
     except events.NotUnderstood as why:
         events.ignored(log, why, event_id=event_id)
         return IGNORED
-    if client is None:
-        from .storage import gcs_client
-
-        client = gcs_client()
+    client = client or gcs_client()
     return request_render(
         client.bucket(settings.state_bucket),
         publisher or default_publisher(),

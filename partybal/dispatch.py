@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from google.api_core import exceptions as gexc
 
 from . import events, layout, logs
+from .storage import gcs_client
 
 log = logging.getLogger("partybal.dispatch")
 
@@ -148,10 +149,7 @@ def handle_render_request(
     state_bucket = environ.get("STATE_BUCKET")
     if state_bucket and execution:
         try:
-            if storage_client is None:
-                from .storage import gcs_client
-
-                storage_client = gcs_client()
+            storage_client = storage_client or gcs_client()
             marked = mark_dispatched(storage_client.bucket(state_bucket), request, execution)
         except Exception as why:  # noqa: BLE001 - never redeliver a request whose job already started
             logs.log(log, logging.WARNING, f"could not mark the pending marker dispatched: {why}", slug=request.file_slug, prefix=request.prefix)

@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping
 from google.api_core import exceptions as gexc
 
 from . import coalesce, dispatch, events, layout, logs, toc
+from .storage import gcs_client
 
 log = logging.getLogger("partybal.sweeper")
 
@@ -241,8 +242,5 @@ def sweep(
 def handle_sweep_event(event_type: str, data: Any, event_id: str = "", *, settings: Settings | None = None, client=None, publisher=None) -> SweepReport:
     """Any message on the sweep topic (its content is ignored) runs one sweep."""
     settings = settings or Settings.from_env()
-    if client is None:
-        from .storage import gcs_client
-
-        client = gcs_client()
+    client = client or gcs_client()
     return sweep(client, publisher or coalesce.default_publisher(), settings)

@@ -7,6 +7,7 @@ KDE/ECDF grids dominating the row count. Numbers are random but seeded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass, field
@@ -72,16 +73,11 @@ def small_spec(slug: str, seed: int = 1) -> ExperimentSpec:
 def tiny_spec(slug: str, seed: int = 1) -> ExperimentSpec:
     """Five results objects like :func:`small_spec`, but one metric with one statistic: the
     fastest page that still exercises every kind of object (the reliability tests)."""
-    return ExperimentSpec(
-        slug=slug,
-        seed=seed,
-        branches=("control", "treatment"),
-        segments=("all",),
-        bases=("enrollments",),
+    return dataclasses.replace(
+        small_spec(slug, seed),
         windows={"overall": 1, "weekly": 1, "daily": 1},
         metrics=(MetricSpec("uri_count", ("mean",), True, "URI Count"),),
         grid_points=8,
-        errors=1,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping
 
 from . import events, layout, logs, templating
 from . import status as status_mod
+from .storage import gcs_client
 
 log = logging.getLogger("partybal.toc")
 
@@ -306,9 +307,6 @@ def handle_state_event(event_type: str, data: Any, event_id: str = "", *, settin
     except events.NotUnderstood as why:
         events.ignored(log, why, event_id=event_id)
         return None
-    if client is None:
-        from .storage import gcs_client
-
-        client = gcs_client()
+    client = client or gcs_client()
     name, _ = publish_index(client, settings, blob.prefix)
     return name

@@ -200,7 +200,7 @@ def finalize_app(monkeypatch, publisher):
 
     monkeypatch.setattr(coalesce, "request_render", fake_request_render)
     monkeypatch.setattr(coalesce, "default_publisher", lambda: publisher)
-    monkeypatch.setattr("partybal.storage.gcs_client", lambda *a, **k: FakeClient())
+    monkeypatch.setattr(coalesce, "gcs_client", lambda *a, **k: FakeClient())
     import functions_framework
 
     app = functions_framework.create_app("on_results_finalized", str(ROOT / "functions" / "main.py"), signature_type="cloudevent")
