@@ -2,7 +2,8 @@
 
 Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``preview/``),
 ``RESULTS_BUCKET``, ``SITE_BUCKET``, ``STATE_BUCKET``; ``CLOUD_RUN_TASK_ATTEMPT`` is logged;
-``RUN_JOB`` (the job's own resource name) with Cloud Run's ``CLOUD_RUN_EXECUTION`` names the execution.
+``RUN_JOB`` (the job's own resource name) with Cloud Run's ``CLOUD_RUN_EXECUTION`` names the execution;
+``ASSET_GRACE_SECONDS`` (default 3600): how long figures of a replaced page outlive it.
 
 0. write ``running/<slug>`` naming this execution (deleted again at the end; the sweeper leaves
    an experiment alone while Cloud Run says that execution is queued or running);
@@ -10,8 +11,11 @@ Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``p
    marker and so another render);
 2. load and validate the results; build the page in a temp folder;
 3. publish to the site bucket: figures under a fresh ``<slug>_files/<render-id>/`` first, then the
-   page, then remove earlier renders' figures — a reader never sees a page without its figures;
-4. write ``status/<slug>.json`` in the state bucket (which triggers the TOC rebuild).
+   page — unless the live page is of a render that started after ours (then ours is dropped) —
+   then remove earlier renders' figures that no page, open tab or cached copy can still ask for
+   (:func:`assets_to_delete`) — a reader never sees a page without its figures;
+4. write ``status/<slug>.json`` in the state bucket (which triggers the TOC rebuild), unless the
+   record there is of a later render.
 
 Bad input or a failed knit: status ``failed`` with a one-line reason, the live page untouched, exit
 status 1 (Cloud Run retries the task).
@@ -46,6 +50,9 @@ log = logging.getLogger("partybal.job")
 PAGE_CACHE_CONTROL = "public, max-age=60"
 ASSET_CACHE_CONTROL = "public, max-age=31536000, immutable"  # a render id is never reused
 STATUS_CACHE_CONTROL = "no-store"
+DEFAULT_ASSET_GRACE_SECONDS = 3600
+PAGE_RENDER_ID = "render_id"  # custom metadata on the page object: the render it shows
+PUBLISH_ATTEMPTS = 5  # conditional writes lost to a concurrent render of the same experiment
 ALLOWED_PREFIXES = ("", layout.PREVIEW_PREFIX)
 OK, FAILED = status.OK, status.FAILED
 
@@ -59,6 +66,7 @@ class JobSettings:
     state_bucket: str
     attempt: str = ""
     execution: str = ""  # this execution's resource name, when known (RUN_JOB + CLOUD_RUN_EXECUTION)
+    asset_grace_seconds: int = DEFAULT_ASSET_GRACE_SECONDS
 
     @property
     def file_slug(self) -> str:
@@ -75,7 +83,10 @@ class JobSettings:
             state_bucket=events.env("STATE_BUCKET", environ),
             attempt=environ.get("CLOUD_RUN_TASK_ATTEMPT", ""),
             execution=execution_name(environ),
+            asset_grace_seconds=_int_env(environ, "ASSET_GRACE_SECONDS", DEFAULT_ASSET_GRACE_SECONDS),
         )
+        if settings.asset_grace_seconds < 0:
+            raise events.ConfigError(f"ASSET_GRACE_SECONDS={settings.asset_grace_seconds} is negative")
         if not layout.is_file_slug(settings.file_slug):
             raise events.ConfigError(f"PARTYBAL_SLUG={settings.slug[:200]!r} is not a valid experiment slug")
         if settings.prefix not in ALLOWED_PREFIXES:
@@ -159,8 +170,25 @@ def fault(point: str) -> None:
         os._exit(137)
 
 
-def publish_site(site_bucket, built: render.BuiltPage, prefix: str) -> tuple[str, int]:
-    """Figures, then the page, then delete other renders' figures. (page name, assets deleted)."""
+@dataclass(frozen=True)
+class Published:
+    """What :func:`publish_site` did. ``page`` is None when a later render's page was already live
+    (ours was dropped: it shows older inputs)."""
+
+    page: str | None
+    replaced: str | None = None  # render id of the page ours replaced (None: no page, or unknown)
+    superseded_by: str | None = None
+    assets_deleted: int = 0
+
+
+def publish_site(site_bucket, built: render.BuiltPage, prefix: str, grace_seconds: int = DEFAULT_ASSET_GRACE_SECONDS, now: dt.datetime | None = None) -> Published:
+    """Figures, then the page, then the figures nobody can still need.
+
+    The page is written only over a page of an earlier render (render ids sort in start order, so
+    a render that started later read newer inputs), with ``ifGenerationMatch`` on the page read, so
+    two renders of one experiment finishing together cannot interleave."""
+    from google.api_core import exceptions as gexc
+
     fslug, rid = built.file_slug, built.render_id
     folder = layout.assets_dir(fslug, rid, prefix) + "/"
     for rel in built.assets:
@@ -172,23 +200,67 @@ def publish_site(site_bucket, built: render.BuiltPage, prefix: str) -> tuple[str
         blob.upload_from_filename(str(built.workdir / rel), content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
     fault("after-assets")
     page_name = layout.page_name(fslug, prefix)
-    page = site_bucket.blob(page_name)
-    page.cache_control = PAGE_CACHE_CONTROL
-    page.upload_from_filename(str(built.workdir / built.page), content_type="text/html; charset=utf-8")
+    for _ in range(PUBLISH_ATTEMPTS):
+        live = site_bucket.get_blob(page_name)
+        live_rid = (live.metadata or {}).get(PAGE_RENDER_ID) if live is not None else None
+        if live_rid is not None and live_rid > rid:
+            dropped = _delete_folders(site_bucket, fslug, {rid}, prefix)  # never referenced by any page
+            return Published(page=None, superseded_by=live_rid, assets_deleted=dropped)
+        page = site_bucket.blob(page_name)
+        page.cache_control = PAGE_CACHE_CONTROL
+        page.metadata = {PAGE_RENDER_ID: rid}
+        try:
+            page.upload_from_filename(
+                str(built.workdir / built.page), content_type="text/html; charset=utf-8", if_generation_match=live.generation if live is not None else 0
+            )
+            break
+        except gexc.PreconditionFailed:
+            continue  # another render of this experiment wrote the page meanwhile: decide again
+    else:
+        raise RuntimeError(f"{page_name} changed {PUBLISH_ATTEMPTS} times while publishing; giving up this attempt")
     fault("after-page")
-    return page_name, delete_old_assets(site_bucket, fslug, rid, prefix)
+    folders = asset_folders(site_bucket, fslug, prefix)
+    if live is not None and live_rid is None:  # a page written before pages named their render
+        live_rid = max((f for f in folders if f < rid), default=None)
+    doomed = assets_to_delete(folders, rid, live_rid, live.updated if live is not None else None, now or dt.datetime.now(dt.timezone.utc), grace_seconds)
+    return Published(page=page_name, replaced=live_rid, assets_deleted=_delete_folders(site_bucket, fslug, doomed, prefix))
 
 
-def delete_old_assets(site_bucket, fslug: str, render_id: str, prefix: str) -> int:
-    """Remove asset folders of earlier renders. A folder of a *later* render id (a concurrent job
-    that started after us) is left alone: its page may be about to be published."""
+def assets_to_delete(
+    folders: set[str], render_id: str, replaced: str | None, replaced_since: dt.datetime | None, now: dt.datetime, grace_seconds: int
+) -> set[str]:
+    """The asset folders to delete right after the page of ``render_id`` went live over the page of
+    ``replaced``, which had been live since ``replaced_since``.
+
+    - ours, and any later render's (a concurrent job that started after us): kept;
+    - ``replaced``: kept — open tabs (figures load lazily) and copies cached for ``max-age`` still
+      ask for it; a later render deletes it;
+    - older than ``replaced``: no page has shown them since ``replaced_since``; deleted once that is
+      ``grace_seconds`` ago, else left to a later render;
+    - between ``replaced`` and ours: renders that never went live (crashed, or older and still
+      running — those will not publish over ours): deleted.
+    """
+    grace_over = replaced_since is None or (now - replaced_since).total_seconds() >= grace_seconds
+    return {
+        f
+        for f in folders
+        if f < render_id and f != replaced and (replaced is None or f > replaced or grace_over)
+    }
+
+
+def asset_folders(site_bucket, fslug: str, prefix: str) -> set[str]:
+    """Render ids that have figures in the site bucket."""
+    root = layout.assets_root(fslug, prefix) + "/"
+    names = site_bucket.client.list_blobs(site_bucket, prefix=root, fields="items(name),nextPageToken")
+    return {b.name[len(root) :].split("/", 1)[0] for b in names}
+
+
+def _delete_folders(site_bucket, fslug: str, render_ids: set[str], prefix: str) -> int:
     from google.api_core import exceptions as gexc
 
-    root = layout.assets_root(fslug, prefix) + "/"
     deleted = 0
-    for blob in site_bucket.client.list_blobs(site_bucket, prefix=root, fields="items(name),nextPageToken"):
-        other = blob.name[len(root) :].split("/", 1)[0]
-        if other < render_id:
+    for rid in sorted(render_ids):
+        for blob in site_bucket.client.list_blobs(site_bucket, prefix=layout.assets_dir(fslug, rid, prefix) + "/", fields="items(name),nextPageToken"):
             try:
                 blob.delete()
                 deleted += 1
@@ -210,15 +282,45 @@ def read_status(state_bucket, fslug: str, prefix: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def write_status(state_bucket, record: dict[str, Any], prefix: str) -> str:
+def write_status(state_bucket, record: dict[str, Any], prefix: str) -> bool:
+    """Write the status record, unless the one there is of a run that started after ours
+    (``run_id``; two renders of one experiment finishing out of order): the record of the run that
+    started last wins. Conditional on the generation read, so the check and the write cannot
+    interleave with another job's. A record without ``run_id`` is written regardless. False when
+    not written."""
+    from google.api_core import exceptions as gexc
+
     name = layout.status_name(record["file_slug"], prefix)
-    blob = state_bucket.blob(name)
-    blob.cache_control = STATUS_CACHE_CONTROL
     toc_fields = status.toc_metadata(record)  # lets the TOC read a listing instead of 10,000 downloads
-    if toc_fields is not None:
-        blob.metadata = toc_fields
-    blob.upload_from_string(json.dumps(record, indent=1, sort_keys=True), content_type="application/json")
-    return name
+    body = json.dumps(record, indent=1, sort_keys=True)
+    for _ in range(PUBLISH_ATTEMPTS):
+        current = state_bucket.get_blob(name)
+        generation = 0
+        if current is not None:
+            generation = current.generation
+            mine = record.get("run_id")
+            if mine and str(_record_of(current).get("run_id") or "") > mine:
+                return False
+        blob = state_bucket.blob(name)
+        blob.cache_control = STATUS_CACHE_CONTROL
+        if toc_fields is not None:
+            blob.metadata = toc_fields
+        try:
+            blob.upload_from_string(body, content_type="application/json", if_generation_match=generation)
+            return True
+        except gexc.PreconditionFailed:
+            continue
+    raise RuntimeError(f"{name} changed {PUBLISH_ATTEMPTS} times while writing it")
+
+
+def _record_of(blob) -> dict[str, Any]:
+    from google.api_core import exceptions as gexc
+
+    try:
+        record = json.loads(blob.download_as_bytes())
+    except (gexc.NotFound, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int], str | None]:
@@ -263,6 +365,7 @@ def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str
         "input_generations": {},
         "results_updated": None,
         "render_seconds": None,
+        "run_id": new_render_id(),  # sorts in start order; an ok record's render_id is this
         "render_id": None,
         "rendered_at": None,
         "figures": 0,
@@ -276,11 +379,25 @@ def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str
         record.update(status.results_fields(results, source.prefix))
         with tempfile.TemporaryDirectory(prefix=f"partybal-{fslug}-") as tmp:
             the_banner = preview.banner(source.description, dt.datetime.now(dt.timezone.utc)) if prefix == layout.PREVIEW_PREFIX else None
-            built = render.build(results, Path(tmp), render_id=new_render_id(), cores=cores, index_href="index.html", banner=the_banner)
-            page_name, deleted = publish_site(site, built, prefix)
+            built = render.build(results, Path(tmp), render_id=record["run_id"], cores=cores, index_href="index.html", banner=the_banner)
+            published = publish_site(site, built, prefix, settings.asset_grace_seconds)
         now = status.iso(dt.datetime.now(dt.timezone.utc))
-        record.update(state=OK, render_id=built.render_id, figures=built.figures, page=page_name, rendered_at=now, page_rendered_at=now)
-        logs.log(log, logging.INFO, "page published", page=page_name, url=page_url(settings.site_bucket, page_name), render_id=built.render_id, figures=built.figures, old_assets_deleted=deleted, **fields)
+        record.update(state=OK, render_id=built.render_id, figures=built.figures, page=published.page, rendered_at=now, page_rendered_at=now)
+        if published.page is None:
+            logs.log(log, logging.INFO, "page not published: a later render's page is live", render_id=built.render_id, superseded_by=published.superseded_by, **fields)
+            return {**record, "superseded_by": published.superseded_by}  # that render writes the status
+        logs.log(
+            log,
+            logging.INFO,
+            "page published",
+            page=published.page,
+            url=page_url(settings.site_bucket, published.page),
+            render_id=built.render_id,
+            replaced=published.replaced,
+            figures=built.figures,
+            old_assets_deleted=published.assets_deleted,
+            **fields,
+        )
     except (InputError, render.RenderError) as exc:
         reason = " ".join(str(exc).split())  # one line
         if results is None:
@@ -300,7 +417,8 @@ def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str
                     record[key] = previous[key]
         logs.log(log, logging.ERROR, f"render failed: {reason}", kind=type(exc).__name__, **fields)
     record["render_seconds"] = round(time.monotonic() - started, 3)
-    write_status(state, record, prefix)
+    if not write_status(state, record, prefix):
+        logs.log(log, logging.INFO, "status not written: the record of a later render is there", render_id=record["render_id"], **fields)
     return record
 
 
@@ -349,7 +467,7 @@ def _crash_record(state, settings: JobSettings, reason: str) -> None:
     try:
         previous = read_status(state, settings.file_slug, settings.prefix) or {}
         record = {**previous, "slug": settings.slug, "file_slug": settings.file_slug, "prefix": settings.prefix}
-        record.update(state=FAILED, reason=reason, rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)), attempt=settings.attempt)
+        record.update(state=FAILED, reason=reason, rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)), attempt=settings.attempt, run_id=None)
         record.setdefault("input_generations", {})
         write_status(state, record, settings.prefix)
     except Exception:  # noqa: BLE001 - the crash itself is what gets logged
@@ -368,7 +486,7 @@ def run_list(environ: Mapping[str, str], client=None, *, cores: int | None = Non
     parse_gs_uri(uri)
     base = {k: events.env(k, environ) for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET")}
     base["CLOUD_RUN_TASK_ATTEMPT"] = attempt
-    base.update({k: environ[k] for k in ("RUN_JOB", "CLOUD_RUN_EXECUTION") if environ.get(k)})
+    base.update({k: environ[k] for k in ("RUN_JOB", "CLOUD_RUN_EXECUTION", "ASSET_GRACE_SECONDS") if environ.get(k)})
     doc = read_slug_list(client, uri)
     prefix = doc.get("prefix") or ""
     if prefix not in ALLOWED_PREFIXES:

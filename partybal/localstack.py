@@ -283,6 +283,8 @@ class LocalStack:
             "STATE_BUCKET": self.state_bucket,
             "STORAGE_EMULATOR_HOST": self.storage_host,
             "RUN_JOB": self.job_name,
+            # keep only the replaced page's figures (no CDN here): tests see the steady state at once
+            "ASSET_GRACE_SECONDS": "0",
             **self.extra_env,
         }
 

@@ -5,7 +5,9 @@ Written by the render job (and by local previews), read by the TOC. Fields::
     slug, file_slug, prefix, name, analysis_start (ISO|null), windows {period: n},
     state "ok"|"failed", reason (one line), input_generations {object name: generation},
     results_updated (ISO|null), render_seconds, render_id, rendered_at, figures,
-    page (name of the live page, or null), page_rendered_at, attempt
+    page (name of the live page, or null), page_rendered_at, attempt,
+    run_id (drawn when the render started, sorts in start order; the record of the run that started
+    last wins — ``job.write_status``; an ok record's render_id equals it)
 
 The fields the TOC needs are also kept in the object's custom metadata (``toc_metadata``), so the
 TOC rebuild gets them from a listing (``fields=items(name,generation,metadata)``) without

@@ -80,6 +80,11 @@ resource "google_cloud_run_v2_job" "renderer" {
           value = "projects/${var.project}/locations/${var.region}/jobs/${local.job_name}"
         }
         env {
+          # Figures of a replaced page stay this long after it was replaced (open tabs, cached copies).
+          name  = "ASSET_GRACE_SECONDS"
+          value = tostring(var.asset_grace_seconds)
+        }
+        env {
           # render.py's R timeout follows the task timeout (a minute less, to leave time to write status).
           name  = "PARTYBAL_R_TIMEOUT"
           value = tostring(var.job_timeout_seconds - 60)

@@ -137,6 +137,17 @@ variable "job_timeout_seconds" {
   }
 }
 
+variable "asset_grace_seconds" {
+  type        = number
+  default     = 3600
+  description = "How long the figures of a replaced report page stay in the site bucket after a re-render replaced it, in seconds, so that open tabs and cached copies (pages are cached for 60 s) still load them. The figures of the page just replaced are kept until the next render in any case."
+
+  validation {
+    condition     = var.asset_grace_seconds >= 60 && var.asset_grace_seconds <= 2592000
+    error_message = "asset_grace_seconds must be between 60 (the pages' max-age) and 2592000 (30 days)."
+  }
+}
+
 variable "job_max_retries" {
   type        = number
   default     = 1

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import playwright_api, unavailable
+from tests.helpers import playwright_api, unavailable, wait_until
 
 pytestmark = [pytest.mark.emulators, pytest.mark.browser]
 
@@ -95,4 +95,29 @@ def test_toc_sort_filter_and_links(stack, sample_site, browser):
         page.wait_for_function("() => { const i = document.querySelector('img'); return i.complete && i.naturalWidth > 0; }")
     assert not errors, errors
     assert not offsite, offsite
+    page.close()
+
+
+def test_an_open_page_keeps_its_figures_across_a_rerender(stack, sample_site, browser):
+    """A reader opens a report; before they scroll (figures load lazily), it is re-rendered. Every
+    figure of the page they have must still load — the job keeps the replaced page's figures."""
+    fslug = "sample_search_defaults"
+    page = browser.new_page()
+    page.goto(stack.site_url + f"{fslug}.html")
+    srcs = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.src)")
+    assert srcs
+    folders = {src.split(f"{fslug}_files/", 1)[1].split("/", 1)[0] for src in srcs}
+    assert len(folders) == 1, folders
+    before = folders.pop()
+
+    stack.publish_render(fslug)
+    after = wait_until(lambda: (r := stack.status_record(fslug)) and r["state"] == "ok" and r["render_id"] != before and r, 180, what="the re-render")
+    assert stack.storage().bucket(stack.site_bucket).get_blob(f"{fslug}.html").metadata["render_id"] == after["render_id"]
+
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+    for src in srcs:
+        r = page.request.get(src)
+        assert r.status == 200 and r.headers["content-type"] == "image/png", src
+    page.locator("img").last.scroll_into_view_if_needed()
+    page.wait_for_function("() => { const i = [...document.querySelectorAll('img')].pop(); return i.complete && i.naturalWidth > 0; }")
     page.close()

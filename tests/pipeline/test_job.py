@@ -3,8 +3,10 @@ keeping the live page, previews and the cleanup of earlier renders' figures."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from partybal import job, layout, render
+from partybal.results import load_experiment
+from partybal.storage import GcsResults
 from tests.pipeline.pipeline_support import upload_sample
 
 pytestmark = pytest.mark.emulators
@@ -121,24 +125,52 @@ def fake_build(monkeypatch):
     return calls
 
 
-def test_preview_publish_replaces_earlier_figures(gcs, buckets, fake_build):
+def folders_of(gcs, buckets, prefix=""):
+    return job.asset_folders(gcs.bucket(buckets.site), SLUG, prefix)
+
+
+def test_preview_publish_keeps_the_replaced_figures_only(gcs, buckets, fake_build):
     upload_sample(gcs, buckets.results, SLUG, prefix="preview/")
-    assert job.main(job_env(buckets, prefix="preview/")) == 0
-    first = status_of(gcs, buckets, SLUG, "preview/")
-    assert job.main(job_env(buckets, prefix="preview/")) == 0
-    second = status_of(gcs, buckets, SLUG, "preview/")
-    assert first["render_id"] != second["render_id"] and fake_build == [first["render_id"], second["render_id"]]
+    env = {**job_env(buckets, prefix="preview/"), "ASSET_GRACE_SECONDS": "0"}
+    rids = []
+    for _ in range(3):
+        assert job.main(env) == 0
+        rids.append(status_of(gcs, buckets, SLUG, "preview/")["render_id"])
+    assert len(set(rids)) == 3 and fake_build == rids
+    # the page shows the third render; the second's figures stay for readers of the page it replaced
     expected = sorted(
-        [layout.page_name(SLUG, "preview/")] + [f"{layout.assets_dir(SLUG, second['render_id'], 'preview/')}/fig-{i}.png" for i in (1, 2)]
+        [layout.page_name(SLUG, "preview/")] + [f"{layout.assets_dir(SLUG, rid, 'preview/')}/fig-{i}.png" for rid in rids[1:] for i in (1, 2)]
     )
     assert site_names(gcs, buckets) == expected
-    assert second["page"] == "preview/sample_search_defaults.html"
+    page = gcs.bucket(buckets.site).get_blob(layout.page_name(SLUG, "preview/"))
+    assert page.metadata == {job.PAGE_RENDER_ID: rids[2]} and rids[2] in page.download_as_text()
+    second = status_of(gcs, buckets, SLUG, "preview/")
+    assert second["page"] == "preview/sample_search_defaults.html" and second["run_id"] == rids[2]
     assert set(second["input_generations"]) == {b.name for b in gcs.list_blobs(buckets.results)}
     assert gcs.bucket(buckets.state).get_blob(layout.status_name(SLUG)) is None  # main status untouched
 
 
+def test_replaced_figures_outlive_the_page_for_the_grace_period(gcs, buckets, fake_build):
+    """The CI failure this guards against: a reader had the page open (figures load lazily, copies
+    are cached for 60 s) when a re-render replaced it, and its figures were already gone (404)."""
+    upload_sample(gcs, buckets.results, SLUG)
+    site = gcs.bucket(buckets.site)
+    assert job.main(job_env(buckets)) == 0
+    first_page = site.blob(layout.page_name(SLUG)).download_as_text()
+    assert job.main(job_env(buckets)) == 0  # default grace (an hour)
+    assert job.main(job_env(buckets)) == 0
+    r1, r2, r3 = fake_build
+    assert folders_of(gcs, buckets) == {r1, r2, r3}  # r1 has been off the page only since r2 went live
+    for src in re.findall(r'src="([^"]+)"', first_page):  # the first reader's figures still load
+        assert site.get_blob(src) is not None, src
+    assert job.main({**job_env(buckets), "ASSET_GRACE_SECONDS": "0"}) == 0
+    r4 = fake_build[-1]
+    assert folders_of(gcs, buckets) == {r3, r4}  # the replaced page's figures are kept whatever the grace
+
+
 def test_concurrent_later_render_figures_are_kept(gcs, buckets, fake_build):
-    """A job never deletes figures of a render that started after it (its page may be on its way)."""
+    """A job never deletes figures of a render that started after it (its page may be on its way);
+    figures of renders that never went live are removed."""
     upload_sample(gcs, buckets.results, SLUG)
     later = layout.assets_dir(SLUG, "99991231T235959Z-ffffff") + "/fig-1.png"
     earlier = layout.assets_dir(SLUG, "20000101T000000Z-000000") + "/fig-1.png"
@@ -147,6 +179,86 @@ def test_concurrent_later_render_figures_are_kept(gcs, buckets, fake_build):
     assert job.main(job_env(buckets)) == 0
     names = site_names(gcs, buckets)
     assert later in names and earlier not in names
+
+
+def test_a_render_finishing_after_a_later_one_leaves_its_page_and_status(gcs, buckets, fake_build):
+    """Two renders of one experiment: the one that started later read newer inputs. If it published
+    first, the earlier one must not put its older page over it (nor delete its figures)."""
+    upload_sample(gcs, buckets.results, SLUG)
+    site, state = gcs.bucket(buckets.site), gcs.bucket(buckets.state)
+    later = "99991231T235959000000Z-ffffff"
+    site.blob(layout.assets_dir(SLUG, later) + "/fig-1.png").upload_from_string(b"later figure")
+    page = site.blob(layout.page_name(SLUG))
+    page.metadata = {job.PAGE_RENDER_ID: later}
+    page.upload_from_string(f'<img src="{layout.assets_dir(SLUG, later)}/fig-1.png">', content_type="text/html")
+    record = {"file_slug": SLUG, "state": "ok", "run_id": later, "render_id": later}
+    assert job.write_status(state, record, "")
+    before = status_of(gcs, buckets, SLUG)
+
+    assert job.main(job_env(buckets)) == 0
+    ours = fake_build[-1]
+    assert ours < later
+    assert site.blob(layout.page_name(SLUG)).download_as_text() == f'<img src="{layout.assets_dir(SLUG, later)}/fig-1.png">'
+    assert folders_of(gcs, buckets) == {later}  # ours never went live: removed
+    assert status_of(gcs, buckets, SLUG) == before
+
+
+def test_publish_decides_again_when_the_page_changes_under_it(gcs, buckets, fake_build, tmp_path):
+    """The page write is conditional on the generation read: a later render publishing between our
+    read and our write makes ours fail its precondition, read again and step aside."""
+    upload_sample(gcs, buckets.results, SLUG)
+    real = gcs.bucket(buckets.site)
+    later = "99991231T235959000000Z-ffffff"
+    reads = []
+
+    real_get_blob = real.get_blob
+
+    def racing_get_blob(name, *args, **kwargs):  # a later render publishes right after our first read
+        blob = real_get_blob(name, *args, **kwargs)
+        reads.append(blob.metadata if blob is not None else None)
+        if len(reads) == 1:
+            other = real.blob(name)
+            other.metadata = {job.PAGE_RENDER_ID: later}
+            other.upload_from_string("<p>later page</p>", content_type="text/html")
+        return blob
+
+    real.get_blob = racing_get_blob
+    results = load_experiment(GcsResults(buckets.results, client=gcs), SLUG)
+    built = render.build(results, tmp_path, render_id=job.new_render_id())
+    published = job.publish_site(real, built, "")
+    assert reads == [None, {job.PAGE_RENDER_ID: later}]
+    assert published.page is None and published.superseded_by == later
+    assert real.blob(layout.page_name(SLUG)).download_as_text() == "<p>later page</p>"
+    assert folders_of(gcs, buckets) == set()
+
+
+def test_assets_to_delete_rules():
+    t0 = dt.datetime(2026, 11, 23, 12, tzinfo=dt.timezone.utc)
+    folders = {"a", "b", "c", "d", "e", "z"}  # live page was "c"; we are "e"; "d" never went live; "z" started after us
+
+    def doomed(now_minus, grace=3600, replaced="c", folders=folders):
+        return job.assets_to_delete(folders, "e", replaced, t0, t0 + dt.timedelta(seconds=now_minus), grace)
+
+    assert doomed(10) == {"d"}  # a and b were on pages until 10 s ago
+    assert doomed(3600) == {"a", "b", "d"}
+    assert doomed(10, grace=0) == {"a", "b", "d"}
+    assert job.assets_to_delete(folders, "e", None, None, t0, 3600) == {"a", "b", "c", "d"}  # no page before ours
+    assert job.assets_to_delete({"e"}, "e", None, None, t0, 0) == set()
+
+
+def test_write_status_keeps_the_record_of_the_run_that_started_last(gcs, buckets):
+    state = gcs.bucket(buckets.state)
+    b = {"file_slug": SLUG, "state": "failed", "run_id": "20261123T120000000000Z-bbbbbb"}
+    a = {"file_slug": SLUG, "state": "ok", "run_id": "20261123T110000000000Z-aaaaaa", "render_id": "20261123T110000000000Z-aaaaaa"}
+    c = {**a, "run_id": "20261123T130000000000Z-cccccc"}
+    assert job.write_status(state, b, "")
+    assert not job.write_status(state, a, "")  # an older run finishing late
+    assert status_of(gcs, buckets, SLUG) == b
+    assert job.write_status(state, c, "")
+    assert status_of(gcs, buckets, SLUG) == c
+    crash = {**c, "state": "failed", "run_id": None}  # a crash record (no run): always written
+    assert job.write_status(state, crash, "")
+    assert status_of(gcs, buckets, SLUG)["state"] == "failed"
 
 
 def test_render_error_keeps_page_and_records_inputs(gcs, buckets, monkeypatch):

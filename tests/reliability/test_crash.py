@@ -73,7 +73,14 @@ def test_crash_mid_render(rstack, evidence, point):
     html, figures = support.page_figures(s, fslug)
     assert support.render_id_of_page(html, fslug) == final["render_id"]
     assert figures and all(code == 200 for _, code in figures)
-    support.wait_until(lambda: asset_folders(s, fslug) == {final["render_id"]}, 30, what="old and orphaned asset folders removed")
+    # left: the live page's figures and those of the page it replaced (open tabs still load them; the
+    # local stack's grace is 0); crashed attempts' orphans and the pages before are gone
+    def cleaned():
+        folders = asset_folders(s, fslug)
+        rest = folders - {final["render_id"]}
+        return final["render_id"] in folders and len(rest) <= 1 and all(r >= page_rid for r in rest)
+
+    support.wait_until(cleaned, 30, what="old and orphaned asset folders removed")
     swept = support.sweeper_requests(s, fslug, offsets["sweep_pending"])
     if point == "after-page":
         assert swept >= 1, "the sweeper did not re-request the crashed render"
@@ -82,6 +89,6 @@ def test_crash_mid_render(rstack, evidence, point):
         f"4 crash {point}",
         f"PARTYBAL_FAULT={point} (os._exit(137)) on every attempt of the render of a newer upload",
         f"{len(codes)} attempts",
-        "meanwhile: live page 200 with all figures, status still the previous render, TOC not ok; then the retry renders the newer data, page == status, one asset folder left",
+        "meanwhile: live page 200 with all figures, status still the previous render, TOC not ok; then the retry renders the newer data, page == status, asset folders: the live page's and the one it replaced",
         f"TOC while crashed: {toc}; retry by {how}; sweeper requests: {swept}",
     )
