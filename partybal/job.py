@@ -204,7 +204,7 @@ def publish_site(site_bucket, built: render.BuiltPage, prefix: str, grace_second
         live = site_bucket.get_blob(page_name)
         live_rid = (live.metadata or {}).get(PAGE_RENDER_ID) if live is not None else None
         if live_rid is not None and live_rid > rid:
-            dropped = _delete_folders(site_bucket, fslug, {rid}, prefix)  # never referenced by any page
+            dropped = _delete_blobs(site_bucket.blob(prefix + rel) for rel in built.assets)  # no page ever showed them
             return Published(page=None, superseded_by=live_rid, assets_deleted=dropped)
         page = site_bucket.blob(page_name)
         page.cache_control = PAGE_CACHE_CONTROL
@@ -222,8 +222,9 @@ def publish_site(site_bucket, built: render.BuiltPage, prefix: str, grace_second
     folders = asset_folders(site_bucket, fslug, prefix)
     if live is not None and live_rid is None:  # a page written before pages named their render
         live_rid = max((f for f in folders if f < rid), default=None)
-    doomed = assets_to_delete(folders, rid, live_rid, live.updated if live is not None else None, now or dt.datetime.now(dt.timezone.utc), grace_seconds)
-    return Published(page=page_name, replaced=live_rid, assets_deleted=_delete_folders(site_bucket, fslug, doomed, prefix))
+    doomed = assets_to_delete(set(folders), rid, live_rid, live.updated if live is not None else None, now or dt.datetime.now(dt.timezone.utc), grace_seconds)
+    deleted = _delete_blobs(blob for f in sorted(doomed) for blob in folders[f])
+    return Published(page=page_name, replaced=live_rid, assets_deleted=deleted)
 
 
 def assets_to_delete(
@@ -248,38 +249,30 @@ def assets_to_delete(
     }
 
 
-def asset_folders(site_bucket, fslug: str, prefix: str) -> set[str]:
-    """Render ids that have figures in the site bucket."""
+def asset_folders(site_bucket, fslug: str, prefix: str) -> dict[str, list]:
+    """The experiment's figures in the site bucket, by render id (one listing)."""
     root = layout.assets_root(fslug, prefix) + "/"
-    names = site_bucket.client.list_blobs(site_bucket, prefix=root, fields="items(name),nextPageToken")
-    return {b.name[len(root) :].split("/", 1)[0] for b in names}
+    folders: dict[str, list] = {}
+    for blob in site_bucket.client.list_blobs(site_bucket, prefix=root, fields="items(name),nextPageToken"):
+        folders.setdefault(blob.name[len(root) :].split("/", 1)[0], []).append(blob)
+    return folders
 
 
-def _delete_folders(site_bucket, fslug: str, render_ids: set[str], prefix: str) -> int:
+def _delete_blobs(blobs) -> int:
     from google.api_core import exceptions as gexc
 
     deleted = 0
-    for rid in sorted(render_ids):
-        for blob in site_bucket.client.list_blobs(site_bucket, prefix=layout.assets_dir(fslug, rid, prefix) + "/", fields="items(name),nextPageToken"):
-            try:
-                blob.delete()
-                deleted += 1
-            except gexc.NotFound:
-                pass
+    for blob in blobs:
+        try:
+            blob.delete()
+            deleted += 1
+        except gexc.NotFound:
+            pass
     return deleted
 
 
 def read_status(state_bucket, fslug: str, prefix: str) -> dict[str, Any] | None:
-    blob = state_bucket.blob(layout.status_name(fslug, prefix))
-    from google.api_core import exceptions as gexc
-
-    try:
-        record = json.loads(blob.download_as_bytes())
-    except gexc.NotFound:
-        return None
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
+    return _record_of(state_bucket.blob(layout.status_name(fslug, prefix))) or None
 
 
 def write_status(state_bucket, record: dict[str, Any], prefix: str) -> bool:

@@ -126,7 +126,7 @@ def fake_build(monkeypatch):
 
 
 def folders_of(gcs, buckets, prefix=""):
-    return job.asset_folders(gcs.bucket(buckets.site), SLUG, prefix)
+    return set(job.asset_folders(gcs.bucket(buckets.site), SLUG, prefix))
 
 
 def test_preview_publish_keeps_the_replaced_figures_only(gcs, buckets, fake_build):
