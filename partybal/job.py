@@ -181,7 +181,7 @@ class Published:
     assets_deleted: int = 0
 
 
-def publish_site(site_bucket, built: render.BuiltPage, prefix: str, grace_seconds: int = DEFAULT_ASSET_GRACE_SECONDS, now: dt.datetime | None = None) -> Published:
+def publish_site(site_bucket, built: render.BuiltPage, prefix: str, grace_seconds: int = DEFAULT_ASSET_GRACE_SECONDS) -> Published:
     """Figures, then the page, then the figures nobody can still need.
 
     The page is written only over a page of an earlier render (render ids sort in start order, so
@@ -222,7 +222,7 @@ def publish_site(site_bucket, built: render.BuiltPage, prefix: str, grace_second
     folders = asset_folders(site_bucket, fslug, prefix)
     if live is not None and live_rid is None:  # a page written before pages named their render
         live_rid = max((f for f in folders if f < rid), default=None)
-    doomed = assets_to_delete(set(folders), rid, live_rid, live.updated if live is not None else None, now or dt.datetime.now(dt.timezone.utc), grace_seconds)
+    doomed = assets_to_delete(set(folders), rid, live_rid, live.updated if live is not None else None, dt.datetime.now(dt.timezone.utc), grace_seconds)
     deleted = _delete_blobs(blob for f in sorted(doomed) for blob in folders[f])
     return Published(page=page_name, replaced=live_rid, assets_deleted=deleted)
 
