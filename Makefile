@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup system-deps test test-all demo bench bench-scale backfill clean
+.PHONY: setup system-deps test test-all evidence demo bench bench-real-size bench-scale backfill clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -18,12 +18,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 # Everything but the `slow` cases. pytest exit 5 (no tests collected) is a failure here.
-test: setup checkov
+test: setup checkov provider-schema
 	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
-test-all: setup checkov
+test-all: setup checkov provider-schema
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
+
+# Evidence: the whole reliability suite (slow variants too), then docs/reliability.md regenerated
+# from its results. `make test` runs the fast cases but leaves the tracked page alone.
+evidence: setup
+	PARTYBAL_EVIDENCE=1 $(PY) -m pytest tests/reliability $(PYTEST_ARGS)
 
 # The local stack with the sample data: prints the site URL, serves until Ctrl-C.
 # CI-like: make demo DEMO_ARGS=--once (exits 0 once the site is complete).
@@ -32,6 +37,12 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/render_large.py
+
+# Small, large, 10-branch and real-size pages (49 metrics, 4 branches, 4 segments, 2 bases, 28 daily
+# windows; a 273 MB daily file): seconds, peak memory of the process tree, figures, bytes
+# (docs/performance.md "render-real-size"). Takes a quarter of an hour on 2 cores.
+bench-real-size: setup
+	$(PY) benchmarks/render_real_size.py $(BENCH_ARGS)
 
 # How cost grows: page size, 100/1,000/10,000-experiment TOC, bursts, local backfill (docs/performance.md "scale").
 bench-scale: setup
@@ -57,12 +68,35 @@ REGION          ?= us-central1
 IMAGE_TAG       ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 IMAGE           ?= $(REGION)-docker.pkg.dev/$(PROJECT)/partybal/renderer:$(IMAGE_TAG)
 BUNDLE_DIR      ?= build/function-source
-TF_VARS          = -var project=$(PROJECT) -var region=$(REGION) -var renderer_image=$(IMAGE) \
+# Everything else (site_viewers, public_site, job sizes, ...) goes in a .tfvars file:
+#   make deploy ... TF_VAR_FILE=my.tfvars        (see terraform/example.tfvars)
+# A relative TF_VAR_FILE is relative to where make runs (terraform runs in terraform/).
+TF_VAR_FILE     ?=
+TF_VARS          = $(if $(TF_VAR_FILE),-var-file=$(abspath $(TF_VAR_FILE))) \
+                   -var project=$(PROJECT) -var region=$(REGION) -var renderer_image=$(IMAGE) \
                    -var results_bucket=$(RESULTS_BUCKET) $(TF_EXTRA_VARS)
 
-.PHONY: checkov lint-terraform bundle image deploy _need-project
+.PHONY: checkov lint-terraform provider-schema bundle image deploy _need-project
 
 checkov: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+# The providers' schemas (attribute and block names, which are required) for
+# tests/deploy/test_provider_schema.py: the cdktf prebuilt provider packages are generated from
+# the provider releases terraform/versions.tf pins, and carry them in their .jsii type assembly.
+# Pinned exactly; only package.json and .jsii are kept (npm's own cache keeps the tarball), and
+# reduced once to schema.compact.json (tests/provider_schema.py).
+PROVIDER_SCHEMA_DIR := build/provider-schema
+PROVIDER_SCHEMAS    := google@16.12.1 google-beta@16.12.1 archive@11.0.1
+
+provider-schema: $(foreach p,$(PROVIDER_SCHEMAS),$(PROVIDER_SCHEMA_DIR)/$(p)/.jsii)
+
+$(PROVIDER_SCHEMA_DIR)/%/.jsii:
+	@command -v npm >/dev/null || { echo "provider-schema: npm is missing (Debian: apt-get install npm)" >&2; exit 1; }
+	@rm -rf $(@D) $(@D).tmp && mkdir -p $(@D).tmp
+	cd $(@D).tmp && npm pack --silent --no-fund --no-audit "@cdktf/provider-$*" >/dev/null
+	tar -xzf $(@D).tmp/*.tgz -C $(@D).tmp package/package.json package/.jsii
+	mv $(@D).tmp/package $(@D) && rm -rf $(@D).tmp
+	$(PYTHON) tests/provider_schema.py $(@D)
 
 $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -74,35 +108,51 @@ lint-terraform: checkov
 	$(CHECKOV_VENV)/bin/checkov -d terraform --framework terraform --compact --quiet --skip-download
 
 # Function source: main.py + requirements.txt at the root (what the python311 buildpack wants),
-# next to the partybal package and templates/ it imports. terraform zips this folder.
-bundle:
-	@test -f functions/main.py -a -f functions/requirements.txt || { echo "bundle: functions/main.py and functions/requirements.txt are required" >&2; exit 1; }
-	rm -rf $(BUNDLE_DIR) && mkdir -p $(BUNDLE_DIR)
-	cp functions/main.py functions/requirements.txt $(BUNDLE_DIR)/
-	cp -r partybal templates $(BUNDLE_DIR)/
-	find $(BUNDLE_DIR) -name __pycache__ -prune -exec rm -rf {} +
+# next to the partybal modules and templates main.py reaches (nothing else). terraform zips this
+# folder. Refuses a functions/requirements.txt that differs from what requirements.txt and the
+# functions' imports give (regenerate: $(PY) scripts/function_bundle.py requirements --write).
+bundle: | $(VENV)/.installed
+	@$(PY) scripts/function_bundle.py build $(BUNDLE_DIR)
+
+# The renderer image built on this machine with podman, no registry needed (scripts/image-local.sh):
+# a debootstrapped debian:bookworm-slim once (cached in build/image/), then podman's layer cache;
+# prints the image size. Needs root. Run the job from it: partybal local up --job-image $(IMAGE_LOCAL)
+.PHONY: image-local
+IMAGE_LOCAL ?= localhost/partybal-renderer:local
+
+image-local: | $(VENV)/.installed
+	@$(PY) scripts/image_requirements.py --check
+	@IMAGE_LOCAL=$(IMAGE_LOCAL) scripts/image-local.sh
 
 # Tags are commits and the repository's tags are immutable: commit first, build once.
-image: _need-project
-	@if [ -n "$$(git status --porcelain -- partybal templates r renderer_image requirements.txt scripts/apt-packages.txt)" ]; then \
+image: _need-project | $(VENV)/.installed
+	@$(PY) scripts/image_requirements.py --check
+	@if [ -n "$$(git status --porcelain -- partybal templates r renderer_image requirements.txt scripts/apt-packages.txt .dockerignore)" ]; then \
 	  echo "image: commit the renderer's inputs first (the tag is the commit)" >&2; exit 1; fi
 	@if gcloud artifacts docker images describe $(IMAGE) --project $(PROJECT) >/dev/null 2>&1; then \
 	  echo "image: $(IMAGE) already exists"; \
 	elif docker info >/dev/null 2>&1; then \
 	  docker build -f renderer_image/Dockerfile -t $(IMAGE) . && docker push $(IMAGE); \
 	else \
-	  gcloud builds submit --project $(PROJECT) --region $(REGION) \
+	  sa=$$($(TERRAFORM) -chdir=terraform output -raw build_service_account 2>/dev/null) && \
+	  src=$$($(TERRAFORM) -chdir=terraform output -raw source_bucket 2>/dev/null) && [ -n "$$sa" ] && [ -n "$$src" ] \
+	    || { echo "image: no build service account in the terraform state: run make deploy (its first apply creates it)" >&2; exit 1; }; \
+	  gcloud builds submit --project $(PROJECT) --region $(REGION) --service-account "$$sa" \
+	    --gcs-source-staging-dir "gs://$$src/cloudbuild/source" \
 	    --config renderer_image/cloudbuild.yaml --substitutions _IMAGE=$(IMAGE) .; \
 	fi
 
 # make deploy PROJECT=my-project REGION=us-central1 RESULTS_BUCKET=jetstream-results
-# The first apply creates the APIs and the image repository, so the image can be pushed before
-# the job that runs it.
+# The first apply creates the APIs, the image repository and the build service account with its
+# rights, so the image can be built and pushed before the job that runs it.
 deploy: _need-project bundle
 	@test -n "$(RESULTS_BUCKET)" || { echo "deploy: RESULTS_BUCKET=<bucket> is required" >&2; exit 1; }
+	@test -z "$(TF_VAR_FILE)" -o -f "$(TF_VAR_FILE)" || { echo "deploy: TF_VAR_FILE=$(TF_VAR_FILE) does not exist" >&2; exit 2; }
 	$(TERRAFORM) -chdir=terraform init -input=false
 	$(TERRAFORM) -chdir=terraform apply -input=false $(TF_VARS) \
-	  -target=google_project_service.this -target=google_artifact_registry_repository.renderer
+	  -target=google_project_service.this -target=google_artifact_registry_repository.renderer \
+	  -target=google_artifact_registry_repository_iam_member.build_pushes_renderer \
+	  -target=google_storage_bucket_iam_member.build_reads_source -target=google_project_iam_member.build_writes_logs
 	$(MAKE) image PROJECT=$(PROJECT) REGION=$(REGION) IMAGE=$(IMAGE)
 	$(TERRAFORM) -chdir=terraform apply -input=false $(TF_VARS)
 

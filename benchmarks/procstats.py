@@ -8,6 +8,7 @@ counts a shared page once across them instead of once per process as RSS would.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ class Measurement:
     returncode: int
     stdout: str
     stderr: str
+    peak_rss_mib: float = 0.0  # summed RSS of the tree at its peak: counts shared pages once per process
+    max_processes: int = 0
+    cpu_seconds: float = 0.0  # user + system CPU of the whole tree (every waited-for descendant)
 
 
 def _children(pid: int) -> list[int]:
@@ -47,24 +51,39 @@ def _tree(pid: int) -> list[int]:
 
 
 def _pss_kib(pid: int) -> int:
+    return _mem_kib(pid)[0]
+
+
+def _mem_kib(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of one process in KiB; (0, 0) when it is gone."""
+    pss = rss = 0
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
-                return int(line.split()[1])
+                pss = int(line.split()[1])
+            elif line.startswith("Rss:"):
+                rss = int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return pss, rss
 
 
 def measure(cmd: list[str], *, cwd=None, env=None, interval: float = 0.05) -> Measurement:
     started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, cwd=cwd, env=env or os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
+    peak = peak_rss = most = 0
     while proc.poll() is None:
-        peak = max(peak, sum(_pss_kib(p) for p in _tree(proc.pid)))
+        tree = _tree(proc.pid)
+        mems = [_mem_kib(p) for p in tree]
+        peak = max(peak, sum(m[0] for m in mems))
+        peak_rss = max(peak_rss, sum(m[1] for m in mems))
+        most = max(most, sum(1 for m in mems if m[1]))
         time.sleep(interval)
     out, err = proc.communicate()
-    return Measurement(time.monotonic() - started, peak / 1024, proc.returncode, out, err)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measurement(time.monotonic() - started, peak / 1024, proc.returncode, out, err, peak_rss / 1024, most, cpu)
 
 
 def write_section(doc: Path, name: str, text: str) -> None:

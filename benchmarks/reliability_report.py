@@ -24,10 +24,12 @@ table by hand: re-run the tests.
 ## Re-running
 
 ```sh
-.venv/bin/python -m pytest tests/reliability -m "not slow"   # every case once (part of `make test`)
-.venv/bin/python -m pytest tests/reliability                 # plus the slow variants (100 × 5 burst)
-.venv/bin/python benchmarks/reliability_report.py            # re-render this page from the last results
+make evidence                                       # every case, slow variants too, then this page
+.venv/bin/python benchmarks/reliability_report.py   # re-render this page from the last results
 ```
+
+`make test` runs every case once (not the slow variants) and records the results in
+`build/reliability/results.json`, but leaves this page alone.
 
 Component logs of the run: `build/reliability/run/` (`fn-*.log`, `run-stand-in.log`,
 `jobs/job-<execution>-<attempt>.log`).
@@ -47,7 +49,10 @@ FOOTER = """
 | a render that always fails (bad input, failed knit) | the job writes status `failed` (one-line reason, the live page untouched) and exits 1; Cloud Run retries the task `max_retries` times (stand-in: 3) | 1 + max_retries attempts per request; the sweeper never re-requests a `failed` render of unchanged inputs | status record `failed`, TOC row `failed` with the reason |
 | a render request whose dispatch always fails (`run_job` raises) | `dispatch_render` raises → the push is nacked → Pub/Sub redelivers with backoff | `max_delivery_attempts` (5) deliveries | the `render-requests-dead-letter` topic (subscription `render-dead-letters` locally, `<topic>-dead-letter` on GCP); the Pub/Sub emulator enforces this (verified by the poison test) |
 | a malformed render request (bad slug, bad prefix, not UTF-8) | logged at ERROR and acknowledged | 1 delivery | the function's log |
-| a job killed mid-render (OOM, SIGKILL, node loss) | Cloud Run retries; the live page is never without its figures (figures first, then the page, then figures no page can still ask for removed) | 1 + max_retries attempts | if every attempt dies: no status written, the TOC says `stale` (results newer than the page); the sweeper re-requests it when the results' age passes `COALESCE_STALE_SECONDS × 2^k` (k ≤ 10): a few retries, not an endless loop |
+| a job killed mid-render (OOM, SIGKILL, task timeout, node loss) | Cloud Run retries; the live page is never without its figures (figures first, then the page, then figures no page can still ask for removed). Its `running/<slug>` record (execution, attempt, run id) outlives it: the next attempt records `failed: killed (attempt n of m)` for it, and once Cloud Run says the execution ended the sweeper records the last attempt the same way and deletes the record | 1 + max_retries attempts (`JOB_MAX_RETRIES` names m); the sweeper does not request the render again for those inputs | status record `failed: killed (attempt m of m)`, TOC row `failed` |
+| any other exception while rendering (a bug, a value Python cannot convert, `MemoryError`) | an input/render failure like bad input: status `failed` with `render error: <type>: <message>` (traceback in the job's log), never "crashed"; GCS/network/credential errors: a `failed` record `infrastructure error …` when the state bucket can be written, exit 1, Cloud Run retries (and the sweeper may re-request) | as for bad input | status record `failed`, TOC row `failed`/`stale` with the reason |
+| an input over a bound | `PARTYBAL_MAX_FILE_BYTES` / `PARTYBAL_MAX_EXPERIMENT_BYTES` checked from the listing's sizes before any download (and while reading a local file); `PARTYBAL_MAX_FIGURES` before R starts; `PARTYBAL_R_TIMEOUT` kills R's whole process group (its forked figure workers too) | the setting | status `failed` naming the file (or page) and the limit |
+| a status record or marker of another partybal version, or corrupted | read defensively (only ASCII digits count as generations; a record of the wrong shape is not used) | — | TOC row `unknown` with the reason; the sweeper and dispatcher go on |
 | a lost render request (Pub/Sub restart, dead-lettered request with a marker) | the pending marker stays; `sweep_pending` takes it over (generation precondition) and publishes again | after `COALESCE_STALE_SECONDS`, then with doubling back-off (`sweeps` marker metadata) | rendered |
 | a lost finalize notification | the TOC shows the experiment `new`/`stale`; `sweep_pending` reconciles results against status records (only if no status was written since the results last changed) | when the results' age passes `COALESCE_STALE_SECONDS × 2^k` (k ≤ 10) | rendered |
 | a long queue (many renders waiting for job capacity) | nothing is lost and nothing is re-requested: `dispatch_render` records each started execution on its pending marker, the job writes `running/<slug>` (naming its execution) before it deletes the marker, and the sweeper asks Cloud Run (`GetExecution`) before re-requesting a marker or unrendered results: queued or running → left alone | 0 extra renders, whatever the wait | rendered once |

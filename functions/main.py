@@ -5,7 +5,9 @@
 * ``dispatch_render`` — render request message → Cloud Run job execution (``RUN_JOB``);
 * ``rebuild_toc`` — state bucket finalize/delete → ``index.html`` of the site bucket;
 * ``sweep_pending`` — any message on the sweep topic (Cloud Scheduler) → re-request renders whose
-  request was lost (old pending markers, results newer than their status record).
+  request was lost (old pending markers, results newer than their status record);
+* ``snapshot_experimenter`` — any message on the Experimenter topic (Cloud Scheduler) → the state
+  bucket's copy of Experimenter's experiment list, written when it changed.
 
 Bad input is logged and acknowledged; only infrastructure errors raise (so the event is retried).
 """
@@ -23,7 +25,7 @@ except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import partybal  # noqa: F401
 
-from partybal import coalesce, dispatch, logs, sweeper, toc
+from partybal import coalesce, dispatch, experimenter, logs, sweeper, toc
 
 logs.setup(os.environ.get("PARTYBAL_LOG_LEVEL", "INFO"))
 
@@ -46,3 +48,8 @@ def rebuild_toc(cloud_event) -> None:
 @functions_framework.cloud_event
 def sweep_pending(cloud_event) -> None:
     sweeper.handle_sweep_event(cloud_event["type"], cloud_event.data, cloud_event["id"])
+
+
+@functions_framework.cloud_event
+def snapshot_experimenter(cloud_event) -> None:
+    experimenter.handle_snapshot_event(cloud_event["type"], cloud_event.data, cloud_event["id"])

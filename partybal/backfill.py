@@ -28,13 +28,14 @@ import datetime as dt
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import layout, toc
+from . import cliargs, layout, toc
 from .storage import GcsResults, LocalResults, ResultsSource, open_results
 
 LOCAL_STATUS_DIR = ".partybal/status"
@@ -167,7 +168,9 @@ def render_local(src: str, fslug: str, out: str, cores: int, generations: Mappin
     out_dir = Path(out)
     record: dict[str, Any] = {"file_slug": fslug, "input_generations": dict(generations)}
     try:
-        target, built = render_to_dir(LocalResults(src), fslug, out_dir, cores=cores)
+        from . import experimenter
+
+        target, built = render_to_dir(LocalResults(src), fslug, out_dir, cores=cores, catalog=experimenter.for_worker())
         record.update(state="ok", reason="", page=target.name, page_rendered_at=dt.datetime.now(dt.timezone.utc).isoformat())
         outcome = Outcome(fslug, True, seconds=time.monotonic() - started)
     except (InputError, RenderError, OSError, ValueError) as exc:
@@ -326,17 +329,30 @@ def cmd_backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = N
     cores = args.cores or split_cores(workers)
     gens = {s: experiments[s].generations for s in slugs}
     started_at = time.monotonic()
-    outcomes = run_workers(slugs, renderer, src=src, out=str(Path(args.out).resolve()) if args.out else "", workers=workers, cores=cores, generations=gens)
+    with tempfile.TemporaryDirectory(prefix="partybal-experimenter-") as tmp:
+        if not gcs_mode:  # read Experimenter once; the job reads the state bucket's snapshot
+            from . import experimenter
+
+            snapshot = Path(tmp) / "experiments.json"
+            experimenter.write_for_workers(experimenter.load(experimenter.configured(getattr(args, "experimenter", None))), snapshot)
+            os.environ[experimenter.SNAPSHOT_ENV] = str(snapshot)
+        try:
+            outcomes = run_workers(slugs, renderer, src=src, out=str(Path(args.out).resolve()) if args.out else "", workers=workers, cores=cores, generations=gens)
+        finally:
+            if not gcs_mode:
+                os.environ.pop(experimenter.SNAPSHOT_ENV, None)
     print(summary(outcomes, time.monotonic() - started_at), file=sys.stderr)
     return 0 if all(o.ok for o in outcomes) else 1
 
 
 def add_command(sub) -> None:
     b = sub.add_parser("backfill", help="re-render every (or every stale) experiment, in parallel")
-    b.add_argument("--results", default=None, help="gs://bucket[/prefix] or a local folder (default: gs://$RESULTS_BUCKET)")
+    b.add_argument("--results", default=None, type=cliargs.results_source, help="gs://bucket[/prefix] or a local folder (default: gs://$RESULTS_BUCKET)")
     b.add_argument("--only-stale", action="store_true", help="only experiments whose results are newer than their page")
-    b.add_argument("--parallel", type=int, default=2, help="worker processes locally, Cloud Run tasks on GCP (default 2)")
-    b.add_argument("--out", default=None, help="render into this folder instead of the site bucket")
-    b.add_argument("--cores", type=int, default=None, help="R cores per worker (default: machine cores // N)")
+    b.add_argument("--parallel", type=cliargs.positive_int, default=2, help="worker processes locally, Cloud Run tasks on GCP (default 2)")
+    b.add_argument("--out", default=None, type=cliargs.output_dir, help="render into this folder instead of the site bucket")
+    b.add_argument("--cores", type=cliargs.positive_int, default=None, help="R cores per worker (default: machine cores // N)")
+    b.add_argument("--experimenter", type=cliargs.experimenter_url, default=None, metavar="URL|off",
+                   help=cliargs.EXPERIMENTER_HELP + "; read once for every --out render (the job reads the state bucket's snapshot)")
     b.set_defaults(func=cmd_backfill)
 

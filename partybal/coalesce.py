@@ -29,7 +29,7 @@ from typing import Any, Mapping, Protocol
 from google.api_core import exceptions as gexc
 
 from . import events, layout, logs
-from .storage import gcs_client
+from .storage import GcsResults, gcs_client, list_experiment_objects
 
 log = logging.getLogger("partybal.coalesce")
 
@@ -181,6 +181,14 @@ def request_render(
     return outcome
 
 
+def owners_of(blob: layout.ResultBlob, client, results_bucket: str) -> list[str]:
+    """The experiments an ambiguous statistics name belongs to, decided by the bucket's listing the
+    way the render job decides it (:func:`partybal.storage.list_experiment_objects`)."""
+    source = GcsResults(results_bucket, blob.prefix, client=client)
+    name = blob.name[len(blob.prefix) :]
+    return [s for s, _ in blob.readings if any(b.name == name for b, _ in list_experiment_objects(source, s)[0])]
+
+
 def handle_results_event(
     event_type: str,
     data: Any,
@@ -198,11 +206,18 @@ def handle_results_event(
         events.ignored(log, why, event_id=event_id)
         return IGNORED
     client = client or gcs_client()
+    fslug = blob.file_slug
+    if blob.alternatives:
+        owners = owners_of(blob, client, settings.results_bucket)
+        if len(owners) != 1:
+            events.ignored(log, events.NotUnderstood(f"ambiguous statistics name {blob.name}: the listing names no single owner among {[s for s, _ in blob.readings]}"), event_id=event_id)
+            return IGNORED
+        fslug = owners[0]
     return request_render(
         client.bucket(settings.state_bucket),
         publisher or default_publisher(),
         settings.topic,
-        blob.file_slug,
+        fslug,
         blob.prefix,
         token=event_id or None,
         stale_seconds=settings.stale_seconds,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -112,8 +113,8 @@ def mark_dispatched(state_bucket, request: RenderRequest, execution: str, now: d
     on GCS (fake-gcs-server gives it a new generation and ignores the precondition on PATCH; the
     sweeper re-reads generations from its listing, so neither matters)."""
     raw = request.attributes.get("generation", "")
-    if not execution or not raw.isdigit():
-        return False  # a request published by hand has no marker
+    if not execution or not re.fullmatch(r"[0-9]{1,30}", raw):  # not str.isdigit(): '²'.isdigit() is True, int('²') raises
+        return False  # a request published by hand has no marker (or another version's attribute)
     marker = state_bucket.blob(layout.pending_name(request.file_slug, request.prefix))
     marker.metadata = {"execution": execution, "dispatched_at": (now or dt.datetime.now(dt.timezone.utc)).isoformat()}
     try:

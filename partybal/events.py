@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import layout, logs
+from .errors import ConfigError  # noqa: F401 - re-exported: callers catch events.ConfigError
 
 log = logging.getLogger("partybal.events")
 
@@ -40,10 +41,6 @@ MAX_NAME_LENGTH = 1024  # Cloud Storage's own limit, in bytes
 
 class NotUnderstood(Exception):
     """The event is not one we act on; the message says why (one line)."""
-
-
-class ConfigError(Exception):
-    """A required environment variable is missing."""
 
 
 def env(name: str, environ: Mapping[str, str] | None = None, default: str | None = None) -> str:

@@ -3,7 +3,8 @@
 Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``preview/``),
 ``RESULTS_BUCKET``, ``SITE_BUCKET``, ``STATE_BUCKET``; ``CLOUD_RUN_TASK_ATTEMPT`` is logged;
 ``RUN_JOB`` (the job's own resource name) with Cloud Run's ``CLOUD_RUN_EXECUTION`` names the execution;
-``ASSET_GRACE_SECONDS`` (default 3600): how long figures of a replaced page outlive it.
+``ASSET_GRACE_SECONDS`` (default 3600): how long figures of a replaced page outlive it;
+``JOB_MAX_RETRIES`` (the job's ``max_retries``, set by terraform): for ``killed (attempt n of m)``.
 
 0. write ``running/<slug>`` naming this execution (deleted again at the end; the sweeper leaves
    an experiment alone while Cloud Run says that execution is queued or running);
@@ -17,8 +18,16 @@ Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``p
 4. write ``status/<slug>.json`` in the state bucket (which triggers the TOC rebuild), unless the
    record there is of a later render.
 
-Bad input or a failed knit: status ``failed`` with a one-line reason, the live page untouched, exit
-status 1 (Cloud Run retries the task).
+Bad input, a failed knit or any other exception while rendering (a bug, a value Python cannot
+convert, MemoryError): status ``failed`` with a one-line reason, the live page untouched, exit
+status 1 (Cloud Run retries the task). Infrastructure errors (GCS, network, credentials) are
+retried by Cloud Run too; the attempt still leaves a ``failed`` record saying so when the state
+bucket can be written.
+
+Killed from outside (OOM, SIGKILL, task timeout): nothing in the process can write a status, so its
+``running/<slug>`` record stays. The next attempt of the same execution finds it and records
+``failed: killed (attempt n of m)`` before it starts; after the last attempt the sweeper does
+(Cloud Run says the execution ended) — instead of re-requesting the render.
 
 List mode (``partybal backfill`` on GCP): when ``PARTYBAL_SLUGS_URI=gs://<state>/backfill/<id>.json``
 is set, the execution's tasks share that slug list; task ``CLOUD_RUN_TASK_INDEX`` of
@@ -41,9 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import events, layout, logs, preview, render, status
+from . import events, experimenter, layout, logs, preview, render, status
+from .errors import int_setting
 from .results import ExperimentResults, InputError, list_experiment_files, load_experiment
-from .storage import GcsResults, gcs_client
+from .storage import GcsResults, SizeLimits, gcs_client
 
 log = logging.getLogger("partybal.job")
 
@@ -67,6 +77,7 @@ class JobSettings:
     attempt: str = ""
     execution: str = ""  # this execution's resource name, when known (RUN_JOB + CLOUD_RUN_EXECUTION)
     asset_grace_seconds: int = DEFAULT_ASSET_GRACE_SECONDS
+    max_attempts: int = 0  # 1 + the job's max_retries (JOB_MAX_RETRIES); 0: not known
 
     @property
     def file_slug(self) -> str:
@@ -84,9 +95,12 @@ class JobSettings:
             attempt=environ.get("CLOUD_RUN_TASK_ATTEMPT", ""),
             execution=execution_name(environ),
             asset_grace_seconds=_int_env(environ, "ASSET_GRACE_SECONDS", DEFAULT_ASSET_GRACE_SECONDS),
+            max_attempts=max_attempts(environ),
         )
         if settings.asset_grace_seconds < 0:
             raise events.ConfigError(f"ASSET_GRACE_SECONDS={settings.asset_grace_seconds} is negative")
+        render.check_settings()  # PARTYBAL_R_TIMEOUT, PARTYBAL_MAX_FIGURES
+        SizeLimits.from_env(environ)  # PARTYBAL_MAX_FILE_BYTES, PARTYBAL_MAX_EXPERIMENT_BYTES
         if not layout.is_file_slug(settings.file_slug):
             raise events.ConfigError(f"PARTYBAL_SLUG={settings.slug[:200]!r} is not a valid experiment slug")
         if settings.prefix not in ALLOWED_PREFIXES:
@@ -101,19 +115,58 @@ def execution_name(environ: Mapping[str, str]) -> str:
     return f"{job}/executions/{execution}" if job and execution else ""
 
 
-def mark_running(state_bucket, settings: JobSettings) -> int | None:
+def max_attempts(environ: Mapping[str, str]) -> int:
+    """1 + ``JOB_MAX_RETRIES`` (the Cloud Run job's ``max_retries``); 0 when it is not set."""
+    if not (environ.get("JOB_MAX_RETRIES") or "").strip():
+        return 0
+    return 1 + int_setting(environ, "JOB_MAX_RETRIES", 0, minimum=0)
+
+
+def mark_running(state_bucket, settings: JobSettings, run_id: str = "") -> int | None:
     """Write ``[prefix]running/<slug>`` naming this execution — *before* the pending marker is
     deleted, so that while a render is queued or running one of the two always exists and the
-    sweeper never takes the experiment for one whose request was lost. Best effort (the render
-    matters more): the generation written, or None."""
+    sweeper never takes the experiment for one whose request was lost. It also names the attempt
+    and its run id: a record that outlives its execution tells of an attempt killed from outside.
+    Best effort (the render matters more): the generation written, or None."""
     blob = state_bucket.blob(layout.running_name(settings.file_slug, settings.prefix))
-    blob.metadata = {"execution": settings.execution}
-    body = {"execution": settings.execution, "started_at": status.iso(dt.datetime.now(dt.timezone.utc)), "attempt": settings.attempt}
+    fields = {"execution": settings.execution, "attempt": settings.attempt, "run_id": run_id, "max_attempts": str(settings.max_attempts or "")}
+    blob.metadata = fields
+    body = {**fields, "slug": settings.slug, "started_at": status.iso(dt.datetime.now(dt.timezone.utc))}
     try:
         blob.upload_from_string(json.dumps(body), content_type="application/json")
         return int(blob.generation)
     except Exception as exc:  # noqa: BLE001
         logs.log(log, logging.WARNING, f"could not write the running record: {exc}", slug=settings.file_slug, prefix=settings.prefix)
+        return None
+
+
+def record_killed_attempt(state_bucket, settings: JobSettings, list_inputs=None) -> str | None:
+    """Before this attempt starts: if the ``running`` record is still that of an earlier attempt of
+    this same execution, that attempt was killed from outside (a clean exit deletes it). Record
+    ``failed: killed (attempt n of m)`` for it (never over a record that attempt or a later run
+    wrote). ``list_inputs()``: the current input generations, recorded with it. The reason written,
+    or None. Best effort: never raises."""
+    if not settings.execution:
+        return None  # a run by hand: there are no earlier attempts to speak of
+    try:
+        blob = state_bucket.get_blob(layout.running_name(settings.file_slug, settings.prefix))
+        if blob is None:
+            return None
+        meta = blob.metadata if isinstance(blob.metadata, dict) else {}
+        if meta.get("execution") != settings.execution or str(meta.get("attempt", "")) == settings.attempt:
+            return None  # another execution's (it may be running now: the sweeper asks Cloud Run)
+        previous = read_status(state_bucket, settings.file_slug, settings.prefix)
+        record = status.killed_record(previous, meta, settings.slug, settings.file_slug, settings.prefix, dt.datetime.now(dt.timezone.utc))
+        if list_inputs is not None:
+            record["input_generations"] = dict(list_inputs())
+        written = status.write(state_bucket, record, settings.prefix, not_over_run=record["run_id"])
+        logs.log(
+            log, logging.ERROR, f"previous attempt {record['reason']}", slug=settings.file_slug, prefix=settings.prefix,
+            attempt=settings.attempt, status_written=written,
+        )
+        return record["reason"] if written else None
+    except Exception as exc:  # noqa: BLE001 - the render of this attempt matters more
+        logs.log(log, logging.WARNING, f"could not check for a killed earlier attempt: {exc}", slug=settings.file_slug, prefix=settings.prefix)
         return None
 
 
@@ -250,11 +303,15 @@ def assets_to_delete(
 
 
 def asset_folders(site_bucket, fslug: str, prefix: str) -> dict[str, list]:
-    """The experiment's figures in the site bucket, by render id (one listing)."""
+    """The experiment's figures in the site bucket, by render id (one listing of its own
+    ``<slug>_files/`` prefix). Only folders named like a render id count: an object put there by
+    anybody else (no render-id folder) is never listed for deletion."""
     root = layout.assets_root(fslug, prefix) + "/"
     folders: dict[str, list] = {}
     for blob in site_bucket.client.list_blobs(site_bucket, prefix=root, fields="items(name),nextPageToken"):
-        folders.setdefault(blob.name[len(root) :].split("/", 1)[0], []).append(blob)
+        folder, sep, _ = blob.name[len(root) :].partition("/")
+        if sep and render.is_render_id(folder):
+            folders.setdefault(folder, []).append(blob)
     return folders
 
 
@@ -272,48 +329,31 @@ def _delete_blobs(blobs) -> int:
 
 
 def read_status(state_bucket, fslug: str, prefix: str) -> dict[str, Any] | None:
-    return _record_of(state_bucket.blob(layout.status_name(fslug, prefix))) or None
+    return status.read(state_bucket, fslug, prefix)
 
 
 def write_status(state_bucket, record: dict[str, Any], prefix: str) -> bool:
-    """Write the status record, unless the one there is of a run that started after ours
-    (``run_id``; two renders of one experiment finishing out of order): the record of the run that
-    started last wins. Conditional on the generation read, so the check and the write cannot
-    interleave with another job's. A record without ``run_id`` is written regardless. False when
-    not written."""
+    """:func:`partybal.status.write`: the record of the run that started last wins."""
+    return status.write(state_bucket, record, prefix)
+
+
+_record_of = status.read_blob
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """GCS, network or credentials trouble: worth another attempt (Cloud Run retries the task)."""
+    import requests
     from google.api_core import exceptions as gexc
+    from google.auth import exceptions as gauth
 
-    name = layout.status_name(record["file_slug"], prefix)
-    toc_fields = status.toc_metadata(record)  # lets the TOC read a listing instead of 10,000 downloads
-    body = json.dumps(record, indent=1, sort_keys=True)
-    for _ in range(PUBLISH_ATTEMPTS):
-        current = state_bucket.get_blob(name)
-        generation = 0
-        if current is not None:
-            generation = current.generation
-            mine = record.get("run_id")
-            if mine and str(_record_of(current).get("run_id") or "") > mine:
-                return False
-        blob = state_bucket.blob(name)
-        blob.cache_control = STATUS_CACHE_CONTROL
-        if toc_fields is not None:
-            blob.metadata = toc_fields
-        try:
-            blob.upload_from_string(body, content_type="application/json", if_generation_match=generation)
-            return True
-        except gexc.PreconditionFailed:
-            continue
-    raise RuntimeError(f"{name} changed {PUBLISH_ATTEMPTS} times while writing it")
+    return isinstance(exc, (gexc.GoogleAPIError, gauth.GoogleAuthError, requests.exceptions.RequestException, ConnectionError, TimeoutError))
 
 
-def _record_of(blob) -> dict[str, Any]:
-    from google.api_core import exceptions as gexc
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
 
-    try:
-        record = json.loads(blob.download_as_bytes())
-    except (gexc.NotFound, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+
+failure_reason = status.failure_reason
 
 
 def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int], str | None]:
@@ -327,24 +367,50 @@ def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int],
     return gens, status.iso(updated)
 
 
+def read_experimenter(state_bucket) -> experimenter.Catalog:
+    """Experimenter's experiments from the state bucket's snapshot (the scheduled
+    ``snapshot_experimenter`` function keeps it); never fails a render: a missing or unreadable
+    snapshot is a catalog whose note the page shows."""
+    from google.api_core import exceptions as gexc
+
+    name = layout.experimenter_snapshot_name()
+    where = f"gs://{state_bucket.name}/{name}"
+    try:
+        data = state_bucket.blob(name).download_as_bytes()
+    except gexc.NotFound:
+        data = None
+    except Exception as exc:  # noqa: BLE001 - the page goes on without Experimenter's details
+        logs.log(log, logging.WARNING, f"Experimenter snapshot unreadable: {type(exc).__name__}: {one_line(exc, 200)}", slug=None, snapshot=where)
+        return experimenter.Catalog(note=f"The Experimenter snapshot could not be read ({type(exc).__name__}): what follows comes from the results alone.", source=where)
+    return experimenter.catalog_from_snapshot(data, where)
+
+
 def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict[str, Any]:
-    """One render; the status record written. Raises only for infrastructure errors."""
+    """One render; the status record written. Raises only for infrastructure errors (after
+    writing, best effort, a ``failed`` record that says so)."""
     client = client or gcs_client()
     state = client.bucket(settings.state_bucket)
-    running = mark_running(state, settings)
+    run_id = new_render_id()  # sorts in start order; an ok record's render_id is this
+    source = GcsResults(settings.results_bucket, settings.prefix, client=client)
+    if settings.execution and settings.attempt not in ("", "0"):
+        record_killed_attempt(state, settings, lambda: _listed_generations(source, settings.file_slug)[0])
+    running = mark_running(state, settings, run_id)
     try:
-        return _render(settings, client, state, cores)
+        return _render(settings, client, state, cores, run_id, source)
+    except Exception as exc:
+        _crash_record(state, settings, f"infrastructure error (Cloud Run retries while the job has retries left): {type(exc).__name__}: {one_line(exc, 300)}", run_id)
+        raise
     finally:
         clear_running(state, settings, running)
 
 
-def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str, Any]:
+def _render(settings: JobSettings, client, state, cores: int | None, run_id: str | None = None, source: GcsResults | None = None) -> dict[str, Any]:
     fslug, prefix = settings.file_slug, settings.prefix
     fields = {"slug": fslug, "prefix": prefix, "attempt": settings.attempt}
     site = client.bucket(settings.site_bucket)
     had_marker = delete_marker(state, fslug, prefix)
     logs.log(log, logging.INFO, "render started", pending_marker=had_marker, **fields)
-    source = GcsResults(settings.results_bucket, prefix, client=client)
+    source = source or GcsResults(settings.results_bucket, prefix, client=client)
     started = time.monotonic()
     record: dict[str, Any] = {
         "slug": settings.slug,
@@ -358,7 +424,7 @@ def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str
         "input_generations": {},
         "results_updated": None,
         "render_seconds": None,
-        "run_id": new_render_id(),  # sorts in start order; an ok record's render_id is this
+        "run_id": run_id or new_render_id(),  # sorts in start order; an ok record's render_id is this
         "render_id": None,
         "rendered_at": None,
         "figures": 0,
@@ -372,10 +438,12 @@ def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str
         record.update(status.results_fields(results, source.prefix))
         with tempfile.TemporaryDirectory(prefix=f"partybal-{fslug}-") as tmp:
             the_banner = preview.banner(source.description, dt.datetime.now(dt.timezone.utc)) if prefix == layout.PREVIEW_PREFIX else None
-            built = render.build(results, Path(tmp), render_id=record["run_id"], cores=cores, index_href="index.html", banner=the_banner)
+            catalog = read_experimenter(state)
+            built = render.build(results, Path(tmp), render_id=record["run_id"], cores=cores, index_href="index.html", banner=the_banner, catalog=catalog)
             published = publish_site(site, built, prefix, settings.asset_grace_seconds)
         now = status.iso(dt.datetime.now(dt.timezone.utc))
         record.update(state=OK, render_id=built.render_id, figures=built.figures, page=published.page, rendered_at=now, page_rendered_at=now)
+        record["srm"] = status.srm_field(built.srm)
         if published.page is None:
             logs.log(log, logging.INFO, "page not published: a later render's page is live", render_id=built.render_id, superseded_by=published.superseded_by, **fields)
             return {**record, "superseded_by": published.superseded_by}  # that render writes the status
@@ -391,8 +459,12 @@ def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str
             old_assets_deleted=published.assets_deleted,
             **fields,
         )
-    except (InputError, render.RenderError) as exc:
-        reason = " ".join(str(exc).split())  # one line
+    except Exception as exc:  # noqa: BLE001 - every exception while rendering ends in a status
+        if is_infrastructure_error(exc):
+            raise  # run() records it and Cloud Run retries the attempt
+        reason = failure_reason(exc)  # one line
+        if not isinstance(exc, (InputError, render.RenderError)):  # a bug or an unforeseen value: keep the traceback in the log
+            log.error("render failed: %s", reason, exc_info=True, extra={"fields": {"kind": type(exc).__name__, **fields}})
         if results is None:
             gens, updated = _listed_generations(source, fslug)
             record.update(input_generations=gens, results_updated=updated)
@@ -403,12 +475,14 @@ def _render(settings: JobSettings, client, state, cores: int | None) -> dict[str
             rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)),
             page=previous.get("page"),
             page_rendered_at=previous.get("page_rendered_at"),
+            srm=previous.get("srm") if isinstance(previous.get("srm"), dict) else None,  # of the page still live
         )
         if results is None:  # keep what the TOC knows about the experiment
             for key in ("name", "analysis_start", "windows"):
                 if previous.get(key):
                     record[key] = previous[key]
-        logs.log(log, logging.ERROR, f"render failed: {reason}", kind=type(exc).__name__, **fields)
+        else:
+            logs.log(log, logging.ERROR, f"render failed: {reason}", kind=type(exc).__name__, **fields)
     record["render_seconds"] = round(time.monotonic() - started, 3)
     if not write_status(state, record, prefix):
         logs.log(log, logging.INFO, "status not written: the record of a later render is there", render_id=record["render_id"], **fields)
@@ -455,12 +529,14 @@ def _already_done(state, fslug: str, prefix: str, since: str | None) -> bool:
     return bool(since) and previous.get("state") == OK and str(previous.get("rendered_at") or "") >= since
 
 
-def _crash_record(state, settings: JobSettings, reason: str) -> None:
+def _crash_record(state, settings: JobSettings, reason: str, run_id: str | None = None) -> None:
     """Best effort: a failed status record for a slug whose render crashed (infrastructure)."""
     try:
         previous = read_status(state, settings.file_slug, settings.prefix) or {}
+        if status.record_problem(previous):
+            previous = {}
         record = {**previous, "slug": settings.slug, "file_slug": settings.file_slug, "prefix": settings.prefix}
-        record.update(state=FAILED, reason=reason, rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)), attempt=settings.attempt, run_id=None)
+        record.update(state=FAILED, reason=reason, rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)), attempt=settings.attempt, run_id=run_id)
         record.setdefault("input_generations", {})
         write_status(state, record, settings.prefix)
     except Exception:  # noqa: BLE001 - the crash itself is what gets logged

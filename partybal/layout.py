@@ -37,7 +37,9 @@ PERIODS: tuple[str, ...] = (
     "preenrollment_weekly",
     "preenrollment_days28",
 )
-# Longest first, so "preenrollment_weekly" is not read as slug "..._preenrollment" + "weekly".
+# Longest first: parse_results_name reads a name alone as "<slug>" + "preenrollment_weekly"; a name
+# that also reads as "<slug>_preenrollment" + "weekly" is ambiguous, and a listing decides
+# (:func:`resolve_listing`).
 _PERIODS_BY_LENGTH = sorted(PERIODS, key=len, reverse=True)
 
 PERIOD_LABELS: dict[str, str] = {
@@ -95,6 +97,12 @@ class ResultBlob:
     file_slug: str
     period: str | None  # only for statistics
     prefix: str = ""  # "" or e.g. "preview/"
+    # other (file slug, period) readings of an ambiguous statistics name; () when unambiguous
+    alternatives: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def readings(self) -> tuple[tuple[str, str | None], ...]:
+        return ((self.file_slug, self.period), *self.alternatives)
 
     @property
     def is_preview(self) -> bool:
@@ -120,19 +128,52 @@ def parse_results_name(name: str, allowed_prefixes: tuple[str, ...] = ("", PREVI
     prefix, kind, rest = m.group("prefix"), Kind(m.group("kind")), m.group("rest")
     if prefix not in allowed_prefixes:
         raise Ignored(f"prefix {prefix!r} is not watched")
+    alternatives: tuple[tuple[str, str], ...] = ()
     if kind is Kind.STATISTICS:
-        for period in _PERIODS_BY_LENGTH:
-            suffix = "_" + period
-            if rest.endswith(suffix) and len(rest) > len(suffix):
-                slug = rest[: -len(suffix)]
-                break
-        else:
+        splits = [s for s in statistics_splits(rest) if len(s[0]) <= MAX_FILE_SLUG_LENGTH]
+        if not splits:
+            if statistics_splits(rest):
+                raise Ignored("slug longer than %d characters" % MAX_FILE_SLUG_LENGTH)
             raise Ignored("unknown period suffix")
+        (slug, period), alternatives = splits[0], tuple(splits[1:])
     else:
         slug, period = rest, None
     if len(slug) > MAX_FILE_SLUG_LENGTH:
         raise Ignored("slug longer than %d characters" % MAX_FILE_SLUG_LENGTH)
-    return ResultBlob(name=name, kind=kind, file_slug=slug, period=period, prefix=prefix)
+    return ResultBlob(name=name, kind=kind, file_slug=slug, period=period, prefix=prefix, alternatives=alternatives)
+
+
+def statistics_splits(rest: str) -> list[tuple[str, str]]:
+    """Every (file slug, period) the ``<slug>_<period>`` part of a statistics name reads as,
+    longest period first: ``study_preenrollment_weekly`` → ``("study", "preenrollment_weekly")``,
+    ``("study_preenrollment", "weekly")``."""
+    return [(rest[: -len(p) - 1], p) for p in _PERIODS_BY_LENGTH if rest.endswith("_" + p) and len(rest) > len(p) + 1]
+
+
+def resolve_listing(blobs) -> tuple[list[ResultBlob], list[tuple[str, str]]]:
+    """Decide ambiguous statistics names by the listing they came from.
+
+    ``blobs``: parsed names of one listing. A name that reads two ways belongs to the reading whose
+    experiment has other files in the listing (metadata, errors, or statistics names that read only
+    one way). When neither or both do, the name is not attributed to anybody: it is returned as
+    ignored, with the reason. Returns (blobs, ignored (name, reason))."""
+    blobs = list(blobs)
+    evidence = {(b.prefix, b.file_slug) for b in blobs if not b.alternatives}
+    out: list[ResultBlob] = []
+    ignored: list[tuple[str, str]] = []
+    for b in blobs:
+        if not b.alternatives:
+            out.append(b)
+            continue
+        backed = [(s, p) for s, p in b.readings if (b.prefix, s) in evidence]
+        if len(backed) == 1:
+            slug, period = backed[0]
+            out.append(ResultBlob(name=b.name, kind=b.kind, file_slug=slug, period=period, prefix=b.prefix))
+            continue
+        readings = " or ".join(f"experiment {s!r} ({p})" for s, p in b.readings)
+        why = "other files of both" if backed else "no other files of either"
+        ignored.append((b.name, f"ambiguous statistics name: {readings}, and the listing has {why}"))
+    return out, ignored
 
 
 def results_name(kind: Kind, fslug: str, period: str | None = None, prefix: str = "") -> str:
@@ -196,6 +237,16 @@ def backfill_list_name(run_id: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", run_id):
         raise ValueError(f"bad backfill run id {run_id!r}")
     return f"backfill/{run_id}.json"
+
+
+def experimenter_snapshot_name() -> str:
+    """The state bucket's snapshot of Experimenter's experiment list (one object, all prefixes)."""
+    return "experimenter/experiments-v6.json"
+
+
+def experimenter_toc_name() -> str:
+    """The TOC's compact copy of the snapshot: only the fields the TOC shows (written first)."""
+    return "experimenter/toc-v1.json"
 
 
 def state_listing_prefixes(prefix: str = "") -> list[str]:

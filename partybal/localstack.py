@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import layout, uploader
+from . import cliargs, layout, uploader
 from . import status as status_mod
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -205,7 +205,14 @@ class LocalStack:
         extra_env: dict[str, str] | None = None,
         functions_source: str | Path = FUNCTIONS_SOURCE,
         sweep_interval: float = 30.0,
+        job_image: str | None = None,
+        experimenter_fixture: str | Path | None = None,
     ):
+        # The Experimenter stand-in (partybal.experimenter_standin) serves this recorded list; its
+        # snapshot is written into the state bucket at start, as snapshot_experimenter does on GCP.
+        self.experimenter_fixture = Path(experimenter_fixture) if experimenter_fixture else None
+        self.experimenter = None
+        self.job_image = job_image or None  # the stand-in runs the job from this image (partybal.jobimage)
         self.sweep_interval = sweep_interval  # seconds between sweep messages; 0: no timer
         self._sweep_stop = threading.Event()
         self._sweep_thread: threading.Thread | None = None
@@ -285,6 +292,7 @@ class LocalStack:
             "RUN_JOB": self.job_name,
             # keep only the replaced page's figures (no CDN here): tests see the steady state at once
             "ASSET_GRACE_SECONDS": "0",
+            "JOB_MAX_RETRIES": str(self.max_retries),  # the m of "killed (attempt n of m)"
             **self.extra_env,
         }
 
@@ -340,6 +348,7 @@ class LocalStack:
             self._start_children(timeout)
             self._create_resources()
             self._start_site_proxy()
+            self._start_experimenter()
             self._start_sweep_timer()
             (self.run_dir / "stack.json").write_text(
                 json.dumps(
@@ -349,6 +358,7 @@ class LocalStack:
                         "env": self.client_env(),
                         "gcloud_env": self.gcloud_env(),
                         "pids": {c.name: c.proc.pid for c in self.children if c.proc},
+                        "experimenter_url": self.experimenter.url if self.experimenter else None,
                     },
                     indent=2,
                 )
@@ -411,6 +421,8 @@ class LocalStack:
             "--start-delay", str(self.start_delay),
             "--log-dir", str(self.run_dir / "jobs"),
         ]
+        if self.job_image:
+            stub_argv += ["--job-image", self.job_image]
         for k, v in self.job_env().items():
             stub_argv += ["--env", f"{k}={v}"]
         self.children.append(Child("run-stand-in", stub_argv, env, self.run_dir / "run-stand-in.log", self.ports["run"]))
@@ -487,6 +499,15 @@ class LocalStack:
     def _start_site_proxy(self) -> None:
         self._site_server = serve_bucket(self.ports["site"], self.storage_host, self.site_bucket)
 
+    def _start_experimenter(self) -> None:
+        """Experimenter's part: the stand-in on 127.0.0.1, and the snapshot the job and the TOC read."""
+        from . import experimenter
+        from .experimenter_standin import FIXTURE, StandIn
+
+        if self.experimenter is None:
+            self.experimenter = StandIn(self.experimenter_fixture or FIXTURE).start()
+        experimenter.refresh_snapshot(self.storage().bucket(self.state_bucket), self.experimenter.url)
+
     def _start_sweep_timer(self) -> None:
         """Cloud Scheduler's part: a message on ``sweep-pending`` every ``sweep_interval`` s."""
         if self.sweep_interval <= 0 or self._sweep_thread is not None:
@@ -549,6 +570,9 @@ class LocalStack:
             self._site_server.shutdown()
             self._site_server.server_close()
             self._site_server = None
+        if self.experimenter is not None:
+            self.experimenter.stop()
+            self.experimenter = None
         # functions and the stand-in first (they talk to the emulators), emulators last
         for child in reversed(self.children):
             child.stop()
@@ -782,6 +806,22 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised by hand / by tes
     raise _Terminate()
 
 
+LOCAL_DIR_MARK = ".partybal-local"
+
+
+def claim_local_dir(path: Path) -> Path:
+    """The stack's state folder: created, or one an earlier ``local up`` made (it is marked so),
+    never somebody else's folder — ``local up`` deletes ``run/`` in it on every start."""
+    ours = {LOCAL_DIR_MARK, "gcs", "run"}  # an unmarked folder of only these is an older stack's
+    foreign = path.is_dir() and not (path / LOCAL_DIR_MARK).exists() and any(p.name not in ours for p in path.iterdir())
+    cliargs.writable_dir(path, "--dir")
+    mark = path / LOCAL_DIR_MARK
+    if foreign:
+        raise cliargs.ConfigError(f"--dir {path} is not empty and was not made by `partybal local up`: choose an empty or new folder")
+    mark.touch()
+    return path
+
+
 def cmd_local_up(args) -> int:
     """``partybal local up``: start the stack, upload the data Jetstream-style, wait for the site."""
     data = Path(args.data) if args.data else SAMPLE_DIR
@@ -792,7 +832,7 @@ def cmd_local_up(args) -> int:
     if not fslugs:
         print(f"partybal: error: no Jetstream results files in {data}", file=sys.stderr)
         return 2
-    local_dir = Path(args.dir)
+    local_dir = claim_local_dir(Path(args.dir))
     run_dir = local_dir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # logs of the previous run; the GCS data stays
     port_base = args.port_base
@@ -802,7 +842,15 @@ def cmd_local_up(args) -> int:
             port_base = DEFAULT_PORT_BASE
         except StackError:
             port_base = None  # something uses our default ports: any free ones will do
-    stack = LocalStack(run_dir=run_dir, gcs_root=local_dir / "gcs", port_base=port_base)
+    if args.job_image:
+        from . import jobimage
+
+        try:
+            jobimage.check_image(args.job_image)
+        except jobimage.ImageError as exc:
+            print(f"partybal: error: --job-image: {exc}", file=sys.stderr)
+            return 2
+    stack = LocalStack(run_dir=run_dir, gcs_root=local_dir / "gcs", port_base=port_base, job_image=args.job_image)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C must stop the stack even when SIGINT was ignored by whoever started us (e.g. `cmd &`).
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -813,6 +861,9 @@ def cmd_local_up(args) -> int:
         env_sh = run_dir / "env.sh"
         env_sh.write_text("".join(f"export {k}={v}\n" for k, v in {**stack.client_env(), **stack.gcloud_env()}.items()))
         print(f"partybal: stack up in {time.monotonic() - started:.1f} s; to talk to it: source {env_sh.resolve()}", flush=True)
+        print(f"partybal: Experimenter stand-in: {stack.experimenter.url}/api/v6/experiments/ (snapshot in the state bucket)", flush=True)
+        if stack.job_image:
+            print(f"partybal: the render job runs from the image {stack.job_image} (its entrypoint, environment and user)", flush=True)
         since = now()
         uploaded = stack.upload(data)
         print(f"partybal: uploaded {len(uploaded)} results files for {len(fslugs)} experiments from {data}", flush=True)
@@ -883,11 +934,16 @@ def add_commands(sub) -> None:
     """``local up``, ``demo`` and ``rerender`` subcommands for :func:`partybal.cli.parser`."""
 
     def up_options(p, once_default: bool = False) -> None:
-        p.add_argument("--data", default=None, help=f"bucket-shaped results folder to upload (default: {SAMPLE_DIR})")
+        p.add_argument("--data", default=None, type=cliargs.existing_dir, help=f"bucket-shaped results folder to upload (default: {SAMPLE_DIR})")
         p.add_argument("--once", action="store_true", default=once_default, help="exit when the site is complete (0) or on timeout (1)")
         p.add_argument("--port-base", type=int, default=None, help=f"use ports N…N+{len(PORT_NAMES) - 1} (default: {DEFAULT_PORT_BASE}…, else free ones)")
         p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the site (default 300)")
-        p.add_argument("--dir", default=str(LOCAL_DIR), help="state and logs folder (default build/local)")
+        p.add_argument("--dir", default=str(LOCAL_DIR), type=cliargs.output_dir, help="state and logs folder (default build/local)")
+        p.add_argument(
+            "--job-image",
+            default=os.environ.get("PARTYBAL_JOB_IMAGE") or None,
+            help="run the render job from this local image, as in production (make image-local; needs root; default $PARTYBAL_JOB_IMAGE)",
+        )
         p.set_defaults(func=cmd_local_up)
 
     local = sub.add_parser("local", help="the local stack (emulators, functions, Cloud Run stand-in)")
@@ -895,6 +951,6 @@ def add_commands(sub) -> None:
     up_options(local_sub.add_parser("up", help="start the stack, upload results, wait for the site, serve it"))
     up_options(sub.add_parser("demo", help="= local up with the sample data: serve the site until Ctrl-C"))
     r = sub.add_parser("rerender", help="request a re-render (local stack if PUBSUB_EMULATOR_HOST is set, else GCP)")
-    r.add_argument("slug", help="experiment slug (either form)")
+    r.add_argument("slug", type=cliargs.slug, help="experiment slug (either form)")
     r.add_argument("--preview", action="store_true", help="re-render the preview/ page")
     r.set_defaults(func=cmd_rerender)

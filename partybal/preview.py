@@ -19,11 +19,10 @@ import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout, status, toc
-from .render import RenderError, render_to_dir
+from . import cliargs, layout, status, toc
+from .render import check_settings, render_to_dir
 from .report import Banner
-from .results import InputError
-from .storage import LocalResults, ResultsSource
+from .storage import LocalResults, ResultsSource, SizeLimits
 
 EXPIRY_DAYS = 7
 DEFAULT_ROOT = Path("build") / "preview"
@@ -42,14 +41,8 @@ def banner(source: str, rendered_at: dt.datetime) -> Banner:
 
 def discover(source: ResultsSource) -> list[str]:
     """File slugs of every experiment with at least one final results object."""
-    found = set()
-    for kind in layout.Kind:
-        for info in source.list(f"{kind.value}/{kind.value}_"):
-            try:
-                found.add(layout.parse_results_name(info.name, allowed_prefixes=("",)).file_slug)
-            except layout.Ignored:
-                continue
-    return sorted(found)
+    listed = [toc.Listed(i.name, i.generation, i.updated) for k in layout.Kind for i in source.list(f"{k.value}/{k.value}_")]
+    return sorted(toc.group_results(listed, ""))
 
 
 @dataclass
@@ -102,28 +95,36 @@ def run_preview(
     out_root: Path = DEFAULT_ROOT,
     now: dt.datetime | None = None,
     cores: int | None = None,
+    catalog=None,
 ) -> tuple[Path, list[Outcome]]:
+    """``catalog``: an ``experimenter.Catalog`` for the page headers (None: not consulted)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     source = LocalResults(results)
     out = out_root / now.strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
     clean_old_previews(out_root, now, keep=out)
+    check_settings()  # a configuration mistake stops the preview before it starts (exit 2)
+    SizeLimits.from_env()
     slugs = [layout.file_slug(slug)] if slug else discover(source)
     the_banner = banner(source.description, now)
     outcomes = []
     for fslug in slugs:
         try:
-            page, built = render_to_dir(source, fslug, out, cores=cores, banner=the_banner)
+            page, built = render_to_dir(source, fslug, out, cores=cores, banner=the_banner, catalog=catalog)
             outcomes.append(Outcome(fslug, page, "", status.results_fields(built.results)))
-        except (InputError, RenderError) as exc:
-            outcomes.append(Outcome(fslug, None, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one experiment's failure never stops the others
+            outcomes.append(Outcome(fslug, None, status.failure_reason(exc)))
     return write_index(out, source, outcomes, now), outcomes
 
 
 def cmd_preview(args) -> int:
     import sys
 
-    index, outcomes = run_preview(args.results, slug=args.slug, out_root=Path(args.out), cores=args.cores)
+    from . import experimenter
+
+    out_root = cliargs.writable_dir(args.out, "--out")
+    catalog = experimenter.load(experimenter.configured(getattr(args, "experimenter", None)))
+    index, outcomes = run_preview(args.results, slug=args.slug, out_root=out_root, cores=args.cores, catalog=catalog)
     for o in outcomes:
         if o.page:
             print(f"{o.file_slug}: {o.page.resolve().as_uri()}")
@@ -142,9 +143,10 @@ def cmd_preview(args) -> int:
 
 def add_command(sub) -> None:
     p = sub.add_parser("preview", help="render every experiment of a local results folder into a temporary site")
-    p.add_argument("--results", required=True, help="local folder shaped like the results bucket")
-    p.add_argument("--slug", help="only this experiment")
+    p.add_argument("--results", required=True, type=cliargs.existing_dir, help="local folder shaped like the results bucket")
+    p.add_argument("--slug", type=cliargs.slug, help="only this experiment")
     p.add_argument("--open", action="store_true", help="open the preview index in a browser")
-    p.add_argument("--out", default=str(DEFAULT_ROOT), help="where preview sites are kept (each expires after 7 days)")
-    p.add_argument("--cores", type=int, default=None)
+    p.add_argument("--out", type=cliargs.output_dir, default=str(DEFAULT_ROOT), help=f"where preview sites are kept (each expires after 7 days; default {DEFAULT_ROOT})")
+    p.add_argument("--cores", type=cliargs.positive_int, default=None, help="R worker processes for plots (default: all cores)")
+    p.add_argument("--experimenter", type=cliargs.experimenter_url, default=None, metavar="URL|off", help=cliargs.EXPERIMENTER_HELP)
     p.set_defaults(func=cmd_preview)

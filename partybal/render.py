@@ -3,31 +3,74 @@
 ``build`` makes a page in a private work folder; ``publish_local`` moves it into an output folder
 so that a reader never sees a page whose figures are missing, and a failed render never touches
 the page already there. The Cloud Run job publishes the same build to the site bucket.
+
+Bounds (environment settings, read once, a malformed value is a one-line configuration error):
+
+* ``PARTYBAL_R_TIMEOUT`` (seconds, default 900): R is started in its own process group (session)
+  and the whole group — R and the figure workers it forked — is killed when it expires;
+* ``PARTYBAL_MAX_FIGURES`` (default 1500): a page that would draw more figures fails before R starts.
+
+``publish_local`` touches only what renders wrote: it never writes through a symlink and deletes
+only the figure folders listed in the experiment's manifest (``.<file-slug>.partybal.json`` in
+the output folder), which it keeps of the folders it created.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime as dt
+import functools
+import gc
 import json
 import os
+import re
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout, templating
+from . import experimenter, layout, srm, status, templating
+from .errors import PartybalError, int_setting
 from .report import R_DIR, Banner, FigureSpec, build_page
 from .results import ExperimentResults, load_experiment
 from .storage import ResultsSource
 
-R_TIMEOUT_SECONDS = int(os.environ.get("PARTYBAL_R_TIMEOUT", "900"))
+DEFAULT_R_TIMEOUT_SECONDS = 900
+DEFAULT_MAX_FIGURES = 1500
+MANIFEST_SUFFIX = ".partybal.json"
+_RENDER_FOLDER_RE = re.compile(r"^[0-9]{8}T[0-9]{6,12}Z-[0-9a-f]{6}\Z")  # new_render_id / job.new_render_id
 
 
-class RenderError(Exception):
+@functools.lru_cache(maxsize=None)
+def _settings(timeout: str | None, figures: str | None) -> tuple[int, int]:
+    env = {k: v for k, v in (("PARTYBAL_R_TIMEOUT", timeout), ("PARTYBAL_MAX_FIGURES", figures)) if v is not None}
+    return (
+        int_setting(env, "PARTYBAL_R_TIMEOUT", DEFAULT_R_TIMEOUT_SECONDS, minimum=1),
+        int_setting(env, "PARTYBAL_MAX_FIGURES", DEFAULT_MAX_FIGURES, minimum=1),
+    )
+
+
+def r_timeout_seconds() -> int:
+    """``PARTYBAL_R_TIMEOUT`` (parsed once per value; ConfigError when not a whole number >= 1)."""
+    return _settings(os.environ.get("PARTYBAL_R_TIMEOUT"), os.environ.get("PARTYBAL_MAX_FIGURES"))[0]
+
+
+def max_figures() -> int:
+    """``PARTYBAL_MAX_FIGURES``: the most figures one page may draw."""
+    return _settings(os.environ.get("PARTYBAL_R_TIMEOUT"), os.environ.get("PARTYBAL_MAX_FIGURES"))[1]
+
+
+def check_settings() -> None:
+    """Raise :class:`~partybal.errors.ConfigError` for a malformed render setting (call before any work starts)."""
+    r_timeout_seconds()
+
+
+class RenderError(PartybalError):
     """Knitting failed for a reason other than bad input."""
 
 
@@ -43,6 +86,12 @@ class BuiltPage:
     figures: int
     results: ExperimentResults
     seconds: float
+    srm: list = dataclasses.field(default_factory=list)  # srm.SrmCheck per (basis, segment)
+
+
+def is_render_id(name: str) -> bool:
+    """A figure folder name a render made (:func:`new_render_id`, ``job.new_render_id``)."""
+    return bool(_RENDER_FOLDER_RE.match(name))
 
 
 def new_render_id(now: dt.datetime | None = None) -> str:
@@ -62,18 +111,53 @@ def _write_plots(path: Path, figures: list[FigureSpec]) -> None:
         json.dump({"figures": [dataclasses.asdict(f) for f in figures]}, fh, allow_nan=False)
 
 
+def _return_freed_memory() -> None:
+    """Collect what was freed and hand glibc's free pages back to the system (R gets them)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+def run_group(cmd: list[str], timeout: float, cwd: Path | None = None) -> tuple[int, str]:
+    """Run ``cmd`` in its own session (process group); on timeout kill the whole group — the
+    command and every process it forked (R's figure workers) — and raise TimeoutExpired. Also kills
+    the group when this process is interrupted. (exit status, stderr)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except BaseException:  # TimeoutExpired, KeyboardInterrupt, SystemExit: leave no R behind
+        _kill_group(proc.pid)
+        proc.communicate()
+        raise
+    _kill_group(proc.pid)  # workers that outlived R itself (R exited, a forked child did not)
+    return proc.returncode, err or ""
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def knit(rmd: Path, fragment: Path, plots: Path, fig_dir: str, cores: int) -> None:
     """Run R: draw the figures into ``fragment.parent/fig_dir`` and knit ``rmd`` to ``fragment``."""
     cmd = ["Rscript", "--vanilla", str(R_DIR / "render.R"), str(rmd), str(fragment), str(plots), fig_dir, str(cores)]
+    timeout = r_timeout_seconds()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=R_TIMEOUT_SECONDS, cwd=rmd.parent)
+        returncode, stderr = run_group(cmd, timeout, cwd=rmd.parent)
     except FileNotFoundError:
         raise RenderError("Rscript not found: install R (make setup does)") from None
     except subprocess.TimeoutExpired:
-        raise RenderError(f"R did not finish within {R_TIMEOUT_SECONDS} s") from None
-    if proc.returncode != 0 or not fragment.exists():
-        tail = " | ".join(line for line in proc.stderr.strip().splitlines()[-6:] if line.strip())
-        raise RenderError(f"R exited with status {proc.returncode}: {tail or 'no output'}")
+        raise RenderError(f"R did not finish within {timeout} s (PARTYBAL_R_TIMEOUT); R and its figure workers were stopped") from None
+    if returncode != 0 or not fragment.exists():
+        tail = " | ".join(line for line in stderr.strip().splitlines()[-6:] if line.strip())
+        if returncode < 0:
+            name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+            raise RenderError(f"R was killed by {name}{' (out of memory?)' if -returncode == signal.SIGKILL else ''}: {tail or 'no output'}")
+        raise RenderError(f"R exited with status {returncode}: {tail or 'no output'}")
 
 
 def build(
@@ -84,18 +168,38 @@ def build(
     cores: int | None = None,
     banner: Banner | None = None,
     index_href: str = "index.html",
+    catalog: experimenter.Catalog | None = None,
 ) -> BuiltPage:
+    """``catalog``: Experimenter's experiments (None: not consulted; the header says nothing)."""
     started = time.monotonic()
     render_id = render_id or new_render_id()
     fslug = results.file_slug
-    page, figures = build_page(results, banner=banner)
+    info = catalog.get(fslug) if catalog is not None else None
+    checks = srm.srm_checks(results, info.ratios if info else None)
+    page, figures = build_page(
+        results,
+        banner=banner,
+        srm_checks=checks,
+        experiment=info,
+        experiment_note=catalog.missing_note(results.slug) if catalog is not None and info is None else None,
+        experiment_url=catalog.link(info.slug) if catalog is not None and info else "",
+    )
+    limit = max_figures()
+    n_figures = len(figures)
+    if n_figures > limit:
+        raise RenderError(f"the page would draw {n_figures} figures, over the limit of {limit} (PARTYBAL_MAX_FIGURES)")
     fig_dir = layout.assets_dir(fslug, render_id)
     work = workdir / "work"
     work.mkdir(parents=True)
     plots = work / "plots.json"
     _write_plots(plots, figures)
+    del figures
     rmd = work / "report.Rmd"
     rmd.write_text(templating.render("report.Rmd.j2", page=page))
+    # While R draws, this process holds only the page model (for page.html.j2): the rows and
+    # the figure data are in files now (docs/performance.md, "Memory bound").
+    results.release_rows(status.window_counts(results))
+    _return_freed_memory()
     fragment = workdir / "fragment.html"
     knit(rmd, fragment, plots, fig_dir, cores or default_cores())
     html = templating.render(
@@ -109,27 +213,91 @@ def build(
     fragment.unlink()
     shutil.rmtree(work)
     assets = sorted(p.relative_to(workdir).as_posix() for p in (workdir / fig_dir).rglob("*") if p.is_file()) if (workdir / fig_dir).exists() else []
-    return BuiltPage(workdir, fslug, render_id, page_rel, assets, len(figures), results, time.monotonic() - started)
+    return BuiltPage(workdir, fslug, render_id, page_rel, assets, n_figures, results, time.monotonic() - started, checks)
+
+
+def manifest_path(out_dir: Path, fslug: str) -> Path:
+    return out_dir / f".{fslug}{MANIFEST_SUFFIX}"
+
+
+def read_manifest(out_dir: Path, fslug: str) -> dict:
+    """What earlier renders into ``out_dir`` wrote for ``fslug``: ``{"root_created": bool,
+    "renders": [render ids]}``; empty when missing, unreadable, or not a plain file (a symlink)."""
+    path = manifest_path(out_dir, fslug)
+    empty = {"root_created": False, "renders": []}
+    if path.is_symlink() or not path.is_file():
+        return empty
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return empty
+    if not isinstance(doc, dict) or not isinstance(doc.get("renders"), list):
+        return empty
+    renders = [r for r in doc["renders"] if isinstance(r, str) and _RENDER_FOLDER_RE.match(r)]
+    return {"root_created": doc.get("root_created") is True, "renders": renders}
+
+
+def _write_manifest(out_dir: Path, fslug: str, doc: dict) -> None:
+    path = manifest_path(out_dir, fslug)
+    tmp = path.with_name(path.name + f".{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps(doc, sort_keys=True))
+    os.replace(tmp, path)  # replaces a planted symlink itself, never writes through it
+
+
+def check_publishable(out_dir: Path, fslug: str) -> None:
+    """RenderError when publishing ``fslug`` into ``out_dir`` would write through a symlink or
+    replace something that is not ours (checked before a render starts, and again at publishing)."""
+    root = out_dir / layout.assets_root(fslug)
+    if root.is_symlink():
+        raise RenderError(f"{root} is a symbolic link: refusing to write figures through it (remove it, or choose another --out)")
+    if root.exists() and not root.is_dir():
+        raise RenderError(f"{root} exists and is not a folder: refusing to replace it (remove it, or choose another --out)")
+    page = out_dir / layout.page_name(fslug)
+    if page.is_dir() and not page.is_symlink():
+        raise RenderError(f"{page} is a folder: refusing to replace it")
 
 
 def publish_local(built: BuiltPage, out_dir: Path) -> Path:
     """Move a built page into ``out_dir``: figures first, then the page (atomic rename), then
-    remove the figures of earlier renders."""
+    remove the figures of earlier renders — only folders an earlier render created (its manifest
+    says so); never through a symlink, never anything else in the folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fslug, rid = built.file_slug, built.render_id
+    check_publishable(out_dir, fslug)
+    manifest = read_manifest(out_dir, fslug)
     root = out_dir / layout.assets_root(fslug)
     src_assets = built.workdir / layout.assets_dir(fslug, rid)
     if src_assets.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        os.replace(src_assets, out_dir / layout.assets_dir(fslug, rid))
+        if not root.exists():
+            root.mkdir(parents=True)
+            manifest["root_created"] = True
+        dest = out_dir / layout.assets_dir(fslug, rid)
+        if dest.exists() or dest.is_symlink():
+            raise RenderError(f"{dest} already exists: refusing to replace it")
+        manifest["renders"] = [*manifest["renders"], rid]
+        _write_manifest(out_dir, fslug, manifest)  # before the move: a crash leaves it listed, not orphaned
+        os.replace(src_assets, dest)
     target = out_dir / built.page
-    os.replace(built.workdir / built.page, target)
-    if root.exists():
-        for old in root.iterdir():
-            if old.name != rid:
-                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        if not any(root.iterdir()):
-            root.rmdir()
+    os.replace(built.workdir / built.page, target)  # a symlink at target is replaced, its target untouched
+    kept = [r for r in manifest["renders"] if r == rid]
+    for old in manifest["renders"]:
+        if old == rid:
+            continue
+        folder = root / old
+        if folder.is_symlink():
+            continue  # not ours any more: somebody replaced it with a link
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)  # rmtree unlinks symlinks inside, never follows them
+        if folder.exists():
+            kept.append(old)
+    root_created = manifest["root_created"]
+    if root_created and root.is_dir() and not root.is_symlink() and not any(root.iterdir()):
+        root.rmdir()
+        root_created = False
+    if kept or root_created:
+        _write_manifest(out_dir, fslug, {"root_created": root_created, "renders": kept})
+    else:
+        manifest_path(out_dir, fslug).unlink(missing_ok=True)
     return target
 
 
@@ -140,14 +308,17 @@ def render_to_dir(
     *,
     cores: int | None = None,
     banner: Banner | None = None,
+    catalog: experimenter.Catalog | None = None,
 ) -> tuple[Path, BuiltPage]:
     """Load, validate, build and publish one experiment into ``out_dir``.
 
     Raises :class:`~partybal.results.InputError` or :class:`RenderError`; in both cases nothing
     in ``out_dir`` changed."""
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser().absolute()  # R runs elsewhere: never hand it a relative path
     out.mkdir(parents=True, exist_ok=True)
+    check_settings()
+    check_publishable(out, layout.file_slug(slug))
     results = load_experiment(source, slug)
     with tempfile.TemporaryDirectory(dir=out, prefix=f".partybal-{results.file_slug}-") as tmp:
-        built = build(results, Path(tmp), cores=cores, banner=banner)
+        built = build(results, Path(tmp), cores=cores, banner=banner, catalog=catalog)
         return publish_local(built, out), built

@@ -8,14 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mozilla_nimbus_schemas.jetstream import Metadata, Statistic
 
 from . import layout
-from .results import ExperimentResults, finite
+from .results import ExperimentResults, finite, out_of_bounds, pct
 
 R_DIR = Path(__file__).resolve().parent.parent / "r"
 
@@ -86,6 +86,7 @@ class StatisticBlock:
     figure: Figure | None = None
     table: Table | None = None
     note: str = ""
+    key: str = ""  # the statistic filter's value (unique, safe in HTML)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class View:
     segment: str
     windows_label: str
     groups: list[MetricGroup]
+    segment_key: str = "all"  # the filter's value for this segment (unique, safe in HTML)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class Summary:
     branches: list[str]
     rows: list[SummaryRow]
     populations: Table | None
+    ci_label: str = "confidence intervals"  # e.g. "95% confidence intervals", from the rows
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class ErrorRow:
     timestamp: str
     message: str
     exception: str
+    anchor: str = ""  # the row's id, linked from the completeness map
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,129 @@ class Option:
 class Banner:
     title: str
     text: str
+
+
+# --- sample-ratio mismatch and the completeness map (built by srm.py / completeness.py) ---------
+
+
+@dataclass(frozen=True)
+class SrmShare:
+    branch: str
+    clients: str
+    observed: str  # "52.1%"
+    expected: str
+    css: str = ""  # "off" when the branch is over- or under-represented by more than 1 point
+
+
+@dataclass(frozen=True)
+class SrmResult:
+    """One sample-ratio test (one basis and segment) as the page shows it."""
+
+    basis: str
+    segment: str
+    segment_key: str
+    source: str
+    shares_from: str
+    p_text: str  # "p = 2.1e-09"
+    mismatch: bool
+    shares: list[SrmShare]
+    summary: str  # "control 52.1% (expected 50.0%), treatment 47.9% (expected 50.0%)"
+
+
+@dataclass(frozen=True)
+class SrmSection:
+    """The page's sample-ratio check: the tests of segment ``all``, one per analysis basis."""
+
+    mismatch: bool  # any of ``results`` failed: the page opens with a warning
+    results: list[SrmResult]
+    meaning: str
+
+    @property
+    def failed(self) -> list[SrmResult]:
+        return [r for r in self.results if r.mismatch]
+
+
+@dataclass(frozen=True)
+class MapGroup:
+    """Columns of one (analysis basis, segment) in the completeness map, one per period."""
+
+    basis: str
+    segment: str
+    segment_key: str
+    span: int
+    srm_text: str
+    srm_css: str  # "srm-ok", "srm-mismatch" or "" (no test)
+    srm_title: str
+
+
+@dataclass(frozen=True)
+class MapColumn:
+    period: str
+    code: str
+    label: str
+    basis: str
+    segment_key: str
+
+
+@dataclass(frozen=True)
+class MapCell:
+    state: str  # "results", "partial", "error", "missing", "none"
+    symbol: str
+    title: str
+    href: str
+    basis: str
+    segment_key: str
+
+
+@dataclass(frozen=True)
+class MapRow:
+    metric: str
+    name: str
+    search_text: str
+    statistic_keys: str  # space-separated statistic filter values present anywhere
+    statistics: str  # their labels
+    cells: list[MapCell]
+    reason: str
+    css: str  # "no-results" when the metric has no rows anywhere
+
+
+@dataclass(frozen=True)
+class CompletenessMap:
+    groups: list[MapGroup]
+    columns: list[MapColumn]
+    rows: list[MapRow]
+    counts: str  # "12 metrics: 10 with results everywhere expected, 1 with errors, 1 missing"
+
+
+# --- experiment context from Experimenter (partybal/experimenter.py) ----------------------------
+
+
+@dataclass(frozen=True)
+class ContextBranch:
+    slug: str
+    ratio: str  # "1"
+    share: str  # "50%"
+    reference: bool
+
+
+@dataclass(frozen=True)
+class ContextFact:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ExperimentContext:
+    """The page header's Experimenter part; ``found`` False: only ``note`` (why there is none)."""
+
+    found: bool
+    note: str = ""
+    name: str = ""
+    description: str = ""
+    facts: list[ContextFact] = field(default_factory=list)
+    branches: list[ContextBranch] = field(default_factory=list)
+    reference_note: str = ""  # Experimenter's reference branch disagrees with the analysis's
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,6 +322,14 @@ class Page:
     statistics: list[Option]
     ignored: list[str]
     banner: Banner | None = None
+    reference_known: bool = True
+    compared_to: str = ""  # the branch comparisons are shown against (the reference when known)
+    reference_notes: list[str] = field(default_factory=list)
+    data_notes: list[str] = field(default_factory=list)  # how older or odd files were read
+    problems: Table | None = None  # rows that cannot be shown as clean
+    srm: SrmSection | None = None  # the sample-ratio check (None: no counts for two branches)
+    context: ExperimentContext | None = None  # from Experimenter (None: not looked up)
+    completeness: CompletenessMap | None = None
 
 
 @dataclass
@@ -210,6 +345,71 @@ class FigureSpec:
     windows: list[int]
     alt: str
     rows: dict[str, list] = field(default_factory=dict)
+    # How to draw it and how big, from its content (figure_layout); computed when not given.
+    layout: str = ""
+    width: float = 0.0
+    height: float = 0.0
+    legend_rows: int = 1
+    caption: str = ""
+
+    def __post_init__(self):
+        if not self.layout or self.height <= 0:
+            self.layout, self.width, self.height, self.legend_rows = figure_layout(
+                self.statistic, self.reference, self.branches, self.windows, self.series
+            )
+            # caption lines under the plot: the given caption, and the small multiples' key
+            lines = (1 if self.caption else 0) + (1 if self.layout == "small-multiples" else 0)
+            self.height = round(self.height + 0.2 * lines, 2)
+
+
+# --- figure layout: a figure's size follows its content ---------------------------------------
+
+FIGURE_WIDTH_IN = 8.5
+INTERVAL_STATISTICS = ("mean", "mean_lm", "per_client_dau_impact", "binomial", "population_ratio")
+DISTRIBUTION_STATISTICS = ("kernel_density_estimate", "empirical_cdf")
+# Above these, a series of intervals is drawn as lines + ribbons in one small multiple per branch.
+DODGE_MAX_WINDOWS = 8
+DODGE_MAX_COMPARED = 3
+# Distribution figures of a series draw at most this many windows (first, latest, evenly between).
+SHOWN_WINDOWS = {"deciles": 4, "kernel_density_estimate": 8, "empirical_cdf": 8}
+
+
+def shown_windows(statistic: str, windows: list[int]) -> list[int]:
+    """The windows a figure draws: all of them, except for distributions of a long series."""
+    limit = SHOWN_WINDOWS.get(statistic)
+    if limit is None or len(windows) <= limit:
+        return list(windows)
+    idx = sorted({round(i * (len(windows) - 1) / (limit - 1)) for i in range(limit)})
+    return [windows[i] for i in idx]
+
+
+def legend_rows(branches: list[str], width: float = FIGURE_WIDTH_IN) -> int:
+    """Rows a bottom legend of these branch names needs at ``width`` inches (11 pt text)."""
+    if not branches:
+        return 1
+    entry = 0.45 + 0.085 * max(len(b) for b in branches)  # key + the longest label, inches
+    per_row = max(1, int((width - 0.6) // entry))
+    return -(-len(branches) // per_row)
+
+
+def figure_layout(statistic: str, reference: str, branches: list[str], windows: list[int], series: bool) -> tuple[str, float, float, int]:
+    """(layout, width, height in inches, legend rows) for one figure, from what it shows."""
+    n_windows = len(windows)
+    rows = legend_rows(branches)
+    legend = 0.25 * rows + 0.2
+    if statistic in INTERVAL_STATISTICS or statistic not in (*DISTRIBUTION_STATISTICS, "deciles"):
+        if not series:
+            return "intervals", FIGURE_WIDTH_IN, round(max(2.2, 0.9 + 0.45 * len(branches)), 2), rows
+        compared = [b for b in branches if b != reference] or list(branches)
+        if n_windows <= DODGE_MAX_WINDOWS and len(compared) <= DODGE_MAX_COMPARED:
+            return "dodged", FIGURE_WIDTH_IN, round(3.0 + legend, 2), rows
+        per_row = 1.6 if len(compared) <= 3 else 1.25
+        return "small-multiples", FIGURE_WIDTH_IN, round(1.0 + per_row * len(compared), 2), 0
+    if statistic == "deciles":
+        panels = n_windows if series else 1
+        return "lines", FIGURE_WIDTH_IN, round(0.7 + (1.7 if series else 2.6) * panels + legend, 2), rows
+    grid_rows = -(-n_windows // 4) if series else 1
+    return "lines", FIGURE_WIDTH_IN, round(0.7 + (1.9 if series else 3.0) * grid_rows + legend, 2), rows
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -220,7 +420,10 @@ def fmt_time(t: dt.datetime | None) -> str:
         return "unknown"
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except OverflowError:  # 0001-01-01T00:00+01:00, 9999-12-31T23:59-01:00: no UTC value; shown as written
+        return t.isoformat(sep=" ", timespec="minutes")
 
 
 def fmt_num(x: float | None) -> str:
@@ -242,6 +445,13 @@ def fmt_pct(x: float | None) -> str:
     if x is None:
         return "—"
     return f"{x * 100:+.1f}%"
+
+
+OUT_OF_BOUNDS = "⚠ estimate outside its interval"
+
+
+def problem_cell() -> Cell:
+    return Cell("conflicting rows: not shown (see Data problems)", "num problem")
 
 
 def fmt_ci(point, lower, upper, fmt=fmt_num) -> str:
@@ -285,9 +495,102 @@ def bar_for(r: Statistic, scale: tuple[float, float] | None) -> Bar | None:
 
 
 def anchor(*parts: str) -> str:
-    """A DOM id made from our own keys; data-derived parts are reduced to [a-z0-9-]."""
+    """A DOM id made from our own keys; data-derived parts are reduced to [a-z0-9-] and cut to
+    a readable length. Not unique by itself (``Control`` and ``control`` give the same): ids on a
+    page come from :class:`_Ids`, which makes them unique."""
     text = "-".join(parts).lower()
-    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "x"
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:80].strip("-") or "x"
+
+
+class _Ids:
+    """Unique element ids for one page: a readable base, a hash of the exact name when the base
+    lost information, and a counter if even that repeats."""
+
+    def __init__(self):
+        self.used: set[str] = set()
+
+    def __call__(self, *parts: str, exact: str | None = None) -> str:
+        base = anchor(*parts)
+        if exact is not None and anchor(exact) != exact:
+            base += f"-{zlib.crc32(exact.encode('utf-8', 'surrogatepass')):08x}"
+        out, n = base, 1
+        while out in self.used:
+            n += 1
+            out = f"{base}-{n}"
+        self.used.add(out)
+        return out
+
+
+# C0 controls, DEL and C1 controls shown as visible symbols or escapes; lone surrogates (JSON can
+# carry them) as escapes. Everything else, whatever script, is shown as it is.
+_VISIBLE = {i: chr(0x2400 + i) for i in range(0x20)} | {0x7F: "\u2421"} | {i: f"\\x{i:02x}" for i in range(0x80, 0xA0)}
+
+
+# In figures, control characters become ASCII escapes (R's fonts have no control pictures).
+_ESCAPED = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def shown(text: object, table: dict = _VISIBLE) -> str:
+    """A name from the data as the page prints it: faithful, but every control character visible
+    (a NUL, a newline or an escape sequence in a branch name must neither vanish nor act)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = text.translate(table)
+    if any("\ud800" <= ch <= "\udfff" for ch in out):
+        out = "".join(f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch for ch in out)
+    return out
+
+
+class _Keys:
+    """Filter values for names from the data: the name itself when it is plain, else a unique
+    key (names differing by case, non-ASCII letters or control characters never share one)."""
+
+    def __init__(self, fixed: tuple[str, ...] = ()):
+        self.keys: dict[str, str] = {}
+        self.used: set[str] = set(fixed)
+
+    def __call__(self, value: str) -> str:
+        if value in self.keys:
+            return self.keys[value]
+        key = value if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value) and value not in self.used else None
+        if key is None:
+            base = "k-" + f"{zlib.crc32(value.encode('utf-8', 'surrogatepass')):08x}"
+            key, n = base, 1
+            while key in self.used:
+                n += 1
+                key = f"{base}-{n}"
+        self.used.add(key)
+        self.keys[value] = key
+        return key
+
+
+def ci_label(rows) -> str:
+    """What the intervals of these rows are, from their ci_width: "95% CI", "CI, level not
+    stated", or for mixed levels "CI (90%, 95%)"."""
+    widths = {r.ci_width for r in rows if r is not None and (r.lower is not None or r.upper is not None)}
+    if not widths:
+        return "CI"
+    if len(widths) == 1:
+        (w,) = widths
+        return f"{pct(w)} CI" if w is not None else "CI, level not stated"
+    return "CI (" + ", ".join(sorted(pct(w) for w in widths)) + ")"
+
+
+def shown_unique(values) -> dict[str, str]:
+    """name -> name as a figure shows it, distinct for distinct names (figures key branches by
+    their label)."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for v in values:
+        label = shown(v, _ESCAPED)
+        n = 1
+        while label in taken:
+            n += 1
+            label = f"{shown(v, _ESCAPED)} ({n})"
+        taken.add(label)
+        out[v] = label
+    return out
 
 
 # --- reading the rows ---------------------------------------------------------------------------
@@ -304,26 +607,128 @@ def basis_of(row: Statistic) -> str:
     return row.analysis_basis.value if row.analysis_basis is not None else "enrollments"
 
 
-def choose_reference(results: ExperimentResults) -> tuple[str, str]:
+def _group(period: str, r: Statistic) -> tuple:
+    return (period, r.metric, r.statistic, r.segment, basis_of(r), window_of(r))
+
+
+class Targets:
+    """The branch each comparison row is against: its ``comparison_to_branch``, or for rows
+    without one (older output) the branch the others were compared to, which has no comparison
+    rows of its own: within the row's own estimate group when that tells, else experiment-wide."""
+
+    def __init__(self, statistics: dict[str, list[Statistic]]):
+        self.implied: dict[tuple, str] = {}
+        self.global_implied: str | None = None
+        self.unstated = any(r.comparison is not None and not r.comparison_to_branch for rows in statistics.values() for r in rows)
+        if self.unstated:
+            plain: dict[tuple, set[str]] = defaultdict(set)
+            compared: dict[tuple, set[str]] = defaultdict(set)
+            needs: set[tuple] = set()
+            in_stats: set[str] = set()
+            with_cmp: set[str] = set()
+            cmp_stats = {r.statistic for rows in statistics.values() for r in rows if r.comparison is not None}
+            for period, rows in statistics.items():
+                for r in rows:
+                    g = _group(period, r)
+                    if r.comparison is None:
+                        plain[g].add(r.branch)
+                    else:
+                        compared[g].add(r.branch)
+                        with_cmp.add(r.branch)
+                        if not r.comparison_to_branch:
+                            needs.add(g)
+                    if r.statistic in cmp_stats:
+                        in_stats.add(r.branch)
+            candidates = in_stats - with_cmp
+            self.global_implied = next(iter(candidates)) if len(candidates) == 1 else None
+            for g in needs:
+                local = plain[g] - compared[g]
+                target = next(iter(local)) if len(local) == 1 else self.global_implied
+                if target is not None:
+                    self.implied[g] = target
+        # target -> branches compared to it
+        self.compared: dict[str, set[str]] = defaultdict(set)
+        cmp_stats: set[str] = set()
+        for period, rows in statistics.items():
+            for r in rows:
+                if r.comparison is not None:
+                    cmp_stats.add(r.statistic)
+                    t = self.of(period, r)
+                    if t is not None:
+                        self.compared[t].add(r.branch)
+        # every branch with rows of a statistic that makes comparisons
+        self.comparable = {r.branch for rows in statistics.values() for r in rows if r.statistic in cmp_stats}
+
+    def of(self, period: str, r: Statistic) -> str | None:
+        """The branch a comparison row is against (None: the data does not tell)."""
+        if r.comparison_to_branch:
+            return r.comparison_to_branch
+        if not self.unstated:
+            return None
+        return self.implied.get(_group(period, r))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference branch and how it was decided.
+
+    ``branch`` is the reference when it is known; ``shown`` the branch comparisons on the page are
+    shown against (the reference, or when it cannot be told, one branch the data compares others
+    to, named as such); ``reason`` says how, ``notes`` what did not match."""
+
+    branch: str | None
+    shown: str | None
+    reason: str
+    notes: tuple[str, ...] = ()
+
+
+def choose_reference(results: ExperimentResults, targets: Targets | None = None) -> Reference:
+    """Metadata's reference (exactly, then ignoring case); else what the comparison rows say;
+    else a branch named control; else the page says it cannot tell."""
+    targets = targets or Targets(results.statistics)
+    branches = {r.branch for rows in results.statistics.values() for r in rows}
+    notes: list[str] = []
     md = results.metadata
-    if md and md.external_config and md.external_config.reference_branch:
-        return md.external_config.reference_branch, "set in the experiment's analysis configuration"
-    branches = set()
-    compared_to: Counter[str] = Counter()
-    for rows in results.statistics.values():
-        for r in rows:
-            branches.add(r.branch)
-            if r.comparison_to_branch:
-                compared_to[r.comparison_to_branch] += 1
-    if "control" in branches:
-        return "control", "the branch named control"
-    if compared_to:
-        # most compared-against first; ties broken by name so the choice is stable
-        best = sorted(compared_to.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-        return best, "the branch most comparisons are made against"
-    if branches:
-        return sorted(branches)[0], "the only comparison point available (no comparisons in the data)"
-    return "control", "no branches in the data"
+    configured = (md.external_config.reference_branch if md and md.external_config else None) or results.legacy_reference_branch
+    if configured:
+        why = "set in the experiment's analysis configuration (metadata)"
+        if configured in branches or not branches:
+            return Reference(configured, configured, why, _check_config(configured, targets))
+        folded = [b for b in branches if b.casefold() == configured.casefold()]
+        if len(folded) == 1:
+            b = folded[0]
+            notes.append(f"The analysis configuration names the reference branch “{shown(configured)}”; the data spells it “{shown(b)}”, which is used.")
+            return Reference(b, b, why + ", matched ignoring case", tuple(notes) + _check_config(b, targets))
+        notes.append(f"The analysis configuration names the reference branch “{shown(configured)}”, but no rows have that branch.")
+    compared = targets.compared
+    if len(compared) == 1:
+        (t,) = compared
+        how = "every comparison row is against it" if not targets.unstated else "the branch the others are compared to: the one without comparison rows of its own"
+        return Reference(t, t, how, tuple(notes))
+    central = sorted(t for t, bs in compared.items() if bs >= targets.comparable - {t})
+    if len(central) == 1:
+        return Reference(central[0], central[0], "every other branch is compared to it", tuple(notes))
+    control = "control" if "control" in branches else None
+    if control and (not compared or control in compared):
+        return Reference(control, control, "the branch named control", tuple(notes))
+    if compared:
+        base = sorted(compared, key=lambda t: (-len(compared[t]), t))[0]
+        return Reference(
+            None,
+            base,
+            "Neither the metadata nor the rows say which branch is the reference, and no branch is named "
+            f"control. Comparisons are shown against {shown(base)}, the first by name of the branches the data compares "
+            "the others to; comparisons against other branches are listed with each metric",
+            tuple(notes),
+        )
+    return Reference(None, None, "The data has no comparisons between branches, so it does not say which is the reference", tuple(notes))
+
+
+def _check_config(branch: str, targets: Targets) -> tuple[str, ...]:
+    if targets.compared and branch not in targets.compared:
+        others = ", ".join(shown(t) for t in sorted(targets.compared))
+        return (f"No comparison row is against {shown(branch)}; the data compares branches to {others} (listed with each metric).",)
+    return ()
 
 
 def ordered(values, first: tuple[str, ...] = ()) -> list[str]:
@@ -331,12 +736,13 @@ def ordered(values, first: tuple[str, ...] = ()) -> list[str]:
     return [v for v in first if v in vals] + sorted(vals - set(first))
 
 
-def comparison_of(row: Statistic, reference: str) -> str | None:
-    """'absolute', 'relative_uplift' or 'difference' for rows against the reference; None for
-    pairwise comparisons to other branches."""
+def comparison_of(row: Statistic, target: str | None, reference: str | None) -> str | None:
+    """'absolute', 'relative_uplift' or 'difference' for values and rows against the reference
+    (``target``: the branch the row is against, :class:`Targets`); None for comparisons to other
+    branches or to a branch the data does not name."""
     if row.comparison is None:
         return "absolute"
-    if row.comparison_to_branch in (None, reference):
+    if reference is not None and target == reference:
         return row.comparison
     return None
 
@@ -346,6 +752,8 @@ class _Metrics:
 
     def __init__(self, md: Metadata | None):
         self.md = md
+        # each outcome's metric names as a set, once: matching is O(metrics) per view, not O(metrics × names)
+        self.outcome_sets = [(o, set(o.metrics)) for o in md.outcomes.values()] if md and md.outcomes else []
 
     def name(self, metric: str) -> str:
         m = self.md.metrics.get(metric) if self.md else None
@@ -368,8 +776,8 @@ class _Metrics:
         out = []
         used: set[str] = set()
         if self.md:
-            for outcome in self.md.outcomes.values():
-                members = [m for m in metrics if m in outcome.metrics]
+            for outcome, names in self.outcome_sets:
+                members = [m for m in metrics if m in names]
                 if members:
                     out.append((f"Outcome: {outcome.friendly_name}", outcome.description, members))
                     used.update(members)
@@ -387,10 +795,27 @@ class _Builder:
         self.results = results
         self.plotted = plotted
         self.metrics = _Metrics(results.metadata)
-        self.reference, self.reference_reason = choose_reference(results)
+        self.targets = Targets(results.statistics)
+        self.ref = choose_reference(results, self.targets)
+        # the branch comparisons are shown against (None: the data has no comparisons)
+        self.reference = self.ref.shown
+        self.reference_reason = self.ref.reason
         all_branches = {r.branch for rows in results.statistics.values() for r in rows}
-        self.branches = ordered(all_branches, (self.reference,))
+        self.branches = ordered(all_branches, (self.reference,) if self.reference else ())
         self.figures: list[FigureSpec] = []
+        self.ids = _Ids()
+        self.segment_keys = _Keys(("all",))
+        self.statistic_keys = _Keys()
+        # estimates set aside as conflicting, by where they would have been shown
+        self.conflicts: dict[tuple, set[tuple]] = defaultdict(set)
+        for period, problems in results.problems.items():
+            for group in problems.conflicts:
+                r = group[0]
+                comp = comparison_of(r, self.targets.of(period, r), self.reference)
+                self.conflicts[(period, r.metric, r.statistic, r.segment, basis_of(r))].add((r.branch, comp, window_of(r)))
+
+    def segment_key(self, segment: str) -> str:
+        return "all" if segment == "all" else self.segment_keys(segment)
 
     # one (period, basis, segment) view
     def view(self, period: str, basis: str, segment: str, rows: list[Statistic]) -> View:
@@ -399,7 +824,7 @@ class _Builder:
         by_metric: dict[str, dict[str, list[Statistic]]] = defaultdict(lambda: defaultdict(list))
         for r in rows:
             by_metric[r.metric][r.statistic].append(r)
-        view_anchor = anchor(period, basis, segment)
+        view_anchor = self.ids(period, basis, segment, exact=segment)
         blocks: dict[str, MetricBlock] = {}
         for metric in by_metric:
             blocks[metric] = self.metric_block(
@@ -411,7 +836,7 @@ class _Builder:
             for title, desc, members in self.metrics.groups(ordered_metrics)
         ]
         wl = f"{len(windows)} window{'s' if len(windows) != 1 else ''}" if period != "overall" else ""
-        return View(view_anchor, period, basis, segment, wl, groups)
+        return View(view_anchor, period, basis, shown(segment), wl, groups, self.segment_key(segment))
 
     def metric_block(self, view_anchor, period, basis, segment, metric, by_stat, windows, series) -> MetricBlock:
         name = self.metrics.name(metric)
@@ -419,40 +844,60 @@ class _Builder:
         pairwise_rows: list[Statistic] = []
         for stat in ordered(by_stat, tuple(STATISTIC_ORDER)):
             rows = by_stat[stat]
-            ref_rows = [(comparison_of(r, self.reference), r) for r in rows]
+            ref_rows = [(comparison_of(r, self.targets.of(period, r), self.reference), r) for r in rows]
             pairwise_rows.extend(r for c, r in ref_rows if c is None)
             mine = [(c, r) for c, r in ref_rows if c is not None]
-            label = STATISTIC_LABELS.get(stat, stat)
+            label = STATISTIC_LABELS.get(stat, shown(stat))
+            key = self.statistic_keys(stat)
+            conflicted = self.conflicts.get((period, metric, stat, segment, basis), set())
             if stat in TABLE_STATISTICS:
-                blocks.append(StatisticBlock(stat, label, table=self.value_table(mine, windows)))
+                blocks.append(StatisticBlock(stat, label, table=self.value_table(mine, windows), key=key))
             elif stat in SUMMARY_STATISTICS and not series:
                 # One window: a table with the intervals drawn in it says it all, and costs no plot.
-                blocks.append(StatisticBlock(stat, label, table=self.ci_table(mine, self.metrics.bigger_is_better(metric))))
+                table = self.ci_table(mine, self.metrics.bigger_is_better(metric), conflicted)
+                blocks.append(StatisticBlock(stat, label, table=table, key=key))
             elif stat in self.plotted:
+                flagged = [(c, r) for c, r in mine if out_of_bounds(r)]
+                notes = []
+                if flagged:
+                    mine = [(c, r) for c, r in mine if not out_of_bounds(r)]
+                    notes.append(f"{len(flagged)} row{'s' if len(flagged) != 1 else ''} whose interval does not contain the estimate not drawn (see Data problems).")
+                if conflicted:
+                    notes.append(f"{len(conflicted)} estimate{'s' if len(conflicted) != 1 else ''} with conflicting rows not drawn (see Data problems).")
                 fig = self.figure(stat, name, mine, windows, series, period, basis, segment)
-                blocks.append(StatisticBlock(stat, label, figure=fig))
+                blocks.append(StatisticBlock(stat, label, figure=fig, note=" ".join(notes), key=key))
             else:
                 blocks.append(
                     StatisticBlock(
                         stat,
                         label,
-                        table=self.raw_table(rows),
+                        table=self.raw_table(rows, period),
                         note="partybal has no plot for this statistic yet; its rows are shown as a table.",
+                        key=key,
                     )
                 )
-        pairwise = self.pairwise_table(pairwise_rows) if pairwise_rows and not series else None
+        pairwise = self.pairwise_table(pairwise_rows, period) if pairwise_rows and not series else None
         return MetricBlock(
-            anchor=anchor(view_anchor, "m", metric) + f"-{zlib.crc32(metric.encode()):08x}",
-            metric=metric,
-            name=name,
+            anchor=self.ids(view_anchor, "m", metric, exact=metric),
+            metric=shown(metric),
+            name=shown(name),
             description=self.metrics.description(metric),
-            search_text=f"{metric} {name}".lower(),
+            search_text=shown(f"{metric} {name}").lower(),
             statistics=blocks,
             pairwise=pairwise,
         )
 
     def figure(self, stat, metric_name, rows, windows, series, period, basis, segment) -> Figure:
         number = len(self.figures) + 1
+        # the windows this figure has rows in, not every window of the view (metrics present in
+        # different windows would make figures × windows quadratic)
+        windows = sorted({window_of(r) for _, r in rows}) or windows[-1:]
+        drawn = shown_windows(stat, windows) if series else windows
+        caption = ""
+        if len(drawn) < len(windows):
+            caption = f"{len(drawn)} of {len(windows)} windows shown: {', '.join(map(str, drawn))}."
+            keep = set(drawn)
+            rows = [(c, r) for c, r in rows if window_of(r) in keep]
         cols: dict[str, list] = {k: [] for k in ("branch", "comparison", "window", "parameter", "point", "lower", "upper")}
         for comparison, r in rows:
             cols["branch"].append(r.branch)
@@ -463,12 +908,24 @@ class _Builder:
             cols["lower"].append(finite(r.lower))
             cols["upper"].append(finite(r.upper))
         alt = (
-            f"{STATISTIC_LABELS.get(stat, stat)} of {metric_name}, {layout.PERIOD_LABELS[period].lower()}, "
-            f"{basis}, segment {segment}, by branch"
+            f"{STATISTIC_LABELS.get(stat, shown(stat))} of {shown(metric_name)}, {layout.PERIOD_LABELS[period].lower()}, "
+            f"{basis}, segment {shown(segment)}, by branch"
         )
-        branches = ordered({r.branch for _, r in rows}, (self.reference,))
+        branches = ordered({r.branch for _, r in rows}, (self.reference,) if self.reference else ())
+        # R gets names as the page shows them (no control characters), distinct per branch
+        names = shown_unique(branches + ([self.reference] if self.reference and self.reference not in branches else []))
+        cols["branch"] = [names[b] for b in cols["branch"]]
+        branches = [names[b] for b in branches]
+        if any(r.lower is not None or r.upper is not None for _, r in rows):
+            level = ci_label(r for _, r in rows)
+            caption = (caption + " " if caption else "") + f"Intervals: {level}."
+        if caption:
+            alt += f" ({caption[:-1]})"
         self.figures.append(
-            FigureSpec(number, stat, metric_name, self.reference, branches, series, windows, alt, cols)
+            FigureSpec(
+                number, stat, shown(metric_name, _ESCAPED), names[self.reference] if self.reference else "", branches, series, drawn, alt, cols,
+                caption=caption,
+            )
         )
         return Figure(number, alt)
 
@@ -477,50 +934,85 @@ class _Builder:
         for c, r in rows:
             if c == "absolute":
                 values[r.branch][window_of(r)] = r
-        columns = ["Branch"] + (["Value"] if len(windows) == 1 else [f"Window {w}" for w in windows])
+        # columns for the windows this table has values in, not every window of the view (one
+        # metric per window made tables × windows quadratic: 1,500 rows → over 2 GB)
+        windows = sorted({w for by_window in values.values() for w in by_window}) or windows[-1:]
+        if len(windows) == 1:
+            columns = ["Branch", "Value"]
+        else:  # the latest window first, then one compact column per window (the table scrolls)
+            columns = ["Branch", f"Latest (window {windows[-1]})"] + [str(w) for w in windows]
         body = []
-        for b in ordered(values, (self.reference,)):
-            cells = [Cell(b)]
+        for b in ordered(values, (self.reference,) if self.reference else ()):
+            cells = [Cell(shown(b))]
+            if len(windows) > 1:
+                r = values[b].get(windows[-1])
+                cells.append(Cell(fmt_num(r.point) if r else "—", "num latest"))
             for w in windows:
                 r = values[b].get(w)
                 cells.append(Cell(fmt_num(r.point) if r else "—", "num"))
             body.append(cells)
-        return Table(columns, body)
+        note = f"Columns {windows[0]}–{windows[-1]}: the value in each window." if len(windows) > 1 else ""
+        return Table(columns, body, note)
 
-    def ci_table(self, rows, bigger_is_better: bool) -> Table:
-        """Value, uplift and difference per branch with their intervals, drawn as bars."""
+    def ci_table(self, rows, bigger_is_better: bool, conflicted: set[tuple] = frozenset()) -> Table:
+        """Value, uplift and difference per branch with their intervals, drawn as bars. Headers
+        name the rows' CI level and the branch the comparisons are against; a comparison column
+        exists only when there are rows for it."""
         by_branch: dict[str, dict[str, Statistic]] = defaultdict(dict)
         for c, r in rows:
             by_branch[r.branch][c] = r
-        columns = (("absolute", fmt_num), ("relative_uplift", fmt_pct), ("difference", fmt_num))
+        held = {(b, c) for b, c, _ in conflicted}
+        for b, _ in held:
+            by_branch.setdefault(b, {})
+        columns = [
+            (comp, fmt)
+            for comp, fmt in (("absolute", fmt_num), ("relative_uplift", fmt_pct), ("difference", fmt_num))
+            if comp == "absolute" or any(comp in d for d in by_branch.values()) or any(c == comp for _, c in held)
+        ]
         scales = {comp: interval_scale(d.get(comp) for d in by_branch.values()) for comp, _ in columns}
         body = []
-        for b in ordered(by_branch, (self.reference,)):
+        for b in ordered(by_branch, (self.reference,) if self.reference else ()):
             d = by_branch[b]
-            cells = [Cell(b)]
+            cells = [Cell(shown(b))]
             for comp, fmt in columns:
                 r = d.get(comp)
                 if r is None:
-                    cells.append(Cell("—", "num"))
+                    cells.append(problem_cell() if (b, comp) in held else Cell("—", "num"))
+                    continue
+                text = fmt_ci(r.point, r.lower, r.upper, fmt)
+                if out_of_bounds(r):
+                    cells.append(Cell(text + " " + OUT_OF_BOUNDS, "num problem"))
                     continue
                 css = "num" if comp == "absolute" else "num " + significance(r.lower, r.upper, bigger_is_better)
-                cells.append(Cell(fmt_ci(r.point, r.lower, r.upper, fmt), css, bar_for(r, scales[comp])))
+                cells.append(Cell(text, css, bar_for(r, scales[comp])))
             body.append(cells)
-        return Table(
-            ["Branch", "Value [95% CI]", f"Relative uplift vs {self.reference}", f"Difference vs {self.reference}"], body
-        )
+        ref = shown(self.reference) if self.reference else ""
+        titles = {"absolute": "Value", "relative_uplift": f"Relative uplift vs {ref}", "difference": f"Difference vs {ref}"}
+        header = ["Branch"] + [f"{titles[comp]} [{ci_label(d.get(comp) for d in by_branch.values())}]" for comp, _ in columns]
+        return Table(header, body)
 
-    def pairwise_table(self, rows: list[Statistic]) -> Table:
+    def compared_to(self, period: str, r: Statistic) -> str:
+        """The branch a comparison row is against, as the page says it."""
+        if r.comparison is None:
+            return ""
+        if r.comparison_to_branch:
+            return shown(r.comparison_to_branch)
+        t = self.targets.of(period, r)
+        return f"{shown(t)} (not stated in the row; the branch without comparisons of its own)" if t else "not stated in the data"
+
+    def pairwise_table(self, rows: list[Statistic], period: str) -> Table:
         body = [
             [
-                Cell(STATISTIC_LABELS.get(r.statistic, r.statistic)),
-                Cell(r.branch),
-                Cell(r.comparison_to_branch or ""),
-                Cell(r.comparison or ""),
+                Cell(STATISTIC_LABELS.get(r.statistic, shown(r.statistic))),
+                Cell(shown(r.branch)),
+                Cell(self.compared_to(period, r)),
+                Cell(shown(r.comparison or "")),
                 Cell(fmt_num(r.parameter) if r.parameter is not None else ""),
                 Cell(
-                    fmt_ci(r.point, r.lower, r.upper, fmt_pct if r.comparison == "relative_uplift" else fmt_num),
-                    "num",
+                    fmt_ci(r.point, r.lower, r.upper, fmt_pct if r.comparison == "relative_uplift" else fmt_num)
+                    + (f" ({pct(r.ci_width)} CI)" if r.lower is not None or r.upper is not None else "")
+                    + (" " + OUT_OF_BOUNDS if out_of_bounds(r) else ""),
+                    "num problem" if out_of_bounds(r) else "num",
                 ),
             ]
             for r in rows[:MAX_TABLE_ROWS]
@@ -528,26 +1020,62 @@ class _Builder:
         note = f"First {MAX_TABLE_ROWS} of {len(rows)} rows." if len(rows) > MAX_TABLE_ROWS else ""
         return Table(["Statistic", "Branch", "Compared to", "Comparison", "Parameter", "Estimate [CI]"], body, note)
 
-    def raw_table(self, rows: list[Statistic]) -> Table:
+    def raw_table(self, rows: list[Statistic], period: str) -> Table:
         body = [
             [
-                Cell(r.branch),
-                Cell(r.comparison or "value"),
-                Cell(r.comparison_to_branch or ""),
-                Cell(r.window_index or ""),
+                Cell(shown(r.branch)),
+                Cell(shown(r.comparison or "value")),
+                Cell(self.compared_to(period, r)),
+                Cell(shown(r.window_index or "")),
                 Cell(fmt_num(r.parameter) if r.parameter is not None else ""),
                 Cell(fmt_num(r.point), "num"),
                 Cell(fmt_num(r.lower), "num"),
                 Cell(fmt_num(r.upper), "num"),
+                Cell(pct(r.ci_width) if r.lower is not None or r.upper is not None else ""),
+                Cell(OUT_OF_BOUNDS if out_of_bounds(r) else "", "problem" if out_of_bounds(r) else ""),
             ]
-            for r in rows[:MAX_TABLE_ROWS]
+            # the latest window first: a long series cut at MAX_TABLE_ROWS keeps the recent windows
+            for r in sorted(rows, key=lambda r: -window_of(r))[:MAX_TABLE_ROWS]
         ]
-        note = f"First {MAX_TABLE_ROWS} of {len(rows)} rows." if len(rows) > MAX_TABLE_ROWS else ""
-        return Table(["Branch", "Comparison", "Compared to", "Window", "Parameter", "Point", "Lower", "Upper"], body, note)
+        note = f"First {MAX_TABLE_ROWS} of {len(rows)} rows, latest windows first." if len(rows) > MAX_TABLE_ROWS else ""
+        return Table(["Branch", "Comparison", "Compared to", "Window", "Parameter", "Point", "Lower", "Upper", "CI level", "Check"], body, note)
+
+    def problems_table(self) -> Table | None:
+        """Rows set aside or flagged: conflicting duplicates and intervals that miss their estimate."""
+        listed: list[tuple[str, str, Statistic]] = []
+        for period, problems in self.results.problems.items():
+            for group in problems.conflicts:
+                listed.extend((period, f"conflicting rows ({len(group)} with this key), not shown", r) for r in group)
+            listed.extend((period, "interval does not contain the estimate", r) for r in problems.out_of_bounds)
+        if not listed:
+            return None
+        def estimate(period: str, r: Statistic) -> str:
+            what = f"{shown(r.comparison)} vs {self.compared_to(period, r)}" if r.comparison else "value"
+            parts = [layout.PERIOD_LABELS.get(period, period), shown(r.metric), shown(r.statistic), shown(r.branch), what,
+                     f"segment {shown(r.segment)}", basis_of(r), f"window {shown(r.window_index or '1')}"]
+            if r.parameter is not None:
+                parts.append(f"parameter {fmt_num(r.parameter)}")
+            return " · ".join(parts)
+
+        body = [
+            [
+                Cell(estimate(period, r)),
+                Cell(pct(r.ci_width) if r.ci_width is not None else ""),
+                Cell(fmt_num(r.point), "num"),
+                Cell(fmt_num(r.lower), "num"),
+                Cell(fmt_num(r.upper), "num"),
+                Cell(problem, "problem"),
+            ]
+            for period, problem, r in listed[:MAX_TABLE_ROWS]
+        ]
+        note = f"First {MAX_TABLE_ROWS} of {len(listed)} rows." if len(listed) > MAX_TABLE_ROWS else ""
+        columns = ["Estimate", "CI level", "Point", "Lower", "Upper", "Problem"]
+        return Table(columns, body, note)
 
     # the summary at the top
     def summary(self) -> Summary | None:
         stats = self.results.statistics
+        latest = None
         if stats.get("overall"):
             rows, label = stats["overall"], "overall period"
         elif stats.get("weekly"):
@@ -560,6 +1088,7 @@ class _Builder:
         basis = "enrollments" if "enrollments" in bases else (sorted(bases)[0] if bases else "enrollments")
         rows = [r for r in rows if r.segment == "all" and basis_of(r) == basis]
         label += f", {basis}, segment all"
+        period = "overall" if stats.get("overall") else "weekly"
         uplift: dict[str, dict[str, dict[str, Statistic]]] = defaultdict(lambda: defaultdict(dict))
         counts: dict[str, Statistic] = {}
         for r in rows:
@@ -568,10 +1097,22 @@ class _Builder:
             elif (
                 r.statistic in SUMMARY_STATISTICS
                 and r.comparison == "relative_uplift"
-                and r.comparison_to_branch in (None, self.reference)
+                and self.reference is not None
+                and self.targets.of(period, r) == self.reference
             ):
                 uplift[r.metric][r.statistic][r.branch] = r
-        others = [b for b in self.branches if b != self.reference]
+        # estimates set aside as conflicting still get their row, saying so
+        held: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for (p, metric, stat, seg, b_), keys in self.conflicts.items():
+            if p == period and seg == "all" and b_ == basis and stat in SUMMARY_STATISTICS:
+                for branch, comp, window in keys:
+                    if comp == "relative_uplift" and (period == "overall" or window == latest):
+                        held[metric][stat].add(branch)
+                        uplift[metric].setdefault(stat, {})
+        others = [b for b in self.branches if b != self.reference] if self.reference else []
+        shown_rows = [r for m in uplift.values() for d in m.values() for r in d.values()]
+        level = ci_label(shown_rows)
+        mixed = level.startswith("CI (")
         body = []
         for metric in self.metrics.order(uplift):
             stat = next(s for s in SUMMARY_STATISTICS if s in uplift[metric])
@@ -579,11 +1120,16 @@ class _Builder:
             for b in others:
                 r = uplift[metric][stat].get(b)
                 if r is None:
-                    cells.append(Cell("—", "neutral"))
+                    cells.append(problem_cell() if b in held[metric][stat] else Cell("—", "neutral"))
+                elif out_of_bounds(r):
+                    cells.append(Cell(fmt_ci(r.point, r.lower, r.upper, fmt_pct) + " " + OUT_OF_BOUNDS, "problem"))
                 else:
                     css = significance(r.lower, r.upper, self.metrics.bigger_is_better(metric))
-                    cells.append(Cell(fmt_ci(r.point, r.lower, r.upper, fmt_pct), css))
-            body.append(SummaryRow(self.metrics.name(metric), metric, cells))
+                    text = fmt_ci(r.point, r.lower, r.upper, fmt_pct)
+                    if mixed and (r.lower is not None or r.upper is not None):
+                        text += f" ({pct(r.ci_width)})"
+                    cells.append(Cell(text, css))
+            body.append(SummaryRow(shown(self.metrics.name(metric)), metric, cells))
         populations = None
         if counts:
             total = sum(finite(c.point) or 0 for c in counts.values())
@@ -591,14 +1137,128 @@ class _Builder:
                 ["Branch", "Clients", "Share"],
                 [
                     [
-                        Cell(b),
+                        Cell(shown(b)),
                         Cell(fmt_num(counts[b].point), "num"),
                         Cell(f"{(finite(counts[b].point) or 0) / total * 100:.1f}%" if total else "—", "num"),
                     ]
-                    for b in ordered(counts, (self.reference,))
+                    for b in ordered(counts, (self.reference,) if self.reference else ())
                 ],
             )
-        return Summary(label, others, body, populations)
+        if mixed:
+            ci_text = "confidence intervals at the level each cell states"
+        elif level == "CI, level not stated":
+            ci_text = "intervals whose confidence level the data does not state"
+        else:
+            ci_text = level.replace("CI", "confidence intervals")
+        return Summary(label, [shown(b) for b in others], body, populations, ci_text)
+
+
+def grouped_notes(notes) -> list[str]:
+    """One line per distinct note, naming every file it is about."""
+    files: dict[str, list[str]] = {}
+    for n in notes:
+        files.setdefault(n.text, []).append(n.file)
+    return [f"{', '.join(shown(f) for f in names)}: {text}" for text, names in files.items()]
+
+
+# --- sample-ratio checks as the page shows them (the tests themselves: partybal/srm.py) ----------
+
+SRM_MEANING = (
+    "The branches did not receive the shares of clients expected of them. "
+    "Enrollment or exposure did not work as designed (a bug in the branch assignment, in a "
+    "feature's exposure, or clients dropping out of one branch), so the branch populations may "
+    "differ in more than the treatment: treat every comparison below as possibly biased until "
+    "the cause is understood."
+)
+
+
+def fmt_p(p: float) -> str:
+    """A p-value as the page prints it: ``p = 0.43``, ``p = 3.2e-09``, ``p < 1e-300``."""
+    if p != p:  # NaN
+        return "p unknown"
+    if p <= 0:
+        return "p < 1e-300"
+    if p < 1e-4:
+        return f"p = {p:.1e}"
+    return f"p = {p:.2g}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def srm_result(check, segment_key) -> SrmResult:
+    """One :class:`partybal.srm.SrmCheck` as the page shows it."""
+    shares = []
+    for b, n, obs, exp in zip(check.branches, check.observed, check.observed_shares, check.expected_shares):
+        shares.append(SrmShare(shown(b), fmt_num(n), f"{obs * 100:.2f}%", f"{exp * 100:.2f}%", "off" if abs(obs - exp) > 0.01 else ""))
+    summary = ", ".join(f"{s.branch} {s.observed} (expected {s.expected})" for s in shares)
+    return SrmResult(
+        basis=check.basis,
+        segment=shown(check.segment),
+        segment_key=segment_key(check.segment),
+        source=check.source,
+        shares_from=check.shares_from,
+        p_text=fmt_p(check.p_value),
+        mismatch=check.mismatch,
+        shares=shares,
+        summary=summary,
+    )
+
+
+def srm_section(checks, segment_key) -> SrmSection | None:
+    """The checks of segment ``all`` (one per basis); None when there are none."""
+    results = [srm_result(c, segment_key) for c in checks if c.segment == "all"]
+    if not results:
+        return None
+    return SrmSection(any(r.mismatch for r in results), results, SRM_MEANING)
+
+
+def srm_cell(check) -> tuple[str, str, str]:
+    """(text, css class, title) of a segment's sample-ratio result in the completeness map."""
+    r = srm_result(check, str)
+    if check.mismatch:
+        return f"SRM {r.p_text}", "srm-mismatch", f"Sample-ratio mismatch ({r.p_text}, {check.source}): {r.summary}"
+    return f"ratio ok, {r.p_text}", "srm-ok", f"No sample-ratio mismatch ({r.p_text}, {check.source}): {r.summary}"
+
+
+STATUS_LABELS = {"live": "live (enrolling)", "observing": "enrollment ended, still running", "complete": "complete", "scheduled": "scheduled", "unknown": "not started"}
+
+
+def app_label(app_name: str) -> str:
+    from .experimenter import app_label as label
+
+    return label(app_name)
+
+
+def _days(n: int | None) -> str:
+    return f"{n} day{'s' if n != 1 else ''}" if n is not None else "not stated"
+
+
+def experiment_context(info, note: str, url: str, analysis_reference: str | None, today: dt.date | None = None) -> ExperimentContext:
+    """The header's Experimenter part from an ``experimenter.ExperimentInfo`` (None: ``note``
+    says why there is none)."""
+    if info is None:
+        return ExperimentContext(False, note=note)
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    total = sum(b.ratio for b in info.branches if b.ratio > 0)
+    branches = [
+        ContextBranch(shown(b.slug), str(b.ratio), f"{b.ratio / total * 100:.3g}%" if total and b.ratio > 0 else "—", b.slug == info.reference_branch)
+        for b in info.branches
+    ]
+    start = info.start_date.isoformat() if info.start_date else "not started"
+    facts = [
+        ContextFact("Application", f"{shown(app_label(info.app_name))}, {shown(info.channel) or 'any channel'}"),
+        ContextFact("Type", "Rollout" if info.is_rollout else "Experiment"),
+        ContextFact("Status", STATUS_LABELS.get(info.status(today), info.status(today))),
+        ContextFact("Start", start),
+        ContextFact("Enrollment end", info.enrollment_end_date.isoformat() if info.enrollment_end_date else ("paused" if info.is_enrollment_paused else "not yet")),
+        ContextFact("End", info.end_date.isoformat() if info.end_date else "not yet"),
+        ContextFact("Proposed", f"enrollment {_days(info.proposed_enrollment)}, duration {_days(info.proposed_duration)}"),
+    ]
+    ref_note = ""
+    ref = info.reference_branch
+    if ref and analysis_reference and ref != analysis_reference:
+        ref_note = f"Experimenter names {shown(ref)} as the reference branch; the analysis compares against {shown(analysis_reference)}."
+    elif ref and not analysis_reference:
+        ref_note = f"Experimenter names {shown(ref)} as the reference branch; the results do not say which branch they compare against."
+    return ExperimentContext(True, "", shown(info.name), shown(info.description), facts, branches, ref_note, url)
 
 
 def build_page(
@@ -607,9 +1267,19 @@ def build_page(
     plotted: frozenset[str] | None = None,
     rendered_at: dt.datetime | None = None,
     banner: Banner | None = None,
+    srm_checks: list | None = None,
+    experiment=None,
+    experiment_note: str | None = None,
+    experiment_url: str = "",
 ) -> tuple[Page, list[FigureSpec]]:
-    """The page model and the figures R must draw for it."""
+    """The page model and the figures R must draw for it. ``srm_checks``: the sample-ratio tests
+    (:func:`partybal.srm.srm_checks`; computed by the renderer, which has scipy). ``experiment``:
+    the ``experimenter.ExperimentInfo`` of this experiment; without one, ``experiment_note`` says
+    why (None: Experimenter was not consulted, the header says nothing about it)."""
     b = _Builder(results, plotted if plotted is not None else plotted_statistics())
+    context = None
+    if experiment is not None or experiment_note is not None:
+        context = experiment_context(experiment, experiment_note or "", experiment_url, b.ref.branch)
     tabs: list[PeriodTab] = []
     bases: set[str] = set()
     segments: set[str] = set()
@@ -653,16 +1323,17 @@ def build_page(
             timestamp=fmt_time(e.timestamp),
             message=e.message,
             exception=e.exception or "",
+            anchor=f"error-{i}",
         )
-        for e in results.errors
+        for i, e in enumerate(results.errors, start=1)
     ]
     page = Page(
         slug=results.slug,
         file_slug=results.file_slug,
-        title=results.slug,
-        reference_branch=b.reference,
+        title=context.name if context is not None and context.found and context.name else results.slug,
+        reference_branch=shown(b.ref.branch) if b.ref.branch else "not stated in the data",
         reference_reason=b.reference_reason,
-        branches=b.branches,
+        branches=[shown(x) for x in b.branches],
         analysis_start_time=fmt_time(md.analysis_start_time) if md and md.analysis_start_time else "unknown",
         results_updated=fmt_time(results.updated),
         rendered_at=fmt_time(rendered_at or dt.datetime.now(dt.timezone.utc)),
@@ -672,9 +1343,33 @@ def build_page(
         errors=errors,
         sources=[SourceLink(f.name, f.url, fmt_time(f.updated)) for f in sorted(results.files, key=lambda f: f.name)],
         bases=[Option(x, x.capitalize()) for x in ordered(bases, BASIS_ORDER)],
-        segments=[Option(x, x) for x in ordered(segments, ("all",))],
-        statistics=[Option(x, STATISTIC_LABELS.get(x, x)) for x in ordered(statistics, tuple(STATISTIC_ORDER))],
+        segments=[Option(b.segment_key(x), shown(x)) for x in ordered(segments, ("all",))],
+        statistics=[Option(b.statistic_keys(x), STATISTIC_LABELS.get(x, shown(x))) for x in ordered(statistics, tuple(STATISTIC_ORDER))],
         ignored=[f"{name} ({why})" for name, why in results.ignored],
         banner=banner,
+        reference_known=b.ref.branch is not None,
+        compared_to=shown(b.reference) if b.reference else "",
+        reference_notes=list(b.ref.notes),
+        data_notes=grouped_notes(results.notes),
+        problems=b.problems_table(),
+        srm=srm_section(srm_checks or [], b.segment_key),
+        context=context,
+        completeness=_completeness(results, tabs, errors, b, srm_checks),
     )
     return page, b.figures
+
+
+def _completeness(results: ExperimentResults, tabs: list[PeriodTab], errors: list[ErrorRow], b: _Builder, srm_checks) -> CompletenessMap | None:
+    from .completeness import completeness_map  # it builds on this module's names
+
+    return completeness_map(
+        results,
+        tabs,
+        [e.anchor for e in errors],
+        b.segment_key,
+        b.statistic_keys,
+        b.metrics.name,
+        b.metrics.order,
+        srm_checks,
+        srm_cell,
+    )

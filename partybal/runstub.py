@@ -2,7 +2,10 @@
 
 There is no Cloud Run (and no Docker) locally, so an execution is the job's entrypoint
 (``python -m partybal.job``) run as a subprocess, with the job's base environment plus the
-per-execution ``overrides.containerOverrides[].env`` of the request.  Like Cloud Run it:
+per-execution ``overrides.containerOverrides[].env`` of the request.  With ``--job-image IMAGE``
+(``partybal local up --job-image`` / ``PARTYBAL_JOB_IMAGE``) an execution is instead the image's entrypoint run in a fresh copy of the
+image's filesystem as its user, with the job's variables only (:mod:`partybal.jobimage`; ``make
+image-local`` builds the image).  Like Cloud Run it:
 
 - answers ``POST /v2/projects/P/locations/L/jobs/J:run`` at once with a long-running
   ``Operation`` (the execution runs in the background);
@@ -99,8 +102,10 @@ class RunStub:
         log_dir: str | Path | None = None,
         cwd: str | Path = REPO_ROOT,
         start_delay: float = 0.0,
+        job_image: str | None = None,
     ):
         self.base_env = dict(base_env or {})
+        self.job_image = job_image or None  # run executions from this image (partybal.jobimage)
         self.command = list(command)
         self.parallelism = parallelism
         self.max_retries = max_retries
@@ -202,13 +207,19 @@ class RunStub:
                 }
             )
             env.update(ex.env)
+            command = self.command
+            if self.job_image:  # the production container: it gets the job's variables only
+                from .jobimage import stand_in_command
+
+                names = {*self.base_env, *ex.env} | {k for k in env if k.startswith("CLOUD_RUN_")}
+                command = stand_in_command(self.job_image, sorted(names))
             log_path = self.log_dir / f"job-{ex.id}-{attempt}.log" if self.log_dir else None
             a = Attempt(attempt=attempt, start=time.time(), log=str(log_path or ""))
             ex.attempts.append(a)
             out = open(log_path, "wb") if log_path else subprocess.DEVNULL
             try:
                 proc = subprocess.Popen(
-                    self.command, env=env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                    command, env=env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
                 )
                 with self._lock:
                     self._procs[proc.pid] = proc
@@ -407,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="job base environment (repeatable)"
     )
     p.add_argument("--command", default=None, help="job command (default: python -m partybal.job)")
+    p.add_argument("--job-image", default=None, help="run executions from this local image instead (make image-local)")
     args = p.parse_args(argv)
     logs.setup()
     base_env = dict(item.split("=", 1) for item in args.env)
@@ -421,9 +433,10 @@ def main(argv: list[str] | None = None) -> int:
         task_timeout=args.task_timeout,
         log_dir=args.log_dir,
         start_delay=args.start_delay,
+        job_image=args.job_image,
     )
     stub.serve(args.port)
-    logs.log(logger, logging.INFO, "Cloud Run stand-in listening", port=args.port)
+    logs.log(logger, logging.INFO, "Cloud Run stand-in listening", port=args.port, job_image=args.job_image)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -26,6 +26,16 @@ which ``on_results_finalized`` takes a marker over: a marker that old has lost i
    running is being rendered right now (the job deleted its marker and has no status yet): left
    alone. A record left by a killed job names an ended execution and does not hold anything up.
 
+3. **Killed renders**: a ``running/<slug>`` record whose execution Cloud Run says has *ended* was
+   left by an attempt killed from outside (OOM, SIGKILL, task timeout: a clean exit deletes it, and
+   every earlier attempt's record is taken over by the next one). The sweeper records
+   ``failed: killed (attempt n of m)`` for it (never over a record that run or a later one wrote)
+   and deletes the record, so reconciliation does not request that render again: a render that
+   keeps getting killed stops after the job's own retries.
+
+Records and markers written by another version of partybal, or corrupted, are read defensively:
+a value that is not what we write is treated as absent (logged), never a crash.
+
 Each request is logged (``pending marker re-requested`` / ``unrendered results re-requested``)
 with the slug, so every extra render the sweeper causes can be counted.
 """
@@ -41,7 +51,7 @@ from typing import Any, Callable, Mapping
 
 from google.api_core import exceptions as gexc
 
-from . import coalesce, dispatch, events, layout, logs, toc
+from . import coalesce, dispatch, events, layout, logs, status, toc
 from .storage import gcs_client
 
 log = logging.getLogger("partybal.sweeper")
@@ -105,6 +115,7 @@ class SweepReport:
     in_progress: int = 0  # markers or running records whose execution is still queued or running
     republished: list[str] = field(default_factory=list)  # [prefix]slug of re-requested markers
     reconciled: list[str] = field(default_factory=list)  # [prefix]slug of re-requested results
+    killed: list[str] = field(default_factory=list)  # [prefix]slug recorded as killed
 
 
 def _age(t: dt.datetime | None, now: dt.datetime) -> float:
@@ -112,10 +123,45 @@ def _age(t: dt.datetime | None, now: dt.datetime) -> float:
 
 
 def _int(value: Any) -> int:
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0
+    n = status.as_int(value)  # int('²') raises although '²'.isdigit(): only ASCII digits count
+    return n if n is not None else 0
+
+
+def record_killed(
+    client, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup, experiments: dict | None = None
+) -> set[str]:
+    """Running records of ended executions: their last attempt was killed. Record
+    ``failed: killed (attempt n of m)`` and delete the record; the file slugs recorded."""
+    bucket = client.bucket(settings.state_bucket)
+    recorded: set[str] = set()
+    for b in client.list_blobs(bucket, prefix=f"{prefix}running/", fields="items(name,generation,updated,metadata),nextPageToken"):
+        sb = layout.parse_state_name(b.name)
+        if sb is None or sb.what != "running" or sb.prefix != prefix:
+            continue
+        meta = b.metadata if isinstance(b.metadata, dict) else {}
+        execution = str(meta.get("execution") or "")
+        if not execution or not meta.get("run_id"):
+            continue  # a run by hand, or a record of an older job: nothing to ask / no run to name
+        if executions(execution) != ENDED:
+            continue
+        try:
+            previous = status.read(bucket, sb.file_slug, prefix)
+            slug = previous.get("slug") if previous and isinstance(previous.get("slug"), str) and previous.get("slug") else sb.file_slug
+            body = status.killed_record(previous, meta, slug, sb.file_slug, prefix, now)
+            if experiments is not None and sb.file_slug in experiments:  # what it was rendering (as listed now)
+                body["input_generations"] = dict(experiments[sb.file_slug].generations)
+            written = status.write(bucket, body, prefix, not_over_run=body["run_id"])
+            bucket.blob(b.name).delete(if_generation_match=int(b.generation))
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            continue
+        except Exception as why:  # noqa: BLE001 - one bad record must not stop the sweep
+            logs.log(log, logging.WARNING, f"could not record a killed render: {why}", slug=sb.file_slug, prefix=prefix)
+            continue
+        recorded.add(sb.file_slug)
+        if written:
+            report.killed.append(prefix + sb.file_slug)
+            logs.log(log, logging.ERROR, f"render {body['reason']}", slug=sb.file_slug, prefix=prefix, execution=execution)
+    return recorded
 
 
 def sweep_markers(
@@ -172,10 +218,15 @@ def crossed(age: float, threshold: float, interval: float) -> bool:
     return any(age - interval < threshold * 2**k <= age for k in range(MAX_DOUBLINGS + 1))
 
 
+INFRA_PREFIX = "infrastructure error"  # such a failure is worth retrying (job.run writes it)
+
+
 def reconcile(
-    client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup
+    client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup,
+    killed: set[str] = frozenset(), experiments: dict | None = None,
 ) -> None:
-    experiments = toc.group_results(toc.list_results(client, settings.results_bucket, prefix), prefix)
+    if experiments is None:
+        experiments = toc.group_results(toc.list_results(client, settings.results_bucket, prefix), prefix)
     statuses, pending = toc.read_state(client, settings.state_bucket, prefix)
     state_bucket = client.bucket(settings.state_bucket)
     written = {}  # when each status record was last written
@@ -189,12 +240,13 @@ def reconcile(
         if sb is not None and sb.what == "running" and sb.prefix == prefix:
             running[sb.file_slug] = (b.metadata or {}).get("execution") or ""
     for fslug, exp in sorted(experiments.items()):
-        if fslug in pending or (prefix + fslug) in report.republished:
+        if fslug in pending or (prefix + fslug) in report.republished or fslug in killed:
             continue
         state, _ = toc.row_state(exp, statuses.get(fslug), False)
         if state not in ("new", "stale") or _age(exp.updated, now) < settings.min_age_seconds:
             continue
-        if written.get(fslug) is not None and exp.updated is not None and written[fslug] >= exp.updated:
+        infra = str((statuses.get(fslug) or {}).get("reason") or "").startswith(INFRA_PREFIX)
+        if not infra and written.get(fslug) is not None and exp.updated is not None and written[fslug] >= exp.updated:
             continue  # a render was tried since the results last changed: another cannot do better
         if not crossed(_age(exp.updated, now), settings.min_age_seconds, settings.interval_seconds):
             continue  # between two retries of these results (a job that keeps dying writes no status)
@@ -225,7 +277,9 @@ def sweep(
     report = SweepReport()
     for prefix in prefixes:
         sweep_markers(client, publisher, settings, prefix, now, report, executions)
-        reconcile(client, publisher, settings, prefix, now, report, executions)
+        experiments = toc.group_results(toc.list_results(client, settings.results_bucket, prefix), prefix)
+        killed = record_killed(client, settings, prefix, now, report, executions, experiments)
+        reconcile(client, publisher, settings, prefix, now, report, executions, killed, experiments)
     logs.log(
         log,
         logging.INFO,
@@ -235,6 +289,7 @@ def sweep(
         in_progress=report.in_progress,
         republished=len(report.republished),
         reconciled=len(report.reconciled),
+        killed=len(report.killed),
     )
     return report
 

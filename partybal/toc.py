@@ -17,13 +17,12 @@ rebuild stops. So a rebuild lists at most twice, however many run at once.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from . import events, layout, logs, templating
+from . import events, experimenter, layout, logs, templating
 from . import status as status_mod
 from .storage import gcs_client
 
@@ -37,6 +36,7 @@ STATE_LABELS = {
     "pending": "pending",
     "stale": "stale",
     "new": "not rendered",
+    "unknown": "unknown",  # a status record this version cannot read (another version's, or corrupted)
 }
 
 
@@ -87,6 +87,14 @@ class TocRow:
     state_label: str
     reason: str
     rendered_at: str
+    srm: str = ""  # the live page's sample-ratio mismatch ("p = 1.2e-09, enrollments"), "" when none
+    # from Experimenter's snapshot (experimenter.toc_entries); "" when it does not list the experiment
+    app: str = ""  # Experimenter's appName (the filter's value)
+    app_label: str = ""
+    run_status: str = ""  # live / observing / complete / scheduled / unknown
+    run_status_label: str = ""
+    launch: str = ""  # YYYY-MM-DD
+    end: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,10 +112,17 @@ class TocPage:
     generated_at: str
     rows: list[TocRow]
     counts: list[StateCount]
+    apps: list[StateCount] = field(default_factory=list)  # the application filter's options
+    run_statuses: list[StateCount] = field(default_factory=list)  # the Experimenter status filter's
 
 
 def _fmt_time(t: dt.datetime | None) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if t else ""
+    if not t:
+        return ""
+    try:
+        return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: shown in its own offset
+        return t.isoformat(sep=" ", timespec="minutes")
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -123,11 +138,19 @@ def _parse_time(value: Any) -> dt.datetime | None:
 def group_results(listed: Iterable[Listed], prefix: str) -> dict[str, Experiment]:
     """Final results objects under ``prefix`` grouped by experiment; junk is skipped."""
     out: dict[str, Experiment] = {}
+    objects: dict[str, Listed] = {}
+    blobs = []
     for obj in listed:
         try:
-            blob = layout.parse_results_name(obj.name, allowed_prefixes=(prefix,))
+            blobs.append(layout.parse_results_name(obj.name, allowed_prefixes=(prefix,)))
         except layout.Ignored:
             continue
+        objects[obj.name] = obj
+    resolved, ambiguous = layout.resolve_listing(blobs)  # the listing decides ambiguous names
+    for name, why in ambiguous:
+        logs.log(log, logging.WARNING, f"ignored results object: {name}: {why}", slug=None, prefix=prefix)
+    for blob in resolved:
+        obj = objects[blob.name]
         exp = out.setdefault(blob.file_slug, Experiment(blob.file_slug))
         exp.generations[obj.name] = obj.generation
         if blob.period:
@@ -152,14 +175,19 @@ def periods_text(periods: set[str], windows: Mapping[str, Any]) -> str:
 def row_state(exp: Experiment, status: Mapping[str, Any] | None, pending: bool) -> tuple[str, str]:
     """(state, reason)."""
     last_failure = ""
-    if status and status.get("state") == "failed":
+    if status and isinstance(status, Mapping) and status.get("state") == "failed":
         last_failure = str(status.get("reason") or "unknown reason")
     if pending:
         return "pending", (f"last render failed: {last_failure}" if last_failure else "")
     if not status:
         return "new", ""
+    if status.get("state") == "unknown":  # read_state: a record it could not read at all
+        return "unknown", str(status.get("reason") or "unreadable status record")
+    problem = status_mod.record_problem(dict(status))
+    if problem:
+        return "unknown", problem
     inputs = status.get("input_generations")
-    same_inputs = isinstance(inputs, Mapping) and {k: int(v) for k, v in inputs.items() if str(v).isdigit()} == exp.generations
+    same_inputs = {k: status_mod.as_int(v) for k, v in inputs.items()} == exp.generations
     if last_failure:
         return ("failed", last_failure) if same_inputs else ("stale", f"last render failed: {last_failure}")
     if not same_inputs:
@@ -167,24 +195,39 @@ def row_state(exp: Experiment, status: Mapping[str, Any] | None, pending: bool) 
     return "ok", ""
 
 
-def make_row(exp: Experiment, status: Mapping[str, Any] | None, pending: bool, prefix: str) -> TocRow:
-    status = status or {}
+RUN_STATUS_LABELS = {"live": "live", "observing": "enrollment ended", "complete": "complete", "scheduled": "scheduled", "unknown": "not started"}
+
+
+def make_row(exp: Experiment, status: Mapping[str, Any] | None, pending: bool, prefix: str, info=None, today: dt.date | None = None) -> TocRow:
+    """``info``: the experiment's ``experimenter.ExperimentInfo`` from the snapshot, if listed."""
+    status = status if isinstance(status, Mapping) else {}
     state, reason = row_state(exp, status or None, pending)
     has_page = status.get("page") == layout.page_name(exp.file_slug, prefix)
     start = _parse_time(status.get("analysis_start"))
     name = status.get("name") if isinstance(status.get("name"), str) and status.get("name") else exp.file_slug
+    run = info.status(today or dt.datetime.now(dt.timezone.utc).date()) if info is not None else ""
+    if info is not None and info.name:
+        name = info.name
+    windows = status.get("windows") if isinstance(status.get("windows"), Mapping) else {}
     return TocRow(
         name=name,
         file_slug=exp.file_slug,
         href=layout.page_name(exp.file_slug) if has_page else "",  # relative to [prefix]index.html
         analysis_start=start.strftime("%Y-%m-%d") if start else "",
-        periods=periods_text(exp.periods, status.get("windows") or {}),
+        periods=periods_text(exp.periods, windows),
         updated=_fmt_time(exp.updated),
         updated_sort=exp.updated.isoformat() if exp.updated else "",
         state=state,
         state_label=STATE_LABELS[state],
-        reason=" ".join(reason.split())[:500],
+        reason=" ".join(str(reason).split())[:500],
         rendered_at=_fmt_time(_parse_time(status.get("page_rendered_at"))),
+        srm=status_mod.srm_flag(dict(status))[1] if has_page else "",
+        app=info.app_name if info is not None else "",
+        app_label=experimenter.app_label(info.app_name) if info is not None else "",
+        run_status=run,
+        run_status_label=RUN_STATUS_LABELS.get(run, run),
+        launch=info.start_date.isoformat() if info is not None and info.start_date else "",
+        end=info.end_date.isoformat() if info is not None and info.end_date else "",
     )
 
 
@@ -194,8 +237,12 @@ def toc_page(
     pending: set[str],
     prefix: str,
     now: dt.datetime | None = None,
+    catalog: Mapping[str, Any] | None = None,
 ) -> TocPage:
-    rows = [make_row(exp, statuses.get(fs), fs in pending, prefix) for fs, exp in experiments.items()]
+    """``catalog``: Experimenter's experiments by file slug (experimenter.toc_entries)."""
+    catalog = catalog or {}
+    today = (now or dt.datetime.now(dt.timezone.utc)).date()
+    rows = [make_row(exp, statuses.get(fs), fs in pending, prefix, catalog.get(fs), today) for fs, exp in experiments.items()]
     rows.sort(key=lambda r: (r.updated_sort, r.file_slug), reverse=True)  # newest results first
     counts = Counter(r.state for r in rows)
     preview = prefix == layout.PREVIEW_PREFIX
@@ -206,6 +253,8 @@ def toc_page(
         generated_at=_fmt_time(now or dt.datetime.now(dt.timezone.utc)),
         rows=rows,
         counts=[StateCount(s, STATE_LABELS[s], counts[s]) for s in STATE_LABELS if counts[s]],
+        apps=[StateCount(a, experimenter.app_label(a), n) for a, n in sorted(Counter(r.app for r in rows if r.app).items())],
+        run_statuses=[StateCount(k, RUN_STATUS_LABELS[k], n) for k, n in ((k, sum(r.run_status == k for r in rows)) for k in RUN_STATUS_LABELS) if n],
     )
 
 
@@ -245,20 +294,29 @@ def read_state(client, state_bucket: str, prefix: str) -> tuple[dict[str, dict[s
                 statuses[sb.file_slug] = listed
                 continue
             try:  # a record written without metadata (older jobs, previews): download it
-                record = json.loads(bucket.blob(b.name, generation=b.generation).download_as_bytes())
+                data = bucket.blob(b.name, generation=b.generation).download_as_bytes()
             except gexc.NotFound:
                 continue  # replaced since the listing: the next rebuild sees the new one
-            except ValueError:
-                record = {"state": "failed", "reason": "unreadable status record"}
-            if isinstance(record, dict):
-                statuses[sb.file_slug] = record
+            record, why = status_mod.parse_json_object(data)
+            statuses[sb.file_slug] = record if not why else {"state": "unknown", "reason": f"unreadable status record: {why}"}
     return statuses, pending
 
 
 def build_index(client, settings: Settings, prefix: str) -> TocPage:
     experiments = group_results(list_results(client, settings.results_bucket, prefix), prefix)
     statuses, pending = read_state(client, settings.state_bucket, prefix)
-    return toc_page(experiments, statuses, pending, prefix)
+    return toc_page(experiments, statuses, pending, prefix, catalog=read_catalog(client, settings.state_bucket))
+
+
+def read_catalog(client, state_bucket: str) -> dict[str, Any]:
+    """Experimenter's experiments from the snapshot's compact TOC copy (one download); {} without one."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        data = client.bucket(state_bucket).blob(layout.experimenter_toc_name()).download_as_bytes()
+    except gexc.NotFound:
+        return {}
+    return experimenter.toc_entries(data)
 
 
 def _base_generation(blob) -> int:
@@ -299,12 +357,26 @@ def publish_index(client, settings: Settings, prefix: str = "", max_attempts: in
     raise RuntimeError(f"{name}: gave up after {max_attempts} concurrent rebuilds")
 
 
+def _is_snapshot_change(event_type: str, data: Any, state_bucket: str) -> bool:
+    """A new Experimenter snapshot (experimenter.refresh_snapshot) in the state bucket."""
+    try:
+        change = events.object_change(event_type, data)
+    except events.NotUnderstood:
+        return False
+    return change.bucket == state_bucket and change.kind == events.FINALIZE and change.name == layout.experimenter_snapshot_name()
+
+
 def handle_state_event(event_type: str, data: Any, event_id: str = "", *, settings: Settings | None = None, client=None) -> str | None:
     """``rebuild_toc``: a status/marker change → rebuild the index it belongs to. The index name."""
     settings = settings or Settings.from_env()
     try:
         blob = events.state_blob(event_type, data, settings.state_bucket)
     except events.NotUnderstood as why:
+        if _is_snapshot_change(event_type, data, settings.state_bucket):  # names and dates changed: both indexes
+            client = client or gcs_client()
+            for prefix in ("", layout.PREVIEW_PREFIX):
+                name, _ = publish_index(client, settings, prefix)
+            return name
         events.ignored(log, why, event_id=event_id)
         return None
     client = client or gcs_client()

@@ -44,8 +44,10 @@ partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
   results
 }
 
-# Relative drawing cost of a figure: a fixed part plus its panels.
+# Relative drawing cost of a figure: a fixed part plus its panels, which its height (computed from
+# its content by the renderer) follows; older specs without a height count panels from windows.
 figure_cost <- function(fig) {
+  if (!is.null(fig$height) && fig$height > 0) return(1 + fig$height / 3)
   windows <- if (isTRUE(fig$series)) length(unlist(fig$windows)) else 1
   panels <- if (fig$statistic %in% c("kernel_density_estimate", "empirical_cdf")) windows else 2 * windows
   1 + 0.15 * panels

@@ -1,4 +1,5 @@
-# Three data buckets (docs/architecture.md) plus one for the functions' source zips.
+# Three data buckets (docs/architecture.md) plus one for the functions' source zips (and the
+# sources `make image` stages for Cloud Build).
 #
 # Site and source are versioned, so a bad render or a bad deploy can be rolled back by restoring a
 # noncurrent generation (docs/deploy.md). The state bucket is deliberately NOT versioned: with
@@ -95,6 +96,12 @@ resource "google_storage_bucket" "state" {
   public_access_prevention    = "enforced"
   force_destroy               = var.force_destroy
 
+  # Soft delete off: the markers churn constantly (every render creates and deletes one) and are
+  # disposable, so 7 days of soft-deleted copies would only be billed storage.
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
   # Preview bookkeeping goes with the preview pages.
   lifecycle_rule {
     condition {
@@ -123,10 +130,28 @@ resource "google_storage_bucket" "source" {
     enabled = true
   }
 
+  # Soft delete off: every deploy uploads a new zip and noncurrent ones are kept by versioning
+  # already (rollback = redeploy an older commit, which rebuilds its zip anyway).
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
   lifecycle_rule {
     condition {
       num_newer_versions = var.noncurrent_versions_kept
       with_state         = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # `make image` via Cloud Build stages the repository here (--gcs-source-staging-dir), where the
+  # build service account may read it; a staged tarball is useless once its build ran.
+  lifecycle_rule {
+    condition {
+      age            = 7
+      matches_prefix = ["cloudbuild/"]
     }
     action {
       type = "Delete"

@@ -30,9 +30,10 @@ resource "google_cloudfunctions2_function" "on_results_finalized" {
   description = "Results object written: mark pending/<slug> in the state bucket and request a render."
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "on_results_finalized"
-    service_account = var.function_build_service_account
+    runtime           = "python311"
+    entry_point       = "on_results_finalized"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -58,7 +59,7 @@ resource "google_cloudfunctions2_function" "on_results_finalized" {
   }
 
   event_trigger {
-    # The trigger lives where the bucket is (e.g. "us" for a US multi-region bucket).
+    # The trigger lives where the bucket really is (main.tf reads it: "us" for a US multi-region bucket).
     trigger_region        = local.results_bucket_location
     event_type            = "google.cloud.storage.object.v1.finalized"
     retry_policy          = "RETRY_POLICY_RETRY"
@@ -71,6 +72,10 @@ resource "google_cloudfunctions2_function" "on_results_finalized" {
 
   depends_on = [
     google_project_service.this,
+    # The build service account's rights must exist before the first build.
+    google_project_iam_member.build_writes_logs,
+    google_storage_bucket_iam_member.build_reads_source,
+    google_artifact_registry_repository_iam_member.build_pushes_functions,
     google_project_iam_member.gcs_agent_pubsub_publisher,
     google_project_iam_member.events_receiver,
   ]
@@ -84,9 +89,10 @@ resource "google_cloudfunctions2_function" "dispatch_render" {
   description = "Render request: start one execution of the renderer job with PARTYBAL_SLUG/PARTYBAL_PREFIX overrides."
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "dispatch_render"
-    service_account = var.function_build_service_account
+    runtime           = "python311"
+    entry_point       = "dispatch_render"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -109,7 +115,13 @@ resource "google_cloudfunctions2_function" "dispatch_render" {
     }
   }
 
-  depends_on = [google_project_service.this]
+  depends_on = [
+    google_project_service.this,
+    # The build service account's rights must exist before the first build.
+    google_project_iam_member.build_writes_logs,
+    google_storage_bucket_iam_member.build_reads_source,
+    google_artifact_registry_repository_iam_member.build_pushes_functions,
+  ]
 }
 
 resource "google_cloudfunctions2_function" "rebuild_toc" {
@@ -120,9 +132,10 @@ resource "google_cloudfunctions2_function" "rebuild_toc" {
   description = "State object ${each.key}: rewrite index.html (and preview/index.html) in the site bucket."
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "rebuild_toc"
-    service_account = var.function_build_service_account
+    runtime           = "python311"
+    entry_point       = "rebuild_toc"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -154,6 +167,10 @@ resource "google_cloudfunctions2_function" "rebuild_toc" {
 
   depends_on = [
     google_project_service.this,
+    # The build service account's rights must exist before the first build.
+    google_project_iam_member.build_writes_logs,
+    google_storage_bucket_iam_member.build_reads_source,
+    google_artifact_registry_repository_iam_member.build_pushes_functions,
     google_project_iam_member.gcs_agent_pubsub_publisher,
     google_project_iam_member.events_receiver,
   ]

@@ -26,6 +26,12 @@ resource "google_service_account" "toc" {
   description  = "Runs rebuild_toc: lists results and state, writes the site index."
 }
 
+resource "google_service_account" "build" {
+  account_id   = "${var.name_prefix}-build"
+  display_name = "partybal builds"
+  description  = "Cloud Build identity of the function builds (build_config.service_account) and of `make image` (gcloud builds submit --service-account): reads sources, pushes images, writes build logs."
+}
+
 resource "google_service_account" "events" {
   account_id   = "${var.name_prefix}-events"
   display_name = "partybal event delivery"
@@ -81,12 +87,11 @@ resource "google_storage_bucket_iam_member" "dispatch_marks_markers" {
   }
 }
 
-# Starting an execution that runs as the job's service account requires actAs on that account.
-resource "google_service_account_iam_member" "dispatch_acts_as_job" {
-  service_account_id = google_service_account.job.name
-  role               = "roles/iam.serviceAccountUser"
-  member             = google_service_account.dispatch.member
-}
+# No roles/iam.serviceAccountUser on the job's account: actAs is checked when a job is created or
+# updated with a service identity (terraform, as the deployer), not when an execution is started.
+# Running with overrides needs run.jobs.runWithOverrides on the job and nothing else
+# (https://cloud.google.com/run/docs/execute/jobs, "Required roles"); env overrides cannot change
+# the identity an execution runs as.
 
 # --- renderer job -----------------------------------------------------------------------------
 
@@ -141,6 +146,43 @@ resource "google_storage_bucket_iam_member" "toc_writes_index" {
   }
 }
 
+# --- builds (functions and the renderer image) ------------------------------------------------
+# Projects created since 2024 no longer give Cloud Build's default account these rights, so the
+# builds run as partybal-build with only what a build does: read its source, push its image, log.
+
+# Build logs go to Cloud Logging (cloudbuild.yaml: CLOUD_LOGGING_ONLY); log writing has no
+# resource narrower than the project.
+resource "google_project_iam_member" "build_writes_logs" {
+  project = var.project
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.build.member
+}
+
+# Reads the function source zips and the repository tarballs `make image` stages under cloudbuild/.
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
+# Pushes the function images (build_config.docker_repository) and their build cache.
+resource "google_artifact_registry_repository_iam_member" "build_pushes_functions" {
+  project    = var.project
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}
+
+# Pushes the renderer image (`make image` through Cloud Build).
+resource "google_artifact_registry_repository_iam_member" "build_pushes_renderer" {
+  project    = var.project
+  location   = google_artifact_registry_repository.renderer.location
+  repository = google_artifact_registry_repository.renderer.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}
+
 # --- event delivery ---------------------------------------------------------------------------
 
 # Eventarc triggers must run as an account holding eventReceiver; it has no resource-level binding.
@@ -182,6 +224,19 @@ resource "google_project_iam_member" "gcs_agent_pubsub_publisher" {
   project = var.project
   role    = "roles/pubsub.publisher"
   member  = local.gcs_service_agent
+}
+
+# The Pub/Sub service agent is created lazily by Google (often only when a push subscription or
+# dead-letter policy first needs it), so a first apply could grant roles to an account that does
+# not exist yet. This creates it (and returns its email) before the grants below; google 6.x has
+# the resource only in google-beta (versions.tf).
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+
+  project = var.project
+  service = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.this]
 }
 
 # The push subscription mints OIDC tokens for the events account to authenticate to dispatch_render.

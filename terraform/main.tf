@@ -15,15 +15,19 @@
 #
 # apis.tf enables services, buckets.tf holds the buckets, iam.tf every service account and grant.
 
-data "google_project" "this" {
-  project_id = var.project
+# Jetstream's existing bucket, read for its real location: the finalize trigger must live where the
+# bucket is ("us" for a US multi-region bucket, "us-central1" for a regional one).
+data "google_storage_bucket" "results" {
+  count = var.create_results_bucket ? 0 : 1
+
+  name = var.results_bucket
 }
 
 locals {
   labels = merge({ app = "partybal" }, var.labels)
 
   bucket_location         = upper(var.bucket_location != "" ? var.bucket_location : var.region)
-  results_bucket_location = lower(var.results_bucket_location != "" ? var.results_bucket_location : (var.create_results_bucket ? local.bucket_location : var.region))
+  results_bucket_location = lower(var.create_results_bucket ? google_storage_bucket.results[0].location : data.google_storage_bucket.results[0].location)
 
   site_bucket   = var.site_bucket != "" ? var.site_bucket : "${var.project}-partybal-site"
   state_bucket  = var.state_bucket != "" ? var.state_bucket : "${var.project}-partybal-state"
@@ -38,7 +42,8 @@ locals {
   render_topic = google_pubsub_topic.render_requests.id # projects/P/topics/T
   run_job      = google_cloud_run_v2_job.renderer.id    # projects/P/locations/L/jobs/J
 
-  # Google-managed service agents (created when their API is enabled).
+  # Google-managed service agents. Neither is guaranteed to exist right after its API is enabled:
+  # the data source and the service identity (iam.tf) create them before anything is granted to them.
   gcs_service_agent    = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_service_agent = "serviceAccount:${google_project_service_identity.pubsub.email}"
 }

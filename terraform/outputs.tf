@@ -8,6 +8,16 @@ output "state_bucket" {
   value       = google_storage_bucket.state.name
 }
 
+output "source_bucket" {
+  description = "Bucket holding the function source zips and the sources `make image` stages for Cloud Build (cloudbuild/)."
+  value       = google_storage_bucket.source.name
+}
+
+output "build_service_account" {
+  description = "Service account the builds run as (projects/P/serviceAccounts/EMAIL): `gcloud builds submit --service-account`."
+  value       = google_service_account.build.id
+}
+
 output "results_bucket" {
   description = "Bucket whose results objects trigger renders."
   value       = local.results_bucket
@@ -26,6 +36,11 @@ output "dead_letter_subscription" {
 output "job_name" {
   description = "Cloud Run job that renders one experiment per execution."
   value       = google_cloud_run_v2_job.renderer.name
+}
+
+output "run_job" {
+  description = "Full name of the renderer job (projects/P/locations/L/jobs/J): RUN_JOB for `make backfill`."
+  value       = google_cloud_run_v2_job.renderer.id
 }
 
 output "site_url" {

@@ -28,11 +28,43 @@ resource "google_artifact_registry_repository" "renderer" {
   depends_on = [google_project_service.this]
 }
 
+# The images Cloud Build makes of the functions (build_config.docker_repository), instead of the
+# gcf-artifacts repository Cloud Functions would create on first deploy: ours exists before the
+# first build, so the build service account's write access can be granted on it alone (iam.tf).
+# Tags are rewritten by every function build, so they are mutable here.
+resource "google_artifact_registry_repository" "functions" {
+  # checkov:skip=CKV_GCP_84: the images hold only public code and PyPI packages; Google-managed encryption is enough.
+  repository_id = "${var.artifact_repository}-functions"
+  location      = var.region
+  format        = "DOCKER"
+  description   = "partybal Cloud Functions build images (one per function, rebuilt by every deploy)."
+
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 5
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "2592000s" # 30 days, unless among the 5 most recent
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
 # One execution renders one experiment. dispatch_render starts it with per-execution env overrides
 # PARTYBAL_SLUG (the file-slug) and PARTYBAL_PREFIX ("" or "preview/"); they are deliberately not
 # set here, so an execution without overrides fails fast instead of rendering a default.
 # `partybal backfill` starts one execution with task_count=N and the override PARTYBAL_SLUGS_URI
 # (a slug list in the state bucket) instead: its tasks split the list by CLOUD_RUN_TASK_INDEX.
+# parallelism cannot be overridden per execution, so it defaults to 0 (no limit): the N tasks of a
+# backfill run at once.
 resource "google_cloud_run_v2_job" "renderer" {
   name                = local.job_name
   location            = var.region
@@ -83,6 +115,26 @@ resource "google_cloud_run_v2_job" "renderer" {
           # Figures of a replaced page stay this long after it was replaced (open tabs, cached copies).
           name  = "ASSET_GRACE_SECONDS"
           value = tostring(var.asset_grace_seconds)
+        }
+        env {
+          # The m of "killed (attempt n of m)" in status records (job.py): retries the job allows.
+          name  = "JOB_MAX_RETRIES"
+          value = tostring(var.job_max_retries)
+        }
+        env {
+          # Input bounds (storage.py), checked from the listing before any download; a breach is a
+          # failed status naming the file and the limit, never an out-of-memory kill.
+          name  = "PARTYBAL_MAX_FILE_BYTES"
+          value = tostring(var.max_input_file_bytes)
+        }
+        env {
+          name  = "PARTYBAL_MAX_EXPERIMENT_BYTES"
+          value = tostring(var.max_experiment_input_bytes)
+        }
+        env {
+          # A page that would draw more figures fails before R starts (render.py).
+          name  = "PARTYBAL_MAX_FIGURES"
+          value = tostring(var.max_figures_per_page)
         }
         env {
           # render.py's R timeout follows the task timeout (a minute less, to leave time to write status).

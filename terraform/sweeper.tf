@@ -36,9 +36,10 @@ resource "google_cloudfunctions2_function" "sweep_pending" {
   description = "Scheduled: re-publish render requests of stale pending markers and of results newer than their status."
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "sweep_pending"
-    service_account = var.function_build_service_account
+    runtime           = "python311"
+    entry_point       = "sweep_pending"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -74,6 +75,10 @@ resource "google_cloudfunctions2_function" "sweep_pending" {
 
   depends_on = [
     google_project_service.this,
+    # The build service account's rights must exist before the first build.
+    google_project_iam_member.build_writes_logs,
+    google_storage_bucket_iam_member.build_reads_source,
+    google_artifact_registry_repository_iam_member.build_pushes_functions,
     google_project_iam_member.events_receiver,
   ]
 }

@@ -41,12 +41,6 @@ variable "create_results_bucket" {
   description = "Create the results bucket (for a sandbox or a staging copy). By default it is referenced as an existing bucket that partybal only reads."
 }
 
-variable "results_bucket_location" {
-  type        = string
-  default     = ""
-  description = "Location of the results bucket, e.g. \"US\" or \"us-central1\". The finalize trigger must live in the bucket's location. Empty means var.region."
-}
-
 variable "site_bucket" {
   type        = string
   default     = ""
@@ -129,11 +123,13 @@ variable "job_memory" {
 variable "job_timeout_seconds" {
   type        = number
   default     = 1800
-  description = "Timeout of one renderer task attempt, in seconds."
+  description = "Timeout of one renderer task attempt, in seconds. R gets this minus 60 s (PARTYBAL_R_TIMEOUT; the last minute writes the status record)."
 
+  # At the minimum R still gets 240 s: a page costs ~1.8 s of R start-up plus ~0.3 s per figure per
+  # core (docs/performance.md), so even a few hundred figures on one core fit.
   validation {
-    condition     = var.job_timeout_seconds >= 60 && var.job_timeout_seconds <= 86400
-    error_message = "job_timeout_seconds must be between 60 and 86400."
+    condition     = var.job_timeout_seconds >= 300 && var.job_timeout_seconds <= 86400 && floor(var.job_timeout_seconds) == var.job_timeout_seconds
+    error_message = "job_timeout_seconds must be a whole number of seconds between 300 (R gets the timeout minus 60 s) and 86400."
   }
 }
 
@@ -145,6 +141,39 @@ variable "asset_grace_seconds" {
   validation {
     condition     = var.asset_grace_seconds >= 60 && var.asset_grace_seconds <= 2592000
     error_message = "asset_grace_seconds must be between 60 (the pages' max-age) and 2592000 (30 days)."
+  }
+}
+
+variable "max_input_file_bytes" {
+  type        = number
+  default     = 805306368 # 768 MiB: twice the real-size daily file (≈ 270 MB) fits with room; within the 4Gi job_memory bound (docs/performance.md, "Memory bound")
+  description = "Largest results file (bytes) a render reads (PARTYBAL_MAX_FILE_BYTES); a larger one ends the render as failed, naming the file and the limit. Keep it well under job_memory (docs/performance.md)."
+
+  validation {
+    condition     = var.max_input_file_bytes >= 1048576 && floor(var.max_input_file_bytes) == var.max_input_file_bytes
+    error_message = "max_input_file_bytes must be a whole number of bytes, at least 1048576 (1 MiB)."
+  }
+}
+
+variable "max_experiment_input_bytes" {
+  type        = number
+  default     = 1610612736 # 1.5 GiB; with PARTYBAL_MAX_ROWS (5,000,000) the render stays within 4Gi (docs/performance.md, "Memory bound")
+  description = "Largest total size (bytes) of one experiment's results files a render reads (PARTYBAL_MAX_EXPERIMENT_BYTES)."
+
+  validation {
+    condition     = var.max_experiment_input_bytes >= 1048576 && floor(var.max_experiment_input_bytes) == var.max_experiment_input_bytes
+    error_message = "max_experiment_input_bytes must be a whole number of bytes, at least 1048576 (1 MiB)."
+  }
+}
+
+variable "max_figures_per_page" {
+  type        = number
+  default     = 1500
+  description = "The most figures one page may draw (PARTYBAL_MAX_FIGURES); a page over it fails before R starts."
+
+  validation {
+    condition     = var.max_figures_per_page >= 1 && floor(var.max_figures_per_page) == var.max_figures_per_page
+    error_message = "max_figures_per_page must be a whole number, at least 1."
   }
 }
 
@@ -161,12 +190,12 @@ variable "job_max_retries" {
 
 variable "job_parallelism" {
   type        = number
-  default     = 1
-  description = "Tasks of one execution run at once (template.parallelism). One execution renders one experiment in one task, so 1; different experiments render concurrently as separate executions."
+  default     = 0
+  description = "Tasks of one execution that run at once (template.parallelism); 0 = no limit. A render execution has one task; a backfill execution has --parallel tasks, which all run at once with 0. An execution cannot override it (RunJobRequest overrides have task_count, not parallelism), so a limit here caps every backfill."
 
   validation {
-    condition     = var.job_parallelism >= 0 && var.job_parallelism <= 1
-    error_message = "job_parallelism must be 0 or 1: each execution has exactly one task."
+    condition     = var.job_parallelism >= 0 && floor(var.job_parallelism) == var.job_parallelism
+    error_message = "job_parallelism must be 0 (no limit) or a positive whole number."
   }
 }
 
@@ -217,6 +246,28 @@ variable "sweep_interval_minutes" {
   }
 }
 
+variable "experimenter_url" {
+  type        = string
+  default     = "https://experimenter.services.mozilla.com"
+  description = "Experimenter whose /api/v6/experiments/ snapshot_experimenter copies into the state bucket (names, dates, branch ratios on pages), or \"off\"."
+
+  validation {
+    condition     = var.experimenter_url == "off" || can(regex("^https?://[^/]+", var.experimenter_url))
+    error_message = "experimenter_url must be an http(s) URL or \"off\"."
+  }
+}
+
+variable "experimenter_snapshot_minutes" {
+  type        = number
+  default     = 30
+  description = "Minutes between two snapshots of Experimenter's experiment list (written only when it changed)."
+
+  validation {
+    condition     = var.experimenter_snapshot_minutes >= 1 && var.experimenter_snapshot_minutes <= 30 && 60 % var.experimenter_snapshot_minutes == 0
+    error_message = "experimenter_snapshot_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20 or 30): it is a */N cron."
+  }
+}
+
 variable "topic_name" {
   type        = string
   default     = "render-requests"
@@ -227,10 +278,4 @@ variable "function_max_instances" {
   type        = number
   default     = 10
   description = "Maximum instances of the finalize and dispatch functions (the TOC functions are always capped at 1)."
-}
-
-variable "function_build_service_account" {
-  type        = string
-  default     = null
-  description = "Full resource name (projects/P/serviceAccounts/EMAIL) of the service account Cloud Build uses to build the functions. null keeps the project default."
 }

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import SAMPLE
+
+# Nothing in the tests may reach the real Experimenter: unless a test points at the local stand-in,
+# renders (in this process and the CLI subprocesses it starts) run with Experimenter off.
+os.environ["EXPERIMENTER_URL"] = "off"
 
 
 @pytest.fixture(scope="session")

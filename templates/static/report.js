@@ -46,8 +46,45 @@
       });
       show(view, viewOk && anyMetric);
     });
+    filterMap(b, s, st, q);
     buildToc();
   }
+
+  // The completeness map follows the same filters: basis and segment pick its columns, the
+  // metric text and the statistic its rows.
+  function filterMap(b, s, st, q) {
+    var map = document.getElementById("completeness-map");
+    if (!map) return;
+    map.querySelectorAll("[data-basis]").forEach(function (el) {
+      show(el, (!b || el.dataset.basis === b) && (!s || el.dataset.segment === s));
+    });
+    map.querySelectorAll("tr.map-row").forEach(function (row) {
+      var stats = " " + row.dataset.statistics + " ";
+      show(row, (!q || row.dataset.search.indexOf(q) !== -1) && (!st || stats.indexOf(" " + st + " ") !== -1));
+    });
+  }
+
+  // A link from the map to results on another tab, or hidden by the filters: show them first.
+  function reveal(target) {
+    var owner = target.closest(".tab-panel");
+    var view = target.closest(".view");
+    if (view) {
+      if (basis.value && basis.value !== view.dataset.basis) basis.value = view.dataset.basis;
+      if (segment.value && segment.value !== view.dataset.segment) segment.value = view.dataset.segment;
+    }
+    if (target.classList.contains("hidden")) { statistic.value = ""; metric.value = ""; }
+    if (owner) selectTab(owner.dataset.period, false); else apply();
+    target.scrollIntoView();
+  }
+  document.querySelectorAll("#completeness-map a[href^='#']").forEach(function (a) {
+    a.addEventListener("click", function (ev) {
+      var target = document.getElementById(a.getAttribute("href").slice(1));
+      if (!target) return;
+      ev.preventDefault();
+      reveal(target);
+      if (history.replaceState) history.replaceState(null, "", a.getAttribute("href"));
+    });
+  });
 
   function buildToc() {
     while (toc.firstChild) toc.removeChild(toc.firstChild);
@@ -56,7 +93,7 @@
     panel.querySelectorAll(".view:not(.hidden)").forEach(function (view) {
       var head = document.createElement("li");
       head.className = "view-entry";
-      head.textContent = view.dataset.basis + " · " + view.dataset.segment;
+      head.textContent = view.dataset.basis + " · " + (view.dataset.segmentLabel || view.dataset.segment);
       toc.appendChild(head);
       view.querySelectorAll("article.metric:not(.hidden)").forEach(function (m) {
         var li = document.createElement("li");

@@ -7,23 +7,25 @@
   var body = table.tBodies[0];
   var text = document.getElementById("toc-filter");
   var state = document.getElementById("toc-state");
+  var app = document.getElementById("toc-app");
+  var run = document.getElementById("toc-run");
   var shown = document.getElementById("toc-shown");
   var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
   var items = Array.prototype.map.call(body.rows, function (tr) {
-    return { tr: tr, name: (tr.getAttribute("data-name") || "").toLowerCase(), state: tr.getAttribute("data-state"), hidden: tr.hidden };
+    return { tr: tr, name: (tr.getAttribute("data-name") || "").toLowerCase(), state: tr.getAttribute("data-state"), app: tr.getAttribute("data-app"), run: tr.getAttribute("data-run"), hidden: tr.hidden };
   });
 
   function applyFilter() {
     var q = (text.value || "").trim().toLowerCase();
-    var s = state.value;
+    var s = state.value, a = app.value, r = run.value;
     var n = 0;
     for (var i = 0; i < items.length; i += 1) {
       var it = items[i];
-      var ok = (!q || it.name.indexOf(q) !== -1) && (!s || it.state === s);
+      var ok = (!q || it.name.indexOf(q) !== -1) && (!s || it.state === s) && (!a || it.app === a) && (!r || it.run === r);
       if (it.hidden === ok) { it.hidden = !ok; it.tr.hidden = !ok; }
       if (ok) { n += 1; }
     }
-    shown.textContent = (q || s) ? n + " of " + items.length + " shown" : "";
+    shown.textContent = (q || s || a || r) ? n + " of " + items.length + " shown" : "";
   }
 
   function sortBy(th) {
@@ -46,5 +48,7 @@
   });
   text.addEventListener("input", applyFilter);
   state.addEventListener("change", applyFilter);
+  app.addEventListener("change", applyFilter);
+  run.addEventListener("change", applyFilter);
   applyFilter();
 })();

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 
 import pytest
+
+from tests.helpers import unavailable
 
 from .conftest import ROOT, cloud_event_handlers, contract_table, env_reads, key, one, unquote
 
@@ -18,6 +23,7 @@ COMPONENT_MODULES = {
     "job": ["partybal/job.py"],
     "TOC fn": ["partybal/toc.py"],
     "sweep fn": ["partybal/sweeper.py", "partybal/coalesce.py"],  # its settings are coalesce's
+    "experimenter fn": ["partybal/experimenter.py"],
 }
 # Read by the code but legitimately unset in the cloud (local emulators, optional tuning).
 LOCAL_ONLY = {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "RUN_API_ENDPOINT", "PARTYBAL_FAULT"}  # FAULT: tests only
@@ -25,7 +31,7 @@ LOCAL_ONLY = {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "RUN_API_ENDPOINT
 OVERRIDES = {"PARTYBAL_SLUG", "PARTYBAL_PREFIX"}
 # Set per execution by `partybal backfill` (partybal/backfill.py), never on the job itself.
 BACKFILL_OVERRIDES = {"PARTYBAL_SLUGS_URI"}
-CLOUD_EVENT_ENTRY_POINTS = {"on_results_finalized", "dispatch_render", "rebuild_toc", "sweep_pending"}
+CLOUD_EVENT_ENTRY_POINTS = {"on_results_finalized", "dispatch_render", "rebuild_toc", "sweep_pending", "snapshot_experimenter"}
 
 
 def _functions(tf):
@@ -54,6 +60,7 @@ def component_env(tf) -> dict[str, set[str]]:
         "dispatch fn": _env_of(tf, fns["dispatch_render"]),
         "TOC fn": _env_of(tf, fns["rebuild_toc"]),
         "sweep fn": _env_of(tf, fns["sweep_pending"]),
+        "experimenter fn": _env_of(tf, fns["snapshot_experimenter"]),
         "job": _job_env(tf),
     }
 
@@ -146,14 +153,24 @@ def test_component_gets_every_contract_variable_its_code_reads(tf, component):
     assert not missing, f"{component} reads {missing} but terraform does not set it"
 
 
+def _has_documented_default(var: str) -> bool:
+    """The variable's row in docs/architecture.md gives a default ("(default 1500)"): an optional
+    tuning knob the deployment may leave unset."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("|") and f"`{var}`" in line.split("|")[1]]
+    return any(re.search(r"\(default \d", row) for row in rows)
+
+
 def test_docs_table_is_honoured(tf):
     table = contract_table()
     envs = component_env(tf)
     for var, used_by in table.items():
         if var in LOCAL_ONLY or "locally" in used_by:
             continue
+        if _has_documented_default(var):  # optional: the code's default applies when terraform leaves it unset
+            continue
         users = list(envs) if used_by.strip() == "all" else [u.strip() for u in used_by.split(",")]
-        for user in users:
+        for user in (u for u in users if u != "CLI"):  # the CLI runs on an operator's machine, not deployed
             have = envs[user] | (OVERRIDES | BACKFILL_OVERRIDES if user == "job" else set())
             assert var in have, f"docs/architecture.md says {user} uses {var}; terraform does not set it"
 
@@ -213,31 +230,31 @@ def test_every_grant_is_commented(tf):
                 assert i > 0 and lines[i - 1].lstrip().startswith("#"), f"{fname}:{i + 1}: say why this grant exists"
 
 
-def test_no_project_level_grants_to_partybal_accounts_except_event_receiver(tf):
+def test_no_project_level_grants_to_partybal_accounts_except_event_receiver_and_build_logs(tf):
     for name, body in tf.resources("google_project_iam_member").items():
         role = unquote(body["role"])
-        assert role in {"roles/eventarc.eventReceiver", "roles/pubsub.publisher"}, f"{name}: {role} at project level"
+        assert role in {"roles/eventarc.eventReceiver", "roles/pubsub.publisher", "roles/logging.logWriter"}, f"{name}: {role} at project level"
         if role == "roles/pubsub.publisher":
             assert "gcs_service_agent" in body["member"], "only the GCS service agent publishes project-wide"
+        if role == "roles/logging.logWriter":
+            assert "google_service_account.build." in body["member"], "only the build account writes logs project-wide"
 
 
 def _grants(tf, rtype):
     return [(n, b) for n, b in tf.resources(rtype).items()]
 
 
-def test_dispatcher_may_run_the_job_with_overrides_and_act_as_its_account(tf):
+def test_dispatcher_may_run_the_job_with_overrides_without_acting_as_its_account(tf):
     job_grants = _grants(tf, "google_cloud_run_v2_job_iam_member")
     assert any(
         unquote(b["role"]) == "roles/run.jobsExecutorWithOverrides" and "service_account.dispatch" in b["member"]
         for _, b in job_grants
     )
+    # Executing a job (with overrides) needs run.jobs.run[WithOverrides] on the job only; actAs is
+    # checked when the job is deployed, by the deployer (iam.tf says why).
     sa_grants = _grants(tf, "google_service_account_iam_member")
-    assert any(
-        unquote(b["role"]) == "roles/iam.serviceAccountUser"
-        and "service_account.job" in b["service_account_id"]
-        and "service_account.dispatch" in b["member"]
-        for _, b in sa_grants
-    )
+    acts_as = [n for n, b in sa_grants if "service_account.dispatch" in b["member"]]
+    assert not acts_as, f"the dispatcher needs no rights on service accounts: {acts_as}"
 
 
 def test_components_have_their_own_accounts(tf):
@@ -311,11 +328,13 @@ def test_outputs(tf):
 
 
 def test_provider_pins(tf):
+    """Patch releases only (test_provider_schema.py checks they are the schema's releases)."""
     terraform = one(tf.blocks("terraform"))
     assert ">= 1.5" in unquote(terraform["required_version"])
     providers = one(terraform["required_providers"])
-    assert re.fullmatch(r"~> \d+\.\d+", unquote(providers["google"]["version"]))
-    assert "archive" in providers
+    for name in ("google", "google-beta", "archive"):
+        assert re.fullmatch(r"~> \d+\.\d+\.\d+", unquote(providers[name]["version"])), name
+    assert unquote(providers["google"]["version"]) == unquote(providers["google-beta"]["version"])
 
 
 def test_sweeper_is_scheduled_on_its_own_topic(tf):
@@ -360,3 +379,175 @@ def test_marker_writers_may_write_pending_markers_only(tf, account):
     ]
     assert writes, f"{account} writes no markers"
     assert all(_condition(tf, b) == MARKERS_ONLY for b in writes), f"{account} may write more than pending markers"
+
+
+# --- deploy fixes (issue 11) ------------------------------------------------------------------
+
+
+def _variable_block(name: str) -> str:
+    """The text of `variable "<name>" { ... }` in variables.tf (validation blocks included)."""
+    text = (ROOT / "terraform" / "variables.tf").read_text()
+    m = re.search(rf'^variable "{name}" \{{\n.*?^\}}\n', text, re.M | re.S)
+    assert m, f'variable "{name}" is missing from variables.tf'
+    return m.group(0)
+
+
+def _terraform_accepts(tmp_path, name: str, value: str) -> tuple[bool, str]:
+    """Does terraform itself accept `-var name=value` (the variable's type and validation rules)?
+    The variable block alone is a module without providers, so init needs no download."""
+    terraform = shutil.which("terraform")
+    if not terraform:
+        unavailable("terraform is missing: install the terraform CLI")
+    mod = tmp_path / f"{name}={value}"
+    mod.mkdir()
+    (mod / "main.tf").write_text(_variable_block(name))
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    run = dict(cwd=mod, capture_output=True, text=True, timeout=120, env=env)
+    init = subprocess.run([terraform, "init", "-input=false", "-backend=false", "-no-color"], **run)
+    assert init.returncode == 0, init.stderr
+    plan = subprocess.run([terraform, "plan", "-input=false", "-no-color", f"-var={name}={value}"], **run)
+    return plan.returncode == 0, plan.stderr
+
+
+def test_job_parallelism_defaults_to_no_limit(tf, tmp_path):
+    """A backfill's N tasks run at once: parallelism 0 (no limit) by default, and allowed."""
+    var = tf.variables()["job_parallelism"]
+    assert var["default"] == 0
+    job = tf.resources("google_cloud_run_v2_job")["renderer"]
+    assert one(job["template"])["parallelism"] == "${var.job_parallelism}"
+    for value, ok in (("0", True), ("20", True), ("-1", False), ("1.5", False)):
+        accepted, err = _terraform_accepts(tmp_path, "job_parallelism", value)
+        assert accepted is ok, f"job_parallelism={value}: accepted={accepted}\n{err}"
+
+
+def test_run_job_overrides_cannot_change_parallelism():
+    """What the request builders may override: the container env, and (backfill) the task count.
+    Cloud Run's RunJobRequest.Overrides has no parallelism, so the job's own value applies to every
+    execution; if an API release added one, this says to decide how the builders use it."""
+    from google.cloud import run_v2
+
+    from partybal import backfill, dispatch
+
+    assert set(run_v2.RunJobRequest.Overrides.meta.fields) == {"container_overrides", "task_count", "timeout"}
+    job = "projects/p/locations/l/jobs/j"
+    render = dispatch.run_job_request(job, dispatch.RenderRequest(slug="my-exp", file_slug="my_exp", prefix="", attributes={}))
+    assert render.overrides.task_count == 0, "a render is one task (the job's task_count)"
+    many = backfill.backfill_job_request(job, "gs://state/backfill/x.json", 7)
+    assert many.overrides.task_count == 7
+    for req in (render, many):
+        assert not req.overrides.timeout, "the task timeout is the job's (terraform job_timeout_seconds)"
+        (container,) = req.overrides.container_overrides
+        assert not container.args and not container.clear_args and container.env, "env overrides only"
+
+
+def test_job_timeout_leaves_r_time(tf, tmp_path):
+    """PARTYBAL_R_TIMEOUT is the task timeout minus 60 s: the minimum must leave R minutes, not 0 s."""
+    job = tf.resources("google_cloud_run_v2_job")["renderer"]
+    container = one(one(one(job["template"])["template"])["containers"])
+    r_timeout = next(e["value"] for e in container["env"] if unquote(e["name"]) == "PARTYBAL_R_TIMEOUT")
+    m = re.fullmatch(r"\$\{tostring\(var\.job_timeout_seconds - (\d+)\)\}", r_timeout)
+    assert m, r_timeout
+    reserve = int(m.group(1))
+    results = {}
+    for value in ("60", "299", "300", "1800", "86401"):
+        results[value] = _terraform_accepts(tmp_path, "job_timeout_seconds", value)[0]
+    minimum = min(int(v) for v, ok in results.items() if ok)
+    assert results == {"60": False, "299": False, "300": True, "1800": True, "86401": False}, results
+    assert minimum - reserve >= 240, "R gets at least 4 minutes"
+
+
+@pytest.mark.parametrize("bucket", ["state", "source"])
+def test_soft_delete_is_off(tf, bucket):
+    body = tf.resources("google_storage_bucket")[bucket]
+    assert one(body["soft_delete_policy"])["retention_duration_seconds"] == 0
+
+
+def test_builds_run_as_the_build_account_with_only_build_rights(tf):
+    for name, f in _functions(tf).items():
+        build = one(f["build_config"])
+        assert build["service_account"] == "${google_service_account.build.id}", name
+        assert build["docker_repository"] == "${google_artifact_registry_repository.functions.id}", name
+        assert "${google_storage_bucket_iam_member.build_reads_source}" in f["depends_on"], f"{name} may build before its account can read"
+    grants = set()
+    for rtype, name, body in tf.all_resources():
+        if rtype.endswith("_iam_member") and "google_service_account.build." in str(body.get("member")):
+            target = body.get("bucket") or body.get("repository") or body.get("project")
+            grants.add((unquote(body["role"]), target))
+    assert grants == {
+        ("roles/logging.logWriter", "${var.project}"),
+        ("roles/storage.objectViewer", "${google_storage_bucket.source.name}"),
+        ("roles/artifactregistry.writer", "${google_artifact_registry_repository.functions.name}"),
+        ("roles/artifactregistry.writer", "${google_artifact_registry_repository.renderer.name}"),
+    }, grants
+
+
+def test_image_builds_run_as_the_build_account_with_a_timeout():
+    build = (ROOT / "renderer_image" / "cloudbuild.yaml").read_text()  # no YAML parser in the venv
+    m = re.search(r"^timeout:\s*[\"']?(\d+)s[\"']?\s*$", build, re.M)
+    assert m and 600 < int(m.group(1)) <= 3600, "cloudbuild.yaml: a top-level timeout above the 10 min default, at most 1 h"
+    assert re.search(r"^options:\n(?:  .*\n)*?  logging: CLOUD_LOGGING_ONLY$", build, re.M), "required with a user-specified account"
+    makefile = (ROOT / "Makefile").read_text()
+    image = makefile[makefile.index("\nimage:"):makefile.index("\ndeploy:")]
+    submit = image[image.index("gcloud builds submit"):]
+    assert '--service-account "$$sa"' in submit and "output -raw build_service_account" in image
+    assert "--gcs-source-staging-dir" in submit and "/cloudbuild/" in submit  # read by the build account, expired by lifecycle
+
+
+def test_pubsub_agent_exists_before_it_is_granted(tf):
+    identity = tf.resources("google_project_service_identity")["pubsub"]
+    assert unquote(identity["service"]) == "pubsub.googleapis.com"
+    assert identity["provider"].removeprefix("${").removesuffix("}") == "google-beta"
+    assert unquote(tf.locals()["pubsub_service_agent"]) == "serviceAccount:${google_project_service_identity.pubsub.email}"
+    granted = [n for t, n, b in tf.all_resources() if t.endswith("_iam_member") and "pubsub_service_agent" in str(b.get("member"))]
+    assert len(granted) == 3, granted
+    assert "gcp-sa-pubsub" not in "".join(tf.text.values()), "the agent's email comes from the service identity"
+
+
+def test_results_trigger_region_follows_the_bucket(tf):
+    assert "results_bucket_location" not in tf.variables()
+    data = {k: v for b in tf.blocks("data") for t, named in b.items() if unquote(t) == "google_storage_bucket" for k, v in named.items()}
+    results = data['"results"']
+    assert results["name"] == "${var.results_bucket}"
+    assert results["count"] == "${var.create_results_bucket ? 0 : 1}"
+    loc = tf.locals()["results_bucket_location"]
+    assert "data.google_storage_bucket.results[0].location" in loc and "google_storage_bucket.results[0].location" in loc
+    fin = one(_functions(tf)["on_results_finalized"]["event_trigger"])
+    assert fin["trigger_region"] == "${local.results_bucket_location}"
+
+
+# --- variables from a file --------------------------------------------------------------------
+
+EXAMPLE_TFVARS = ROOT / "terraform" / "example.tfvars"
+MAKE_SETS = {"project", "region", "renderer_image", "results_bucket"}
+
+
+def test_example_tfvars_sets_declared_variables(tf):
+    import hcl2
+
+    values = hcl2.loads(EXAMPLE_TFVARS.read_text())
+    values = {k: v for k, v in values.items() if not k.startswith("__")}
+    variables = tf.variables()
+    assert values, "terraform/example.tfvars sets nothing"
+    unknown = set(values) - set(variables)
+    assert not unknown, f"example.tfvars sets undeclared variables: {unknown}"
+    assert not (set(values) & MAKE_SETS), "make deploy passes these itself (-var after -var-file wins)"
+    assert isinstance(values["site_viewers"], list) and values["site_viewers"], "the list example is the point"
+
+
+def test_make_deploy_passes_the_var_file(tmp_path):
+    make = shutil.which("make")
+    assert make
+    proc = subprocess.run(
+        [make, "-n", "--no-print-directory", "-C", str(ROOT), "deploy", "PROJECT=p", "RESULTS_BUCKET=b",
+         "TF_VAR_FILE=terraform/example.tfvars", "IMAGE=img", "MAKE=true"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    applies = [line for line in proc.stdout.splitlines() if " apply " in line]
+    assert len(applies) == 2, proc.stdout
+    for line in applies:
+        assert f"-var-file={EXAMPLE_TFVARS}" in line, line
+        # -var-file first: the -var make sets override a file that also sets them
+        assert line.index("-var-file=") < line.index("-var project=p"), line
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    assert "TF_VAR_FILE=" in docs and "TF_EXTRA_VARS" not in docs

@@ -65,6 +65,20 @@ def test_other_experiments_and_previews_are_separate(gcs, buckets, settings, pub
     assert gcs.bucket(buckets.state).get_blob("preview/pending/one") is not None
 
 
+def test_ambiguous_statistics_name_goes_to_the_experiment_whose_files_exist(gcs, buckets, settings, publisher):
+    """``statistics_study_preenrollment_weekly`` reads as ``study``'s pre-enrollment weekly file or
+    ``study-preenrollment``'s weekly file: the listing decides, never the first reading."""
+    results = gcs.bucket(buckets.results)
+    ambiguous = "statistics/statistics_study_preenrollment_weekly.json"
+    results.blob(ambiguous).upload_from_string("[]")
+    # neither experiment has other files: nobody's
+    assert coalesce.handle_results_event(*finalize(ambiguous, buckets.results, "a1"), settings=settings, client=gcs, publisher=publisher) == coalesce.IGNORED
+    results.blob("metadata/metadata_study_preenrollment.json").upload_from_string("{}")
+    assert coalesce.handle_results_event(*finalize(ambiguous, buckets.results, "a2"), settings=settings, client=gcs, publisher=publisher) == coalesce.PUBLISHED
+    assert [data for _, data, _ in publisher.messages] == [b"study_preenrollment"]
+    assert gcs.bucket(buckets.state).get_blob(layout.pending_name("study")) is None
+
+
 def test_ignored_events_touch_nothing(gcs, buckets, settings, publisher):
     for name in ("statistics/statistics_a_overall-abcdefgh.json", "notes.txt", "../statistics/statistics_a_overall.json"):
         assert coalesce.handle_results_event(*finalize(name, buckets.results, "i"), settings=settings, client=gcs, publisher=publisher) == coalesce.IGNORED

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from partybal import job, layout, render
+from partybal import job, layout, render, status
 from partybal.results import load_experiment
 from partybal.storage import GcsResults
 from tests.pipeline.pipeline_support import upload_sample
@@ -107,7 +107,7 @@ def fake_build(monkeypatch):
     """render.build without R: a page pointing at two figures, like the real one."""
     calls = []
 
-    def build(results, workdir, *, render_id=None, cores=None, banner=None, index_href="index.html"):
+    def build(results, workdir, *, render_id=None, cores=None, banner=None, index_href="index.html", catalog=None):
         rid = render_id or render.new_render_id()
         fig_dir = layout.assets_dir(results.file_slug, rid)
         (workdir / fig_dir).mkdir(parents=True)
@@ -300,7 +300,9 @@ def test_running_record_covers_the_render_from_before_the_marker_is_deleted(gcs,
 
     monkeypatch.setattr(job, "delete_marker", delete_marker)
     job.main(env)  # fails (no results): the record goes all the same
-    assert seen["at_delete"] == {"execution": "projects/p/locations/l/jobs/j/executions/j-0001"}
+    meta = seen["at_delete"]
+    assert meta["execution"] == "projects/p/locations/l/jobs/j/executions/j-0001" and meta["attempt"] == "0"
+    assert re.fullmatch(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{6}", meta["run_id"]) and meta["max_attempts"] == ""  # JOB_MAX_RETRIES not set
     assert seen["body"]["execution"].endswith("/executions/j-0001") and seen["body"]["started_at"]
     assert state.get_blob(layout.running_name("no_such_experiment")) is None
     assert state.get_blob(layout.pending_name("no_such_experiment")) is None
@@ -332,3 +334,134 @@ def test_running_record_is_deleted_only_if_still_ours():
     job.clear_running(Bucket(), settings, None)  # never written: nothing to delete
     assert calls == [("preview/running/exp", {"if_generation_match": 7}), ("preview/running/exp", {"if_generation_match": 8})]
     assert job.execution_name({"CLOUD_RUN_EXECUTION": "x"}) == ""  # run by hand: no name to record
+
+
+# --- failure containment (issue 14) -------------------------------------------------------------
+
+
+def job_log(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == "partybal.job"]
+
+
+def test_any_exception_while_rendering_is_a_failed_status_not_a_crash(gcs, buckets, monkeypatch, caplog):
+    upload_sample(gcs, buckets.results, SLUG)
+
+    def overflowing_build(results, workdir, **kw):
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(render, "build", overflowing_build)
+    assert job.main(job_env(buckets)) == 1
+    st = status_of(gcs, buckets, SLUG)
+    assert st["state"] == "failed" and st["reason"] == "render error: OverflowError: date value out of range"
+    assert len(st["input_generations"]) == 2
+    assert not any("crashed" in m for m in job_log(caplog))
+    assert gcs.bucket(buckets.state).get_blob(layout.running_name(SLUG)) is None
+
+
+def test_overflowing_timestamps_render_through_the_job(gcs, buckets, fake_build):
+    corpus = ROOT / "tests" / "corpus"
+    upload_sample(gcs, buckets.results, SLUG)
+    results = gcs.bucket(buckets.results)
+    results.blob(layout.results_name(layout.Kind.METADATA, SLUG)).upload_from_filename(str(corpus / "overflow_time_metadata.json"))
+    results.blob(layout.results_name(layout.Kind.ERRORS, SLUG)).upload_from_filename(str(corpus / "overflow_time_errors.json"))
+    assert job.main(job_env(buckets)) == 0
+    st = status_of(gcs, buckets, SLUG)
+    assert st["state"] == "ok" and st["analysis_start"] == "9999-12-31T23:59:59-01:00"
+
+
+def test_an_infrastructure_error_still_leaves_a_failed_record(gcs, buckets, fake_build, monkeypatch, caplog):
+    from google.api_core import exceptions as gexc
+
+    upload_sample(gcs, buckets.results, SLUG)
+
+    def unavailable(*a, **k):
+        raise gexc.ServiceUnavailable("site bucket is down")
+
+    monkeypatch.setattr(job, "publish_site", unavailable)
+    assert job.main(job_env(buckets)) == 1  # Cloud Run retries the attempt
+    st = status_of(gcs, buckets, SLUG)
+    assert st["state"] == "failed" and st["reason"].startswith("infrastructure error (Cloud Run retries while the job has retries left): ServiceUnavailable")
+    assert "\n" not in st["reason"]
+
+
+def test_the_next_attempt_records_an_attempt_killed_from_outside(gcs, buckets, monkeypatch):
+    """Attempt 0 was SIGKILLed (OOM): its running record stayed. Attempt 1 records
+    ``failed: killed (attempt 1 of 4)`` first, then renders (here: fails on its own input)."""
+    state = gcs.bucket(buckets.state)
+    execution = "projects/p/locations/l/jobs/j/executions/j-0001"
+    killed_run = "20261123T120000000000Z-aaaaaa"
+    rec = state.blob(layout.running_name("no_such_experiment"))
+    rec.metadata = {"execution": execution, "attempt": "0", "run_id": killed_run, "max_attempts": "4"}
+    rec.upload_from_string("{}")
+    written = []
+    real_write = status.write
+
+    def recording_write(bucket, record, prefix, **kw):
+        written.append(dict(record))
+        return real_write(bucket, record, prefix, **kw)
+
+    monkeypatch.setattr(status, "write", recording_write)
+    env = {**job_env(buckets, slug="no_such_experiment"), "RUN_JOB": "projects/p/locations/l/jobs/j", "CLOUD_RUN_EXECUTION": "j-0001",
+           "CLOUD_RUN_TASK_ATTEMPT": "1", "JOB_MAX_RETRIES": "3"}
+    assert job.main(env) == 1
+    assert len(written) == 2 and [w["state"] for w in written] == ["failed", "failed"]
+    assert written[0]["reason"] == "killed (attempt 1 of 4)" and written[0]["run_id"] == killed_run
+    assert "no statistics, metadata or errors files" in written[1]["reason"] and written[1]["run_id"] > killed_run
+    assert "no statistics, metadata or errors files" in status_of(gcs, buckets, "no_such_experiment")["reason"]  # this attempt's own
+    assert state.get_blob(layout.running_name("no_such_experiment")) is None
+    # a record of another execution (maybe running right now) is not ours to judge
+    rec = state.blob(layout.running_name("no_such_experiment"))
+    rec.metadata = {"execution": execution + "x", "attempt": "0", "run_id": killed_run, "max_attempts": "4"}
+    rec.upload_from_string("{}")
+    written.clear()
+    assert job.main(env) == 1
+    assert [w["reason"] for w in written if w["reason"].startswith("killed")] == []
+
+
+def test_a_killed_record_never_replaces_what_that_run_wrote(gcs, buckets):
+    state = gcs.bucket(buckets.state)
+    run_id = "20261123T120000000000Z-aaaaaa"
+    assert status.write(state, {"file_slug": SLUG, "state": "ok", "run_id": run_id, "reason": ""}, "")
+    killed = status.killed_record(None, {"attempt": "0", "max_attempts": "2", "run_id": run_id}, SLUG, SLUG, "", dt.datetime.now(dt.timezone.utc))
+    assert not status.write(state, killed, "", not_over_run=run_id)
+    assert status_of(gcs, buckets, SLUG)["state"] == "ok"
+
+
+def test_job_refuses_to_start_on_malformed_bounds(gcs, buckets, monkeypatch, caplog):
+    monkeypatch.setenv("PARTYBAL_R_TIMEOUT", "ten")
+    assert job.main(job_env(buckets)) == 2
+    assert any("PARTYBAL_R_TIMEOUT must be a whole number" in m for m in job_log(caplog))
+    monkeypatch.delenv("PARTYBAL_R_TIMEOUT")
+    assert job.main({**job_env(buckets), "PARTYBAL_MAX_FILE_BYTES": "2G"}) == 2
+    assert job.main({**job_env(buckets), "JOB_MAX_RETRIES": "-1"}) == 2
+    assert list(gcs.list_blobs(buckets.state)) == []
+
+
+def test_a_file_over_the_size_limit_fails_before_download(gcs, buckets, monkeypatch):
+    names = upload_sample(gcs, buckets.results, SLUG)
+    sizes = {b.name: b.size for b in gcs.list_blobs(buckets.results)}
+    biggest = max(names, key=sizes.get)
+    monkeypatch.setenv("PARTYBAL_MAX_FILE_BYTES", str(sizes[biggest] - 1))
+    monkeypatch.setattr(GcsResults, "read", lambda self, info: pytest.fail("downloaded a file over the limit"))
+    assert job.main(job_env(buckets)) == 1
+    st = status_of(gcs, buckets, SLUG)
+    assert st["reason"] == f"{biggest}: file is {sizes[biggest]} bytes, over the limit of {sizes[biggest] - 1} bytes per file (PARTYBAL_MAX_FILE_BYTES)"
+    assert "PARTYBAL_MAX_FILE_BYTES" in st["reason"] and st["input_generations"]
+
+
+def test_gcs_cleanup_lists_only_render_folders_of_the_experiment(gcs, buckets, fake_build):
+    upload_sample(gcs, buckets.results, SLUG)
+    site = gcs.bucket(buckets.site)
+    foreign = [
+        layout.assets_root(SLUG) + "/README.txt",  # no render-id folder
+        layout.assets_root(SLUG) + "/not-a-render/fig.png",
+        layout.assets_root(SLUG) + "x/20000101T000000Z-000000/fig.png",  # another experiment's prefix
+        "other_files/20000101T000000Z-000000/fig.png",
+    ]
+    for name in foreign:
+        site.blob(name).upload_from_string(b"x")
+    for _ in range(3):
+        assert job.main({**job_env(buckets), "ASSET_GRACE_SECONDS": "0"}) == 0
+    names = set(site_names(gcs, buckets))
+    assert set(foreign) <= names
+    assert folders_of(gcs, buckets) == set(fake_build[-2:])

@@ -180,3 +180,78 @@ def test_execution_lookup_asks_the_cloud_run_api(tmp_path):
     finally:
         stub.shutdown()
     assert sweeper.execution_lookup(f"http://127.0.0.1:{port}")(names[0]) == sweeper.UNKNOWN
+
+
+# --- killed renders and state of another shape (issue 14) ---------------------------------------
+
+KILLED_RUN = "20261123T120000000000Z-aaaaaa"
+
+
+def running_record(gcs, buckets, fslug: str, attempt="3", max_attempts="4", run_id=KILLED_RUN, execution="projects/p/locations/l/jobs/j/executions/e9"):
+    record = gcs.bucket(buckets.state).blob(layout.running_name(fslug))
+    record.metadata = {"execution": execution, "attempt": attempt, "run_id": run_id, "max_attempts": max_attempts}
+    record.upload_from_string("{}")
+
+
+def test_a_render_killed_on_its_last_attempt_is_recorded_not_retried(gcs, buckets, settings, publisher):
+    gens = results(gcs, buckets, "oom")
+    running_record(gcs, buckets, "oom")
+    asked = []
+    report = sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: asked.append(name) or sweeper.ENDED)
+    assert report.killed == ["oom"] and report.reconciled == [] and publisher.messages == []
+    record = json.loads(gcs.bucket(buckets.state).blob(layout.status_name("oom")).download_as_bytes())
+    assert record["state"] == "failed" and record["reason"] == "killed (attempt 4 of 4)" and record["input_generations"] == gens
+    assert gcs.bucket(buckets.state).get_blob(layout.running_name("oom")) is None
+    from partybal import toc
+
+    t = toc.Settings(buckets.results, buckets.site, buckets.state)
+    (row,) = toc.build_index(gcs, t, "").rows
+    assert (row.state, row.reason) == ("failed", "killed (attempt 4 of 4)")
+    # later sweeps: nothing more to do for these inputs (no endless retries)
+    for age in (121, 241, 481, 961):
+        assert sweeper.sweep(gcs, publisher, settings, now=later(age), executions=lambda name: sweeper.ENDED).reconciled == []
+    assert publisher.messages == []
+
+
+@pytest.mark.parametrize("answer", [sweeper.ACTIVE, sweeper.UNKNOWN])
+def test_a_running_record_of_a_live_or_unknown_execution_is_not_called_killed(gcs, buckets, settings, publisher, answer):
+    results(gcs, buckets, "busy")
+    running_record(gcs, buckets, "busy")
+    report = sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: answer)
+    assert report.killed == [] and gcs.bucket(buckets.state).get_blob(layout.status_name("busy")) is None
+
+
+def test_a_run_that_wrote_its_status_but_not_its_running_deletion_is_not_called_killed(gcs, buckets, settings, publisher):
+    gens = results(gcs, buckets, "done")
+    status.write(gcs.bucket(buckets.state), {"file_slug": "done", "state": "ok", "reason": "", "run_id": KILLED_RUN, "input_generations": gens}, "")
+    running_record(gcs, buckets, "done")
+    report = sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: sweeper.ENDED)
+    assert report.killed == []
+    assert json.loads(gcs.bucket(buckets.state).blob(layout.status_name("done")).download_as_bytes())["state"] == "ok"
+
+
+def test_state_of_another_version_or_corrupted_never_stops_a_sweep_or_the_toc(gcs, buckets, settings, publisher):
+    from partybal import toc
+
+    state = gcs.bucket(buckets.state)
+    for fslug, body, meta in [
+        ("arabic", {"state": "ok", "input_generations": {"m": "١٢"}}, None),
+        ("superscript", {"state": "ok", "input_generations": {"m": "²"}}, None),
+        ("notjson", b"\xff{", None),
+        ("listed", None, {status.TOC_METADATA_KEY: json.dumps({"state": "ok", "input_generations": {"m": "²"}})}),
+        ("badmeta", {"state": "ok", "input_generations": {}}, {status.TOC_METADATA_KEY: "{not json"}),
+    ]:
+        results(gcs, buckets, fslug)
+        blob = state.blob(layout.status_name(fslug))
+        blob.metadata = meta
+        blob.upload_from_string(body if isinstance(body, bytes) else json.dumps(body or {}))
+    marker = state.blob(layout.pending_name("oddmarker"))
+    marker.metadata = {"sweeps": "²", "execution": ""}
+    marker.upload_from_string("{}")
+    running_record(gcs, buckets, "arabic", attempt="٣", max_attempts="x")
+    sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: sweeper.ENDED)
+    rows = {r.file_slug: r for r in toc.build_index(gcs, toc.Settings(buckets.results, buckets.site, buckets.state), "").rows}
+    assert rows["superscript"].state == "unknown" and "is not a number" in rows["superscript"].reason
+    assert rows["notjson"].state == "unknown" and "unreadable status record" in rows["notjson"].reason
+    assert rows["listed"].state == "unknown"
+    assert rows["arabic"].state == "failed" and rows["arabic"].reason == "killed (attempt ? of ?)"

@@ -30,6 +30,7 @@ def test_group_results_skips_junk_and_other_prefixes():
         "metadata/metadata_a.json",
         "preview/metadata/metadata_p.json",
         "statistics/statistics_b_preenrollment_days28.json",
+        "errors/errors_b.json",
     )
     got = toc.group_results(objs, "")
     assert sorted(got) == ["a", "b"]
@@ -58,7 +59,14 @@ def test_periods_text():
         ({"state": "failed", "reason": "x.json: bad", "input_generations": {"m": 1}}, False, ("failed", "x.json: bad")),
         ({"state": "failed", "reason": "x.json: bad", "input_generations": {}}, False, ("stale", "last render failed: x.json: bad")),
         ({"state": "failed", "reason": "x.json: bad", "input_generations": {"m": 1}}, True, ("pending", "last render failed: x.json: bad")),
-        ({"state": "ok", "input_generations": "junk"}, False, ("stale", "results changed since the page was rendered")),
+        ({"state": "ok", "input_generations": "junk"}, False, ("unknown", "status record: input_generations is not an object")),
+        # written by another version, or corrupted: never a crash, the row says unknown and why
+        ({"state": "ok", "input_generations": {"m": "²"}}, False, ("unknown", "status record: generation of 'm' is not a number ('²')")),
+        ({"state": "ok", "input_generations": {"m": "١"}}, False, ("unknown", "status record: generation of 'm' is not a number ('١')")),
+        ({"state": "ok", "input_generations": {"m": -1}}, False, ("unknown", "status record: generation of 'm' is not a number ('-1')")),
+        ({"state": "ok", "input_generations": {"m": True}}, False, ("unknown", "status record: generation of 'm' is not a number ('True')")),
+        ({"state": "done", "input_generations": {"m": 1}}, False, ("unknown", "status record has an unknown state 'done'")),
+        ({"state": "failed", "reason": ["x"], "input_generations": {"m": 1}}, False, ("unknown", "status record: reason is not text")),
     ],
 )
 def test_row_state(status, pending, expected):

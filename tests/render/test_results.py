@@ -93,3 +93,31 @@ def test_unknown_period_is_listed_as_ignored(results_dir):
 def test_no_files_is_a_clear_error(results_dir):
     with pytest.raises(NoResults, match="no statistics, metadata or errors files for experiment 'nothing_here'"):
         load_experiment(LocalResults(results_dir), "nothing-here")
+
+
+def test_exact_duplicates_are_dropped_and_conflicts_set_aside(results_dir):
+    """The schema's own duplicate check never runs (a root model): partybal's does."""
+    rows = [ROW, dict(ROW), {**ROW, "branch": "t", "point": 1.0}, {**ROW, "branch": "t", "point": 2.0}]
+    write_json(results_dir / "statistics/statistics_d_overall.json", rows)
+    res = load_experiment(LocalResults(results_dir), "d")
+    assert [(r.branch, r.point) for r in res.statistics["overall"]] == [("control", 1.0)]
+    (group,) = res.problems["overall"].conflicts
+    assert sorted(r.point for r in group) == [1.0, 2.0]
+    notes = " ".join(n.text for n in res.notes)
+    assert "1 exact duplicate row dropped" in notes and "1 estimate has conflicting rows" in notes
+
+
+def test_rows_differing_only_in_ci_width_keep_the_widest(results_dir):
+    rows = [{**ROW, "ci_width": 0.9, "lower": 0.8, "upper": 1.2}, ROW, {**ROW, "branch": "t", "ci_width": 0.9}]
+    write_json(results_dir / "statistics/statistics_w_overall.json", rows)
+    res = load_experiment(LocalResults(results_dir), "w")
+    assert sorted((r.branch, r.ci_width) for r in res.statistics["overall"]) == [("control", 0.95), ("t", 0.9)]
+    assert any("several confidence levels (90%, 95%)" in n.text and "1 narrower row not shown" in n.text for n in res.notes)
+
+
+def test_intervals_that_miss_their_estimate_are_reported(results_dir):
+    rows = [ROW, {**ROW, "branch": "t", "point": 2.0}, {**ROW, "branch": "u", "lower": 3.0, "upper": 2.0, "point": None}]
+    write_json(results_dir / "statistics/statistics_b_overall.json", rows)
+    res = load_experiment(LocalResults(results_dir), "b")
+    assert sorted(r.branch for r in res.problems["overall"].out_of_bounds) == ["t", "u"]
+    assert len(res.statistics["overall"]) == 3  # kept, and flagged on the page

@@ -64,7 +64,8 @@ def test_rebuild_lists_once_and_never_downloads_statistics(gcs, buckets, downloa
     downloads.clear()
     name, _ = toc.publish_index(gcs, settings, "")
 
-    assert downloads == [layout.status_name("exp4")]  # only the record without metadata
+    # only the record without metadata, and the one Experimenter snapshot (names, dates) per rebuild
+    assert downloads == [layout.status_name("exp4"), layout.experimenter_toc_name()]
     assert not any(n.startswith("statistics/") for n in downloads)
     assert sorted(listings) == sorted(layout.results_listing_prefixes("") + layout.state_listing_prefixes(""))
     html = gcs.bucket(buckets.site).blob(name).download_as_text()
