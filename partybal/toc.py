@@ -114,6 +114,8 @@ class TocPage:
     counts: list[StateCount]
     apps: list[StateCount] = field(default_factory=list)  # the application filter's options
     run_statuses: list[StateCount] = field(default_factory=list)  # the Experimenter status filter's
+    sort_launch: str = "none"  # aria-sort of the column the rows come sorted by
+    sort_updated: str = "descending"
 
 
 def _fmt_time(t: dt.datetime | None) -> str:
@@ -243,7 +245,10 @@ def toc_page(
     catalog = catalog or {}
     today = (now or dt.datetime.now(dt.timezone.utc)).date()
     rows = [make_row(exp, statuses.get(fs), fs in pending, prefix, catalog.get(fs), today) for fs, exp in experiments.items()]
-    rows.sort(key=lambda r: (r.updated_sort, r.file_slug), reverse=True)  # newest results first
+    # newest launch first (Experimenter's start date); experiments Experimenter does not know
+    # after them, newest results first
+    rows.sort(key=lambda r: (r.launch, r.updated_sort, r.file_slug), reverse=True)
+    by_launch = any(r.launch for r in rows)
     counts = Counter(r.state for r in rows)
     preview = prefix == layout.PREVIEW_PREFIX
     return TocPage(
@@ -255,6 +260,8 @@ def toc_page(
         counts=[StateCount(s, STATE_LABELS[s], counts[s]) for s in STATE_LABELS if counts[s]],
         apps=[StateCount(a, experimenter.app_label(a), n) for a, n in sorted(Counter(r.app for r in rows if r.app).items())],
         run_statuses=[StateCount(k, RUN_STATUS_LABELS[k], n) for k, n in ((k, sum(r.run_status == k for r in rows)) for k in RUN_STATUS_LABELS) if n],
+        sort_launch="descending" if by_launch else "none",
+        sort_updated="none" if by_launch else "descending",
     )
 
 

@@ -132,6 +132,11 @@ resource "google_cloud_run_v2_job" "renderer" {
           value = tostring(var.max_experiment_input_bytes)
         }
         env {
+          # Rows of one experiment's statistics, counted while streaming them.
+          name  = "PARTYBAL_MAX_ROWS"
+          value = tostring(var.max_statistics_rows)
+        }
+        env {
           # A page that would draw more figures fails before R starts (render.py).
           name  = "PARTYBAL_MAX_FIGURES"
           value = tostring(var.max_figures_per_page)

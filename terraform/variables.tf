@@ -166,6 +166,17 @@ variable "max_experiment_input_bytes" {
   }
 }
 
+variable "max_statistics_rows" {
+  type        = number
+  default     = 5000000
+  description = "Most statistics rows one experiment may have (PARTYBAL_MAX_ROWS), counted while the files are streamed; more ends the render as failed, naming the file and the limit."
+
+  validation {
+    condition     = var.max_statistics_rows >= 1000 && floor(var.max_statistics_rows) == var.max_statistics_rows
+    error_message = "max_statistics_rows must be a whole number, at least 1000."
+  }
+}
+
 variable "max_figures_per_page" {
   type        = number
   default     = 1500

@@ -115,6 +115,11 @@ def test_toc_shows_experimenter_names_and_dates_and_follows_the_snapshot(gcs, bu
     assert rows["not_in_experimenter"].app == "" and rows["not_in_experimenter"].name == "not_in_experimenter"
     assert [(a.state, a.count) for a in page.apps] == [("firefox_desktop", 2)]
     assert {c.state for c in page.run_statuses} == {"observing", "complete"}
+    # newest launch first, experiments Experimenter does not know last; the header says so
+    launches = [r.launch for r in page.rows]
+    assert launches[-1] == "" and launches[:-1] == sorted(launches[:-1], reverse=True) and all(launches[:-1])
+    assert (page.sort_launch, page.sort_updated) == ("descending", "none")
+    assert 'data-key="launch" aria-sort="descending"' in toc.render_html(page)
 
 
 def _listing(gcs, settings):

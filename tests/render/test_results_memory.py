@@ -248,3 +248,4 @@ def test_terraform_defaults_are_the_code_defaults():
 
     assert default("max_input_file_bytes") == storage.DEFAULT_MAX_FILE_BYTES
     assert default("max_experiment_input_bytes") == storage.DEFAULT_MAX_EXPERIMENT_BYTES
+    assert default("max_statistics_rows") == storage.DEFAULT_MAX_ROWS

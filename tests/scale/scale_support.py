@@ -103,10 +103,14 @@ def _fs_object(root, bucket: str, name: str, body: bytes, generation: int, when:
     os.setxattr(path, "user.metadata", json.dumps(attrs).encode())
 
 
-def seed_filesystem(root, results_bucket: str, state_bucket: str, n: int, *, site_bucket: str | None = None, periods=PERIODS_PER_EXPERIMENT, legacy_every: int = 0) -> int:
+def seed_filesystem(
+    root, results_bucket: str, state_bucket: str, n: int, *, site_bucket: str | None = None, periods=PERIODS_PER_EXPERIMENT,
+    legacy_every: int = 0, catalog: bool = False,
+) -> int:
     """The same experiments as :func:`fill_experiments`, written straight into a fake-gcs-server
     filesystem-backend root (before the server starts). With ``legacy_every=k`` every k-th status
-    record has no TOC metadata (as written by older jobs). Objects written."""
+    record has no TOC metadata (as written by older jobs). With ``catalog``, the Experimenter
+    snapshot's compact TOC copy names every experiment (name, application, dates). Objects written."""
     import os
 
     from partybal import layout, status
@@ -140,4 +144,26 @@ def seed_filesystem(root, results_bucket: str, state_bucket: str, n: int, *, sit
 
         _fs_object(root, state_bucket, layout.status_name(fslug), json.dumps(record).encode(), gen, "2026-09-21T04:10:00.000000Z", cache_control="no-store", metadata=None if legacy_every and i % legacy_every == 0 else status.toc_metadata(record))
         written += len(names) + 1
+    if catalog:
+        _fs_object(root, state_bucket, layout.experimenter_toc_name(), catalog_bytes(n), gen + 1, "2026-09-21T04:10:00.000000Z", cache_control="no-store")
+        written += 1
     return written
+
+
+def catalog_bytes(n: int) -> bytes:
+    """The compact TOC copy of an Experimenter snapshot listing experiments 0…n-1."""
+    import datetime as dt
+
+    from partybal import experimenter
+
+    apps = ("firefox_desktop", "fenix", "firefox_ios", "focus_android")
+    infos = []
+    for i in range(n):
+        start = dt.date(2024, 1, 1) + dt.timedelta(days=i % 900)
+        infos.append(experimenter.ExperimentInfo(
+            slug=experiment_slug(i).replace("_", "-"), name=f"Experiment {i}: a name people read", description="",
+            app_name=apps[i % len(apps)], channel="release", is_rollout=i % 5 == 0, start_date=start,
+            enrollment_end_date=start + dt.timedelta(days=7), end_date=start + dt.timedelta(days=35) if i % 3 else None,
+            proposed_enrollment=7, proposed_duration=35, reference_branch="control", branches=(),
+        ))
+    return experimenter.toc_bytes(infos)
