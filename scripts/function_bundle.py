@@ -114,9 +114,15 @@ def _imported_names(path: Path, module: str, is_package: bool) -> set[str]:
     return names
 
 
-def import_graph(main: Path = MAIN, root: Path = ROOT) -> ImportGraph:
+def import_graph(main: Path = MAIN, root: Path = ROOT, entry: str = "main") -> ImportGraph:
+    """What running ``entry`` (the module at ``main``) imports: partybal modules, third-party names
+    and templates. An entry inside the package (``partybal.job``) runs the package first."""
     graph = ImportGraph()
-    todo: list[tuple[str, Path]] = [("main", main)]
+    todo: list[tuple[str, Path]] = [(entry, main)]
+    if entry.split(".")[0] == PACKAGE:
+        graph.modules[entry] = main
+        graph.modules[PACKAGE] = root / PACKAGE / "__init__.py"
+        todo.append((PACKAGE, graph.modules[PACKAGE]))
     seen: set[str] = set()
     while todo:
         module, path = todo.pop()

@@ -49,34 +49,7 @@ HEADER = f"""\
 
 def job_graph(entry: str = ENTRY, path: Path = JOB, root: Path = ROOT) -> fb.ImportGraph:
     """The job's import graph: partybal modules (with ``partybal`` itself) and third-party names."""
-    graph = fb.ImportGraph()
-    package = entry.split(".")[0]
-    graph.modules[package] = root / package / "__init__.py"
-    graph.modules[entry] = path
-    todo: list[tuple[str, Path]] = [(entry, path), (package, graph.modules[package])]
-    seen: set[str] = set()
-    while todo:
-        module, file = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        for name in sorted(fb._imported_names(file, module, file.name == "__init__.py")):
-            top = name.split(".")[0]
-            if top == package:
-                parts = name.split(".")
-                for i in range(1, len(parts) + 1):
-                    sub = ".".join(parts[:i])
-                    found = fb._module_file(sub, root)
-                    if found is not None:
-                        graph.modules[sub] = found
-                        todo.append((sub, found))
-            elif top not in sys.stdlib_module_names:
-                graph.third_party.setdefault(name, set()).add(module)
-    names = set(graph.third_party)
-    for name in names:
-        if any(other.startswith(name + ".") for other in names):
-            graph.third_party.pop(name)
-    return graph
+    return fb.import_graph(path, root, entry=entry)
 
 
 def requirements_text(graph: fb.ImportGraph) -> str:

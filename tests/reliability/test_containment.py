@@ -170,8 +170,12 @@ def _processes_in(marker: str) -> list[int]:
 @pytest.mark.r
 def test_r_timeout_stops_r_and_its_figure_workers(tmp_path, evidence):
     res, out = tmp_path / "results", tmp_path / "out"
-    synthetic.write_experiment(res, synthetic.small_spec("slowr"))
-    marker = str(out / ".partybal-slowr-")
+    # hundreds of figures (6 branches × 29 daily windows): R is drawing in its forked workers long
+    # before the timeout, on any machine
+    spec = synthetic.spec_2021()
+    synthetic.write_experiment(res, spec)
+    slug = spec.slug
+    marker = str(out / f".partybal-{layout.file_slug(slug)}-")
     timeout = 7
     seen: list[int] = []
     stop = threading.Event()
@@ -185,23 +189,22 @@ def test_r_timeout_stops_r_and_its_figure_workers(tmp_path, evidence):
     watcher.start()
     started = time.monotonic()
     try:
-        proc = _cli(["render", "slowr", "--results", str(res), "--out", str(out), "--cores", "2"], env={"PARTYBAL_R_TIMEOUT": str(timeout)})
+        proc = _cli(["render", slug, "--results", str(res), "--out", str(out), "--cores", "2"], env={"PARTYBAL_R_TIMEOUT": str(timeout)})
     finally:
         stop.set()
         watcher.join()
     took = time.monotonic() - started
     time.sleep(1)
     left = _processes_in(marker)
-    if proc.returncode == 0:
-        pytest.skip(f"R finished within {timeout} s: nothing to stop")
+    assert proc.returncode != 0, f"R drew the whole page within {timeout} s: the test needs a page R takes longer for"
     assert proc.returncode == 1 and f"R did not finish within {timeout} s (PARTYBAL_R_TIMEOUT)" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert left == [], f"R processes outlived the timeout: {left}"
-    bad = _cli(["render", "slowr", "--results", str(res), "--out", str(out)], env={"PARTYBAL_R_TIMEOUT": "15m"})
+    bad = _cli(["render", slug, "--results", str(res), "--out", str(out)], env={"PARTYBAL_R_TIMEOUT": "15m"})
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "PARTYBAL_R_TIMEOUT" in bad.stderr, bad.stderr
     evidence.row(
         "9 containment: R timeout",
-        f"PARTYBAL_R_TIMEOUT={timeout} on a page R needs longer for (13 figures, forked workers); then PARTYBAL_R_TIMEOUT=15m",
+        f"PARTYBAL_R_TIMEOUT={timeout} on a page R needs longer for (6 branches × 29 daily windows, forked workers); then PARTYBAL_R_TIMEOUT=15m",
         1,
         "one-line error, exit 1; no process of R's group left (working directory under the render's temp folder); malformed value: one line, exit 2",
         f"R processes seen at most {max(seen or [0])}; left after the timeout: {len(left)}; took {took:.1f} s; malformed: {bad.stderr.strip()[:100]}",
