@@ -337,9 +337,6 @@ def write_status(state_bucket, record: dict[str, Any], prefix: str) -> bool:
     return status.write(state_bucket, record, prefix)
 
 
-_record_of = status.read_blob
-
-
 def is_infrastructure_error(exc: BaseException) -> bool:
     """GCS, network or credentials trouble: worth another attempt (Cloud Run retries the task)."""
     import requests
@@ -351,9 +348,6 @@ def is_infrastructure_error(exc: BaseException) -> bool:
 
 def one_line(exc: BaseException, limit: int = 500) -> str:
     return " ".join(str(exc).split())[:limit] or type(exc).__name__
-
-
-failure_reason = status.failure_reason
 
 
 def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int], str | None]:
@@ -462,7 +456,7 @@ def _render(settings: JobSettings, client, state, cores: int | None, run_id: str
     except Exception as exc:  # noqa: BLE001 - every exception while rendering ends in a status
         if is_infrastructure_error(exc):
             raise  # run() records it and Cloud Run retries the attempt
-        reason = failure_reason(exc)  # one line
+        reason = status.failure_reason(exc)  # one line
         if not isinstance(exc, (InputError, render.RenderError)):  # a bug or an unforeseen value: keep the traceback in the log
             log.error("render failed: %s", reason, exc_info=True, extra={"fields": {"kind": type(exc).__name__, **fields}})
         if results is None:
