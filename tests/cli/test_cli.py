@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from partybal import cli, cliargs
-from tests.helpers import SAMPLE
+from tests.helpers import SAMPLE, unavailable
 
 PARTYBAL = str(Path(sys.executable).with_name("partybal"))
 SMALL = "sample-search-defaults"  # the sample's cheapest page (overall only)
@@ -171,13 +171,13 @@ def test_r_timeout_that_is_not_a_number(user_dir):
 def test_file_time_that_is_not_a_date(user_dir):
     shm = Path("/dev/shm")
     if not shm.is_dir():
-        pytest.skip("no tmpfs at /dev/shm to hold a file time beyond year 9999")
+        unavailable("no tmpfs at /dev/shm to hold a file time beyond year 9999")
     results = Path(shutil.copytree(SAMPLE, shm / f"partybal-test-{os.getpid()}"))
     try:
         bad = results / "metadata" / "metadata_sample_search_defaults.json"
         os.utime(bad, (1e15, 1e15))
         if os.stat(bad).st_mtime < 1e14:
-            pytest.skip("this filesystem cannot hold a file time beyond year 9999")
+            unavailable("/dev/shm cannot hold a file time beyond year 9999")
         proc = run(["render", SMALL, "--results", str(results), "--out", "site"], cwd=user_dir)
         one_line_error(proc, 1, str(bad), "is not a date")
     finally:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import unavailable
+
 from partybal import dispatch, layout, preview, render, report, status, synthetic, toc
 from partybal.errors import ConfigError, InputError
 from partybal.results import load_experiment
@@ -199,7 +201,7 @@ def test_timeout_kills_the_forked_workers_too(tmp_path):
 @pytest.mark.r
 def test_r_timeout_kills_r_and_its_mclapply_workers(tmp_path, monkeypatch):
     if not shutil.which("Rscript"):
-        pytest.skip("R is not installed")
+        unavailable("R is not installed")
     pidfile = tmp_path / "workers"
     code = f"invisible(parallel::mclapply(1:2, function(i) {{ cat(Sys.getpid(), '\\n', file='{pidfile}', append=TRUE); Sys.sleep(300) }}, mc.cores=2))"
     with pytest.raises(subprocess.TimeoutExpired):
