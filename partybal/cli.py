@@ -12,7 +12,7 @@ import os
 import sys
 
 from . import cliargs
-from .errors import ConfigError, PartybalError
+from .errors import ConfigError, PartybalError, one_line
 
 DEBUG_ENV = "PARTYBAL_DEBUG"
 
@@ -56,10 +56,6 @@ def parser() -> argparse.ArgumentParser:
     add_preview(sub)
     add_backfill(sub)
     return p
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,6 +26,13 @@ class ConfigError(PartybalError):
     exit_code = 2
 
 
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's message on one line (white space folded), at most ``limit`` characters; its
+    type's name when it has no message."""
+    text = " ".join(str(exc).split())
+    return (text[:limit] if limit is not None else text) or type(exc).__name__
+
+
 def int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int | None = None) -> int:
     """An integer environment setting, or :class:`ConfigError` naming it."""
     raw = environ.get(name, "")

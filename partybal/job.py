@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import events, experimenter, layout, logs, preview, render, status
-from .errors import int_setting
+from .errors import int_setting, one_line
 from .results import ExperimentResults, InputError, list_experiment_files, load_experiment
 from .storage import GcsResults, SizeLimits, gcs_client
 
@@ -344,10 +344,6 @@ def is_infrastructure_error(exc: BaseException) -> bool:
     from google.auth import exceptions as gauth
 
     return isinstance(exc, (gexc.GoogleAPIError, gauth.GoogleAuthError, requests.exceptions.RequestException, ConnectionError, TimeoutError))
-
-
-def one_line(exc: BaseException, limit: int = 500) -> str:
-    return " ".join(str(exc).split())[:limit] or type(exc).__name__
 
 
 def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int], str | None]:

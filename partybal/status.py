@@ -113,14 +113,13 @@ def failure_reason(exc: BaseException) -> str:
     """The one-line reason a ``failed`` record (or a preview's index) gives for an exception raised
     while loading or rendering: the message of partybal's own errors (they name the file), else
     the exception's type and message (a bug, or a value Python could not handle)."""
-    from .errors import PartybalError
+    from .errors import PartybalError, one_line
 
-    text = " ".join(str(exc).split())
     if isinstance(exc, PartybalError):
-        return text or type(exc).__name__
+        return one_line(exc)
     if isinstance(exc, MemoryError):
         return "render error: out of memory (MemoryError) while rendering"
-    return f"render error: {type(exc).__name__}: {text[:400]}".rstrip(": ")
+    return f"render error: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}".rstrip(": ")
 
 
 # --- reading our own state robustly (records written by another version, or corrupted) ---------
