@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from . import events, experimenter, layout, logs, templating
 from . import status as status_mod
+from .report import fmt_time
 from .storage import gcs_client
 
 log = logging.getLogger("partybal.toc")
@@ -119,12 +120,8 @@ class TocPage:
 
 
 def _fmt_time(t: dt.datetime | None) -> str:
-    if not t:
-        return ""
-    try:
-        return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: shown in its own offset
-        return t.isoformat(sep=" ", timespec="minutes")
+    """The report's time format (:func:`partybal.report.fmt_time`); empty for no time."""
+    return fmt_time(t) if t else ""
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
