@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from partybal import layout, report, synthetic  # noqa: E402
-from partybal.results import load_experiment  # noqa: E402
+from partybal import layout
+from tests.support import synthetic
+from partybal.page import report  # noqa: E402
+from partybal.page.results import load_experiment  # noqa: E402
 from partybal.storage import LocalResults  # noqa: E402
 
 

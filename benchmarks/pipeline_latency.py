@@ -27,7 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from partybal import layout, localstack, synthetic, uploader  # noqa: E402
+from partybal import layout
+from tests.support import synthetic
+from partybal.local import stack as localstack, uploader  # noqa: E402
 
 START, END = "<!-- pipeline-latency:start -->", "<!-- pipeline-latency:end -->"
 GOAL_PLUMBING = 5.0

@@ -73,7 +73,7 @@ miss is harmless (marking a marker dispatched; deleting the job's own `running/<
 unit tests check that the preconditions are sent.
 
 Fault injection (test-only, never set by terraform): `PARTYBAL_FAULT=after-assets|after-page` in a
-job execution's environment makes `partybal.job` exit 137 at that point; the stand-in's
+job execution's environment makes `partybal.pipeline.job` exit 137 at that point; the stand-in's
 `POST /config {"env_for_slug": {...}}` adds it to one experiment's executions, and
 `{"reject_slugs": [...]}` makes `:run` answer 503 for an experiment (a dispatch that always fails).
 """

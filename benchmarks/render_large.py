@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.procstats import measure, write_section  # noqa: E402
-from partybal.synthetic import ExperimentSpec, write_experiment  # noqa: E402
+from tests.support.synthetic import ExperimentSpec, write_experiment  # noqa: E402
 
 GOAL_SECONDS, GOAL_MIB = 30.0, 1024.0
 

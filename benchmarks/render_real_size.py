@@ -7,7 +7,7 @@ process tree (Python + R + R's forked workers), figures drawn, page and figure b
     PARTYBAL_REAL_SIZE_PAGE=build/real-size/real/bench_real_size.html \
         .venv/bin/python -m pytest tests/render/test_browser.py -k real_size -s   # the page in Chromium
 
-Sizes (partybal/synthetic.py):
+Sizes (tests/support/synthetic.py):
 - small: ``small_spec`` — 2 branches, 1 segment, 1 basis, overall + 1 weekly + 2 daily, 3 metrics;
 - large: ``ExperimentSpec()`` — 3 branches, 2 segments, 2 bases, overall + 3 weekly + 7 daily, every statistic;
 - 10 branches: ``many_branches_spec`` — 10 branches, overall + 8 weekly + 60 daily, 8 metrics;
@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.procstats import measure, write_section  # noqa: E402
-from partybal import layout, synthetic  # noqa: E402
+from partybal import layout  # noqa: E402
+from tests.support import synthetic  # noqa: E402
 
 SIZES = {
     "small": lambda: synthetic.small_spec("bench-small"),
@@ -77,8 +78,8 @@ def describe(spec: synthetic.ExperimentSpec) -> str:
 
 LOAD_PHASE = """
 import sys, time
-from partybal import report, srm
-from partybal.results import load_experiment
+from partybal.page import report, srm
+from partybal.page.results import load_experiment
 from partybal.storage import LocalResults
 t = time.monotonic()
 res = load_experiment(LocalResults(sys.argv[1]), sys.argv[2])
@@ -190,7 +191,7 @@ def report(rows: list[dict], cores: int) -> str:
         "",
         f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
         f"R workers: {cores}, load average up to {load:.1f} at the end of a run (the machine is shared: wall seconds are noisy).",
-        "One `partybal render` per size from synthetic Jetstream-shaped files (`partybal/synthetic.py`);",
+        "One `partybal render` per size from synthetic Jetstream-shaped files (`tests/support/synthetic.py`);",
         "peak memory is the whole process tree (Python, Rscript and its forked figure workers), sampled",
         "every 50 ms: PSS counts a page shared by forked workers once, RSS once per process. CPU s is",
         "user + system time of the whole tree (less sensitive than wall seconds to other load).",

@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.procstats import measure, write_section  # noqa: E402
-from partybal import synthetic  # noqa: E402
-from partybal.synthetic import ExperimentSpec, MetricSpec  # noqa: E402
+from tests.support import synthetic  # noqa: E402
+from tests.support.synthetic import ExperimentSpec, MetricSpec  # noqa: E402
 
 PARTS = ("render", "toc", "browser", "burst", "backfill")
 TOC_GOAL_SECONDS = 10.0
@@ -123,7 +123,7 @@ def bench_render(tmp: Path) -> str:
 
 
 def bench_toc(tmp: Path, counts: list[int], keep_html: Path) -> tuple[str, str]:
-    from partybal import toc
+    from partybal.pipeline import toc
     from tests.scale.scale_support import fill_experiments, seed_filesystem
 
     settings = toc.Settings("scale-results", "scale-site", "scale-state")
@@ -245,7 +245,8 @@ class CountingPublisher:
 
 
 def bench_burst(tmp: Path, n: int = 200) -> str:
-    from partybal import coalesce, job, layout
+    from partybal.pipeline import coalesce, job
+    from partybal import layout
 
     server = FakeGcs(tmp / "gcs-burst")
     try:
@@ -336,7 +337,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     when = f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {cores()} cores, load average {load:.1f} at the end (the machine is shared: timings are noisy)."
     titles = {
-        "render": ("Render time and memory vs experiment size", "One `partybal render` per size (synthetic, `partybal/synthetic.py`), all cores for R. Peak memory is the PSS of the whole process tree."),
+        "render": ("Render time and memory vs experiment size", "One `partybal render` per size (synthetic, `tests/support/synthetic.py`), all cores for R. Peak memory is the PSS of the whole process tree."),
         "toc": ("TOC rebuild vs number of experiments", f"`toc.publish_index` against fake-gcs-server (filesystem backend): one listing of the three results folders and the two state folders; status fields come from the status objects' custom metadata in the listing; the one download is the Experimenter snapshot's compact TOC copy, naming every experiment (name, application, stage, launch and end dates). Goal: ≤ {TOC_GOAL_SECONDS:.0f} s at 10,000."),
         "browser": ("The 10,000-row index in the browser", "Headless Debian Chromium; each action timed in the page with `performance.now()` until the next frame, 3 page loads. Rows are CSS-grid rows with `content-visibility: auto` (only rows near the viewport are laid out); filter and sort keys are read once; a sort re-inserts the rows in one fragment. The previous script and CSS (table layout, `localeCompare` with options per comparison, every row's `hidden` rewritten per keystroke), measured the same way on the same 10,000 rows: open ≈ 2.2 s, clearing the filter ≈ 1.1 s, a sort click ≈ 1.5 s, a selective keystroke ≈ 160 ms."),
         "burst": ("Renders per Jetstream-style burst", "Every experiment's 5 final objects land within one burst (shuffled, 8 concurrent handlers, real fake-gcs-server, counting publisher). Renders requested should equal the number of experiments, once per burst."),

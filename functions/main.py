@@ -25,7 +25,8 @@ except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import partybal  # noqa: F401
 
-from partybal import coalesce, dispatch, experimenter, logs, sweeper, toc
+from partybal.pipeline import coalesce, dispatch, experimenter, sweeper, toc
+from partybal import logs
 
 logs.setup(os.environ.get("PARTYBAL_LOG_LEVEL", "INFO"))
 

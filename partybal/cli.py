@@ -25,10 +25,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .render import render_to_dir
+    from .page.render import render_to_dir
     from .storage import open_results
 
-    from . import experimenter
+    from .pipeline import experimenter
 
     out = cliargs.writable_dir(args.out, "--out")
     source = open_results(args.results)
@@ -48,9 +48,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--cores", type=cliargs.positive_int, default=None, help="R worker processes for plots (default: all cores)")
     r.add_argument("--experimenter", type=cliargs.experimenter_url, default=None, metavar="URL|off", help=cliargs.EXPERIMENTER_HELP)
     r.set_defaults(func=cmd_render)
-    from .backfill import add_command as add_backfill
-    from .localstack import add_commands  # local up, demo, rerender
-    from .preview import add_command as add_preview
+    from .pipeline.backfill import add_command as add_backfill
+    from .local.stack import add_commands  # local up, demo, rerender
+    from .local.preview import add_command as add_preview
 
     add_commands(sub)
     add_preview(sub)

@@ -79,7 +79,7 @@ def writable_dir(path: Path, option: str) -> Path:
 
 def experimenter_url(value: str) -> str:
     """``--experimenter``: ``off`` or an http(s) URL of an Experimenter (without the API path)."""
-    from .experimenter import check_url
+    from .pipeline.experimenter import check_url
 
     try:
         return check_url(value)

@@ -6,7 +6,7 @@ command line exits with, and its message is the one line it prints (naming what 
 * :class:`ConfigError` (exit 2): a usage or configuration mistake — a missing or malformed
   environment variable or argument, an output folder that cannot be written, no credentials.
 * :class:`InputError` (exit 1): the results themselves are missing or broken; names the file.
-* :class:`RenderError` (exit 1, defined in :mod:`partybal.render`): R could not draw the page.
+* :class:`RenderError` (exit 1, defined in :mod:`partybal.page.render`): R could not draw the page.
 """
 
 from __future__ import annotations

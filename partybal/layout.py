@@ -61,6 +61,7 @@ PERIOD_CODES: dict[str, str] = {
 }
 
 PREVIEW_PREFIX = "preview/"
+PREVIEW_EXPIRY_DAYS = 7  # preview pages are deleted after this (site bucket lifecycle rule; local: partybal preview)
 
 _FILE_SLUG_RE = re.compile(r"^[A-Za-z0-9_]+\Z")
 _TEMP_RE = re.compile(r"-[a-z]{8}\.(nd)?json$")

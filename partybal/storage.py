@@ -281,6 +281,6 @@ def list_experiment_objects(source: ResultsSource, fslug: str) -> tuple[list[tup
     for name, why in ambiguous:
         if fslug in {s for s, _ in listed[name][0].readings}:
             skipped.append((name, why))
-            logging.getLogger("partybal.storage").warning("ignored results object: %s: %s", name, why, extra={"fields": {"slug": fslug}})
+            logging.getLogger(__name__).warning("ignored results object: %s: %s", name, why, extra={"fields": {"slug": fslug}})
     kinds = list(layout.Kind)
     return sorted(found, key=lambda x: (kinds.index(x[0].kind), x[0].name)), skipped

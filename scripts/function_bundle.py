@@ -116,13 +116,16 @@ def _imported_names(path: Path, module: str, is_package: bool) -> set[str]:
 
 def import_graph(main: Path = MAIN, root: Path = ROOT, entry: str = "main") -> ImportGraph:
     """What running ``entry`` (the module at ``main``) imports: partybal modules, third-party names
-    and templates. An entry inside the package (``partybal.job``) runs the package first."""
+    and templates. An entry inside the package (``partybal.pipeline.job``) runs the package first."""
     graph = ImportGraph()
     todo: list[tuple[str, Path]] = [(entry, main)]
     if entry.split(".")[0] == PACKAGE:
         graph.modules[entry] = main
-        graph.modules[PACKAGE] = root / PACKAGE / "__init__.py"
-        todo.append((PACKAGE, graph.modules[PACKAGE]))
+        parts = entry.split(".")
+        for i in range(1, len(parts)):  # ``python -m a.b.c`` runs a and a.b first
+            parent = ".".join(parts[:i])
+            graph.modules[parent] = root.joinpath(*parts[:i], "__init__.py")
+            todo.append((parent, graph.modules[parent]))
     seen: set[str] = set()
     while todo:
         module, path = todo.pop()

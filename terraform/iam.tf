@@ -192,16 +192,11 @@ resource "google_project_iam_member" "events_receiver" {
   member  = google_service_account.events.member
 }
 
-# Eventarc (finalize, TOC) and the push subscription (dispatch) call the functions' Cloud Run
-# services with this account's token; invoker is granted on each service only.
+# Eventarc (finalize, TOC, sweeper, Experimenter snapshot) and the push subscription (dispatch)
+# call the functions' Cloud Run services with this account's token; invoker is granted on each
+# function's service only, one binding per entry of local.functions (functions.tf).
 resource "google_cloud_run_v2_service_iam_member" "events_invoke" {
-  for_each = merge(
-    {
-      on_results_finalized = google_cloudfunctions2_function.on_results_finalized.name
-      dispatch_render      = google_cloudfunctions2_function.dispatch_render.name
-    },
-    { for k, f in google_cloudfunctions2_function.rebuild_toc : "rebuild_toc_${k}" => f.name },
-  )
+  for_each = { for k, f in google_cloudfunctions2_function.this : k => f.name }
 
   project  = var.project
   location = var.region

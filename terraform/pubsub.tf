@@ -48,11 +48,11 @@ resource "google_pubsub_subscription" "dispatch" {
 
   push_config {
     # The topic in the path lets functions-framework fill the CloudEvent source.
-    push_endpoint = "${google_cloudfunctions2_function.dispatch_render.service_config[0].uri}/${google_pubsub_topic.render_requests.id}"
+    push_endpoint = "${google_cloudfunctions2_function.this["dispatch_render"].service_config[0].uri}/${google_pubsub_topic.render_requests.id}"
 
     oidc_token {
       service_account_email = google_service_account.events.email
-      audience              = google_cloudfunctions2_function.dispatch_render.service_config[0].uri
+      audience              = google_cloudfunctions2_function.this["dispatch_render"].service_config[0].uri
     }
   }
 

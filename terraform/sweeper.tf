@@ -1,9 +1,10 @@
-# sweep_pending: recovers render requests that were lost (partybal/sweeper.py). Cloud Scheduler
+# sweep_pending: recovers render requests that were lost (partybal/pipeline/sweeper.py). Cloud Scheduler
 # publishes to a small topic every var.sweep_interval_minutes; the function takes over pending/<slug>
 # markers older than COALESCE_STALE_SECONDS whose recorded execution is not queued or running (their
 # request was lost, or the job died before consuming the marker) and re-publishes them, and
 # re-requests experiments whose results are newer than their status record (a lost notification).
 # Everything it does is idempotent (generation preconditions), so a late or doubled tick is harmless.
+# The function itself is the sweep_pending entry of local.functions (functions.tf).
 
 resource "google_pubsub_topic" "sweep" {
   # checkov:skip=CKV_GCP_83: the messages carry no data (a tick); Google-managed encryption is enough.
@@ -28,59 +29,6 @@ resource "google_cloud_scheduler_job" "sweep" {
   }
 
   depends_on = [google_project_service.this]
-}
-
-resource "google_cloudfunctions2_function" "sweep_pending" {
-  name        = "${var.name_prefix}-sweep-pending"
-  location    = var.region
-  description = "Scheduled: re-publish render requests of stale pending markers and of results newer than their status."
-
-  build_config {
-    runtime           = "python311"
-    entry_point       = "sweep_pending"
-    service_account   = google_service_account.build.id
-    docker_repository = google_artifact_registry_repository.functions.id
-    source {
-      storage_source {
-        bucket = local.function_source.bucket
-        object = local.function_source.object
-      }
-    }
-  }
-
-  service_config {
-    available_memory               = "512Mi"
-    timeout_seconds                = 300
-    max_instance_count             = 1 # one sweep at a time
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.sweeper.email
-    environment_variables = {
-      GOOGLE_CLOUD_PROJECT   = var.project
-      RESULTS_BUCKET         = local.results_bucket
-      STATE_BUCKET           = google_storage_bucket.state.name
-      RENDER_TOPIC           = local.render_topic
-      COALESCE_STALE_SECONDS = tostring(var.coalesce_stale_seconds)
-      SWEEP_INTERVAL_SECONDS = tostring(var.sweep_interval_minutes * 60)
-    }
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.sweep.id
-    retry_policy          = "RETRY_POLICY_DO_NOT_RETRY" # the next tick sweeps again
-    service_account_email = google_service_account.events.email
-  }
-
-  depends_on = [
-    google_project_service.this,
-    # The build service account's rights must exist before the first build.
-    google_project_iam_member.build_writes_logs,
-    google_storage_bucket_iam_member.build_reads_source,
-    google_artifact_registry_repository_iam_member.build_pushes_functions,
-    google_project_iam_member.events_receiver,
-  ]
 }
 
 resource "google_service_account" "sweeper" {
@@ -132,13 +80,4 @@ resource "google_pubsub_topic_iam_member" "sweeper_publishes_requests" {
   topic  = google_pubsub_topic.render_requests.id
   role   = "roles/pubsub.publisher"
   member = google_service_account.sweeper.member
-}
-
-# The Eventarc Pub/Sub trigger calls the function's Cloud Run service with the events account.
-resource "google_cloud_run_v2_service_iam_member" "events_invoke_sweep" {
-  project  = var.project
-  location = var.region
-  name     = google_cloudfunctions2_function.sweep_pending.name
-  role     = "roles/run.invoker"
-  member   = google_service_account.events.member
 }

@@ -1,4 +1,4 @@
-"""Jetstream output as each generation wrote it, made from partybal.synthetic specs.
+"""Jetstream output as each generation wrote it, made from tests.support.synthetic specs.
 
 What changed when (from mozilla/jetstream: jetstream/statistics.py, metadata.py, export_json.py):
 
@@ -26,7 +26,8 @@ import json
 import random
 from dataclasses import replace
 
-from partybal import layout, synthetic
+from partybal import layout
+from tests.support import synthetic
 
 GENERATIONS = ("2020", "2021", "2021-06", "2021-08", "2022", "2023", "current")
 

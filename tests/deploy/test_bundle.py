@@ -52,7 +52,7 @@ def test_bundle_ships_only_what_the_functions_import(bundle, generated):
     expected |= {f"templates/{t}" for t in graph.templates}
     assert shipped == expected
     # the test-only stand-ins and the renderer's side are not deployed with the functions
-    assert not {"partybal/runstub.py", "partybal/localstack.py", "partybal/synthetic.py", "partybal/job.py"} & shipped
+    assert not {"partybal/local/cloudrun.py", "partybal/local/stack.py", "tests/support/synthetic.py", "partybal/pipeline/job.py"} & shipped
 
 
 def test_function_requirements_are_generated_from_requirements_txt(generated):
@@ -65,7 +65,7 @@ def test_function_requirements_are_generated_from_requirements_txt(generated):
 def test_the_chain_that_broke_the_deploy_is_followed(generated):
     """main -> sweeper/toc -> status -> report/results -> mozilla_nimbus_schemas, pydantic."""
     graph, text = generated
-    assert {"partybal.status", "partybal.report", "partybal.results"} <= set(graph.modules)
+    assert {"partybal.pipeline.status", "partybal.page.report", "partybal.page.results"} <= set(graph.modules)
     pinned = {line.split("==")[0].lower() for line in text.splitlines() if "==" in line and not line.startswith("#")}
     assert {"mozilla-nimbus-schemas", "pydantic", "pydantic_core", "functions-framework"} <= pinned
 

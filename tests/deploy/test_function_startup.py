@@ -5,7 +5,7 @@ installed into a clean venv, and each entry point runs the way the python311 run
 ``functions-framework`` in the source folder with ``FUNCTION_TARGET``/``FUNCTION_SIGNATURE_TYPE``
 set and the environment docs/architecture.md ("Environment contract") gives that function. Each
 gets an HTTP request of the shape GCP delivers, with the real clients pointed at fake-gcs-server,
-the Pub/Sub emulator and the local Cloud Run stand-in (partybal/runstub.py):
+the Pub/Sub emulator and the local Cloud Run stand-in (partybal/local/cloudrun.py):
 
 * ``on_results_finalized``, ``rebuild_toc``: an Eventarc ``google.cloud.storage.object.v1.finalized``
   CloudEvent (binary content mode) whose data is the object resource the emulator returns;
@@ -36,7 +36,7 @@ from cloudevents.http import CloudEvent
 from tests.helpers import unavailable
 from tests.pipeline.conftest import fake_gcs_binary, free_port, stop, wait_for_port
 
-from partybal.experimenter_standin import StandIn
+from partybal.local.experimenter_standin import StandIn
 
 from .bundle_support import clean_venv, installed, make_bundle, tail
 from .conftest import ROOT, cloud_event_handlers, contract_table
@@ -175,7 +175,7 @@ def stack(function_source, emulators, tmp_path_factory):
     """Buckets, topics, the Cloud Run stand-in and the four functions serving on local ports."""
     from google.cloud import pubsub_v1
 
-    from partybal.runstub import RunStub
+    from partybal.local.cloudrun import RunStub
     from partybal.storage import gcs_client
 
     bundle, python = function_source

@@ -121,7 +121,7 @@ def test_non_root_and_entrypoint():
     users = [l.split()[1] for l in lines if l.upper().startswith("USER ")]
     assert users and users[-1] == "10001:10001", users
     entry = [l for l in lines if l.upper().startswith("ENTRYPOINT")]
-    assert entry and re.sub(r"\s+", "", entry[-1]) == 'ENTRYPOINT["python","-m","partybal.job"]', entry
+    assert entry and re.sub(r"\s+", "", entry[-1]) == 'ENTRYPOINT["python","-m","partybal.pipeline.job"]', entry
 
 
 def test_base_is_debian_bookworm_slim_with_debian_python():
@@ -168,7 +168,7 @@ def _pins(path: Path) -> dict[str, str]:
 
 
 def test_the_image_installs_every_distribution_the_job_imports():
-    """Every third-party module ``python -m partybal.job`` reaches (any import, also inside
+    """Every third-party module ``python -m partybal.pipeline.job`` reaches (any import, also inside
     functions) comes from a distribution the Dockerfile installs, with its own requirements,
     at requirements.txt's pins."""
     from importlib import metadata
@@ -179,7 +179,7 @@ def test_the_image_installs_every_distribution_the_job_imports():
     ir = _image_requirements()
     fb = sys.modules["function_bundle"]
     graph = ir.job_graph()
-    assert "partybal.job" in graph.modules and graph.third_party, graph
+    assert "partybal.pipeline.job" in graph.modules and graph.third_party, graph
     installed = _pins(_installed_requirements())
     top = metadata.packages_distributions()
     missing = {}

@@ -18,28 +18,48 @@ MAIN = ROOT / "functions" / "main.py"
 # Which Python modules run in which deployed component. functions/main.py is the glue of every
 # function; the modules hold what each handler reads.
 COMPONENT_MODULES = {
-    "finalize fn": ["partybal/coalesce.py"],
-    "dispatch fn": ["partybal/dispatch.py"],
-    "job": ["partybal/job.py"],
-    "TOC fn": ["partybal/toc.py"],
-    "sweep fn": ["partybal/sweeper.py", "partybal/coalesce.py"],  # its settings are coalesce's
-    "experimenter fn": ["partybal/experimenter.py"],
+    "finalize fn": ["partybal/pipeline/coalesce.py"],
+    "dispatch fn": ["partybal/pipeline/dispatch.py"],
+    "job": ["partybal/pipeline/job.py"],
+    "TOC fn": ["partybal/pipeline/toc.py"],
+    "sweep fn": ["partybal/pipeline/sweeper.py", "partybal/pipeline/coalesce.py"],  # its settings are coalesce's
+    "experimenter fn": ["partybal/pipeline/experimenter.py"],
 }
 # Read by the code but legitimately unset in the cloud (local emulators, optional tuning).
 LOCAL_ONLY = {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "RUN_API_ENDPOINT", "PARTYBAL_FAULT"}  # FAULT: tests only
 # Set per execution by dispatch_render, never on the job itself.
 OVERRIDES = {"PARTYBAL_SLUG", "PARTYBAL_PREFIX"}
-# Set per execution by `partybal backfill` (partybal/backfill.py), never on the job itself.
+# Set per execution by `partybal backfill` (partybal/pipeline/backfill.py), never on the job itself.
 BACKFILL_OVERRIDES = {"PARTYBAL_SLUGS_URI"}
 CLOUD_EVENT_ENTRY_POINTS = {"on_results_finalized", "dispatch_render", "rebuild_toc", "sweep_pending", "snapshot_experimenter"}
 
 
-def _functions(tf):
-    return tf.resources("google_cloudfunctions2_function")
+FUNCTION = "google_cloudfunctions2_function"
 
 
-def _env_of(tf, body) -> set[str]:
-    env = one(body["service_config"])["environment_variables"]
+def _function_resource(tf) -> dict:
+    """The one google_cloudfunctions2_function block every function comes from."""
+    blocks = tf.resources(FUNCTION)
+    assert len(blocks) == 1, f"the functions must come from one {FUNCTION} resource, found {sorted(blocks)}"
+    (body,) = blocks.values()
+    return body
+
+
+def _functions(tf) -> dict[str, dict]:
+    """Per-function settings: local.functions, the map the one resource iterates over (its keys are
+    the instance keys, google_cloudfunctions2_function.this["<key>"])."""
+    assert _function_resource(tf)["for_each"] == "${local.functions}"
+    return tf.locals()["functions"]
+
+
+def _entries(tf, entry_point: str) -> list[dict]:
+    found = [f for f in _functions(tf).values() if unquote(f["entry_point"]) == entry_point]
+    assert found, f"no function with entry point {entry_point}"
+    return found
+
+
+def _env_of(tf, entry) -> set[str]:
+    env = entry["env"]
     if isinstance(env, str):  # a reference such as ${local.toc_env}
         m = re.fullmatch(r"\$\{local\.(\w+)\}", env)
         assert m, f"cannot resolve environment_variables = {env}"
@@ -53,14 +73,18 @@ def _job_env(tf) -> set[str]:
     return {unquote(e["name"]) for e in container.get("env", [])}
 
 
+def _function_env(tf, entry_point: str) -> set[str]:
+    """What every function with this entry point gets (rebuild_toc runs as two)."""
+    return set.intersection(*(_env_of(tf, f) for f in _entries(tf, entry_point)))
+
+
 def component_env(tf) -> dict[str, set[str]]:
-    fns = _functions(tf)
     return {
-        "finalize fn": _env_of(tf, fns["on_results_finalized"]),
-        "dispatch fn": _env_of(tf, fns["dispatch_render"]),
-        "TOC fn": _env_of(tf, fns["rebuild_toc"]),
-        "sweep fn": _env_of(tf, fns["sweep_pending"]),
-        "experimenter fn": _env_of(tf, fns["snapshot_experimenter"]),
+        "finalize fn": _function_env(tf, "on_results_finalized"),
+        "dispatch fn": _function_env(tf, "dispatch_render"),
+        "TOC fn": _function_env(tf, "rebuild_toc"),
+        "sweep fn": _function_env(tf, "sweep_pending"),
+        "experimenter fn": _function_env(tf, "snapshot_experimenter"),
         "job": _job_env(tf),
     }
 
@@ -74,45 +98,65 @@ def test_functions_main_exists():
 
 def test_every_entry_point_is_a_cloud_event_handler(tf):
     handlers = cloud_event_handlers(MAIN)
-    entry_points = {unquote(one(f["build_config"])["entry_point"]) for f in _functions(tf).values()}
+    assert one(_function_resource(tf)["build_config"])["entry_point"] == "${each.value.entry_point}"
+    entry_points = {unquote(f["entry_point"]) for f in _functions(tf).values()}
     assert entry_points == CLOUD_EVENT_ENTRY_POINTS  # the names docs/architecture.md documents
     missing = entry_points - handlers
     assert not missing, f"entry points without a @functions_framework.cloud_event handler in functions/main.py: {missing}"
 
 
 def test_functions_share_one_source_and_runtime(tf):
-    for name, f in _functions(tf).items():
-        build = one(f["build_config"])
-        assert unquote(build["runtime"]) == "python311", name
-        storage = one(one(build["source"])["storage_source"])
-        assert "local.function_source" in storage["bucket"] and "local.function_source" in storage["object"], name
+    build = one(_function_resource(tf)["build_config"])
+    assert unquote(build["runtime"]) == "python311"
+    storage = one(one(build["source"])["storage_source"])
+    assert "local.function_source" in storage["bucket"] and "local.function_source" in storage["object"]
     obj = tf.resources("google_storage_bucket_object")["functions_source"]
     assert "output_md5" in obj["name"] or "output_sha" in obj["name"], "the source zip must be named by its hash"
 
 
 def test_triggers(tf):
     fns = _functions(tf)
-    fin = one(fns["on_results_finalized"]["event_trigger"])
+    fin = fns["on_results_finalized"]["trigger"]
     assert unquote(fin["event_type"]) == "google.cloud.storage.object.v1.finalized"
     assert unquote(fin["retry_policy"]) == "RETRY_POLICY_RETRY"
-    assert one(fin["event_filters"])["value"] == "${local.results_bucket}"
+    assert fin["filters"] == {"bucket": "${local.results_bucket}"}
 
-    toc = fns["rebuild_toc"]
-    assert toc["for_each"] == "${local.toc_triggers}"
-    assert set(map(unquote, tf.locals()["toc_triggers"].values())) == {
+    toc = _entries(tf, "rebuild_toc")
+    assert {unquote(f["trigger"]["event_type"]) for f in toc} == {
         "google.cloud.storage.object.v1.finalized",
         "google.cloud.storage.object.v1.deleted",
     }
-    trig = one(toc["event_trigger"])
-    assert unquote(trig["retry_policy"]) == "RETRY_POLICY_RETRY"
-    assert "google_storage_bucket.state" in one(trig["event_filters"])["value"]
+    for f in toc:
+        assert unquote(f["trigger"]["retry_policy"]) == "RETRY_POLICY_RETRY"
+        assert f["trigger"]["filters"] == {"bucket": "${google_storage_bucket.state.name}"}
+
+    assert fns["dispatch_render"]["trigger"] is None, "dispatch_render is reached by the push subscription (pubsub.tf)"
+
+
+def test_the_resource_turns_each_trigger_into_one_event_trigger(tf):
+    """trigger = null: no event_trigger block; otherwise one, with the trigger's settings, delivered
+    by the events account, one event filter per entry of filters."""
+    (dyn,) = _function_resource(tf)["dynamic"]
+    (label, body) = next((k, v) for k, v in dyn.items() if not k.startswith("__"))
+    assert unquote(label) == "event_trigger"
+    assert body["for_each"] == "${each.value.trigger[*]}"
+    content = one(body["content"])
+    assert content["trigger_region"] == "${event_trigger.value.region}"
+    assert content["event_type"] == "${event_trigger.value.event_type}"
+    assert content["retry_policy"] == "${event_trigger.value.retry_policy}"
+    assert content["pubsub_topic"] == "${try(event_trigger.value.pubsub_topic, null)}"
+    assert content["service_account_email"] == "${google_service_account.events.email}"
+    filters = one(content["dynamic"])['"event_filters"']
+    assert filters["for_each"] == "${event_trigger.value.filters}"
+    assert one(filters["content"])["attribute"] == "${event_filters.key}"
+    assert one(filters["content"])["value"] == "${event_filters.value}"
 
 
 def test_dispatch_has_bounded_retries_and_a_dead_letter_topic(tf):
     sub = tf.resources("google_pubsub_subscription")["dispatch"]
     assert "google_pubsub_topic.render_requests" in sub["topic"]
     push = one(sub["push_config"])
-    assert "google_cloudfunctions2_function.dispatch_render" in push["push_endpoint"]
+    assert 'google_cloudfunctions2_function.this["dispatch_render"]' in push["push_endpoint"]
     assert "oidc_token" in push
     dl = one(sub["dead_letter_policy"])
     assert "google_pubsub_topic.render_dead_letter" in dl["dead_letter_topic"]
@@ -129,7 +173,7 @@ def test_dispatch_has_bounded_retries_and_a_dead_letter_topic(tf):
 def test_every_contract_variable_read_by_the_code_is_documented():
     table = contract_table()
     read = set()
-    for path in [MAIN, *(ROOT / "partybal").glob("*.py")]:
+    for path in [MAIN, *(ROOT / "partybal").rglob("*.py")]:
         read |= env_reads(path)
     contract_like = {v for v in read if v in table or v.endswith("_BUCKET") or v in {"RENDER_TOPIC", "RUN_JOB"}}
     undocumented = contract_like - set(table)
@@ -177,19 +221,19 @@ def test_docs_table_is_honoured(tf):
 
 def test_render_topic_and_run_job_are_full_resource_names(tf):
     fns = _functions(tf)
-    fin = one(fns["on_results_finalized"]["service_config"])["environment_variables"]
+    fin = fns["on_results_finalized"]["env"]
     assert fin["RENDER_TOPIC"] == "${local.render_topic}"
     assert tf.locals()["render_topic"] == "${google_pubsub_topic.render_requests.id}"  # projects/P/topics/T
-    disp = one(fns["dispatch_render"]["service_config"])["environment_variables"]
+    disp = fns["dispatch_render"]["env"]
     assert disp["RUN_JOB"] == "${local.run_job}"
     assert tf.locals()["run_job"] == "${google_cloud_run_v2_job.renderer.id}"  # projects/P/locations/L/jobs/J
 
 
 def test_job_env_matches_dispatch_overrides(tf):
-    dispatch_src = (ROOT / "partybal" / "dispatch.py").read_text()
+    dispatch_src = (ROOT / "partybal" / "pipeline" / "dispatch.py").read_text()
     overridden = set(re.findall(r"EnvVar\(\s*name\s*=\s*[\"']([A-Z_]+)[\"']", dispatch_src))
     assert overridden == OVERRIDES, f"dispatch.py overrides {overridden}"
-    job_reads = env_reads(ROOT / "partybal" / "job.py")
+    job_reads = env_reads(ROOT / "partybal" / "pipeline" / "job.py")
     assert overridden <= job_reads, "the job must read what the dispatcher overrides"
     job_env = _job_env(tf)
     assert not (job_env & overridden), "PARTYBAL_SLUG/PARTYBAL_PREFIX must be left to per-execution overrides"
@@ -197,10 +241,10 @@ def test_job_env_matches_dispatch_overrides(tf):
 
 
 def test_job_env_matches_backfill_overrides(tf):
-    src = (ROOT / "partybal" / "backfill.py").read_text()
+    src = (ROOT / "partybal" / "pipeline" / "backfill.py").read_text()
     overridden = set(re.findall(r"EnvVar\(\s*name\s*=\s*[\"']([A-Z_]+)[\"']", src))
     assert overridden == BACKFILL_OVERRIDES, f"backfill.py overrides {overridden}"
-    assert overridden <= env_reads(ROOT / "partybal" / "job.py"), "the job must read what the backfill overrides"
+    assert overridden <= env_reads(ROOT / "partybal" / "pipeline" / "job.py"), "the job must read what the backfill overrides"
     assert not (_job_env(tf) & overridden), "PARTYBAL_SLUGS_URI must be left to per-execution overrides"
 
 
@@ -258,10 +302,14 @@ def test_dispatcher_may_run_the_job_with_overrides_without_acting_as_its_account
 
 
 def test_components_have_their_own_accounts(tf):
-    fns = _functions(tf)
-    accounts = {
-        n: one(f["service_config"])["service_account_email"] for n, f in fns.items()
-    }
+    assert one(_function_resource(tf)["service_config"])["service_account_email"] == "${each.value.service_account}"
+    by_entry_point: dict[str, set[str]] = {}
+    for f in _functions(tf).values():
+        by_entry_point.setdefault(unquote(f["entry_point"]), set()).add(f["service_account"])
+    accounts = {}
+    for entry_point, used in by_entry_point.items():
+        assert len(used) == 1, f"{entry_point} runs as {used}"
+        accounts[entry_point] = used.pop()
     job = tf.resources("google_cloud_run_v2_job")["renderer"]
     accounts["job"] = one(one(job["template"])["template"])["service_account"]
     assert len(set(accounts.values())) == len(accounts), accounts
@@ -341,12 +389,12 @@ def test_sweeper_is_scheduled_on_its_own_topic(tf):
     """sweep_pending (docs/reliability.md): Cloud Scheduler → its topic → the function, which
     re-publishes render requests as its own least-privilege account."""
     fn = _functions(tf)["sweep_pending"]
-    trig = one(fn["event_trigger"])
+    trig = fn["trigger"]
     assert unquote(trig["event_type"]) == "google.cloud.pubsub.topic.v1.messagePublished"
     assert "google_pubsub_topic.sweep" in trig["pubsub_topic"]
     job = tf.resources("google_cloud_scheduler_job")["sweep"]
     assert "google_pubsub_topic.sweep" in one(job["pubsub_target"])["topic_name"]
-    env = one(fn["service_config"])["environment_variables"]
+    env = fn["env"]
     assert env["RENDER_TOPIC"] == "${local.render_topic}"
     publishers = [b for b in tf.resources("google_pubsub_topic_iam_member").values() if "service_account.sweeper" in b["member"]]
     assert [unquote(b["role"]) for b in publishers] == ["roles/pubsub.publisher"]
@@ -426,7 +474,7 @@ def test_run_job_overrides_cannot_change_parallelism():
     execution; if an API release added one, this says to decide how the builders use it."""
     from google.cloud import run_v2
 
-    from partybal import backfill, dispatch
+    from partybal.pipeline import backfill, dispatch
 
     assert set(run_v2.RunJobRequest.Overrides.meta.fields) == {"container_overrides", "task_count", "timeout"}
     job = "projects/p/locations/l/jobs/j"
@@ -463,11 +511,13 @@ def test_soft_delete_is_off(tf, bucket):
 
 
 def test_builds_run_as_the_build_account_with_only_build_rights(tf):
-    for name, f in _functions(tf).items():
-        build = one(f["build_config"])
-        assert build["service_account"] == "${google_service_account.build.id}", name
-        assert build["docker_repository"] == "${google_artifact_registry_repository.functions.id}", name
-        assert "${google_storage_bucket_iam_member.build_reads_source}" in f["depends_on"], f"{name} may build before its account can read"
+    f = _function_resource(tf)
+    build = one(f["build_config"])
+    assert build["service_account"] == "${google_service_account.build.id}"
+    assert build["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+    assert "${google_storage_bucket_iam_member.build_reads_source}" in f["depends_on"], (
+        "functions may build before their account can read"
+    )
     grants = set()
     for rtype, name, body in tf.all_resources():
         if rtype.endswith("_iam_member") and "google_service_account.build." in str(body.get("member")):
@@ -511,8 +561,8 @@ def test_results_trigger_region_follows_the_bucket(tf):
     assert results["count"] == "${var.create_results_bucket ? 0 : 1}"
     loc = tf.locals()["results_bucket_location"]
     assert "data.google_storage_bucket.results[0].location" in loc and "google_storage_bucket.results[0].location" in loc
-    fin = one(_functions(tf)["on_results_finalized"]["event_trigger"])
-    assert fin["trigger_region"] == "${local.results_bucket_location}"
+    fin = _functions(tf)["on_results_finalized"]["trigger"]
+    assert fin["region"] == "${local.results_bucket_location}"
 
 
 # --- variables from a file --------------------------------------------------------------------
@@ -551,3 +601,182 @@ def test_make_deploy_passes_the_var_file(tmp_path):
         assert line.index("-var-file=") < line.index("-var project=p"), line
     docs = (ROOT / "docs" / "deploy.md").read_text()
     assert "TF_VAR_FILE=" in docs and "TF_EXTRA_VARS" not in docs
+
+
+# --- the functions come from one definition (issue 15) ----------------------------------------
+
+FUNCTION_BLOCK = re.compile(r'^\s*resource\s+"google_cloudfunctions2_function"\s', re.M)
+FUNCTIONS_FOR_EACH = "${local.functions}"
+INVOKERS_FOR_EACH = "${{for k, f in google_cloudfunctions2_function.this : k => f.name}}"  # python-hcl2's spelling
+
+
+def test_functions_come_from_one_definition(tf):
+    """One google_cloudfunctions2_function block in terraform/ (local modules included), iterating
+    over local.functions: a function is added as an entry, not as a copy of the resource."""
+    blocks = [
+        f"{path.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}"
+        for path in sorted((ROOT / "terraform").rglob("*.tf")) if ".terraform" not in path.parts
+        for text in [path.read_text()] for m in FUNCTION_BLOCK.finditer(text)
+    ]
+    assert len(blocks) == 1, f"{FUNCTION} defined {len(blocks)} times, add an entry to local.functions instead: {blocks}"
+    assert _function_resource(tf)["for_each"] == "${local.functions}"
+
+
+def test_every_handler_has_its_function_entry(tf):
+    """Every @functions_framework.cloud_event handler of functions/main.py has exactly one entry in
+    local.functions with that entry point, and every entry runs a handler. The one exception the
+    platform forces: a gen2 function has one trigger, so a handler that follows several event types
+    (rebuild_toc) has one entry per event type, "<handler>_<event>", alike in everything else."""
+    handlers = cloud_event_handlers(MAIN)
+    assert handlers, "no @functions_framework.cloud_event handler found in functions/main.py"
+    by_entry_point: dict[str, dict[str, dict]] = {}
+    for name, f in _functions(tf).items():
+        by_entry_point.setdefault(unquote(f["entry_point"]), {})[name] = f
+    assert set(by_entry_point) == handlers, (
+        f"handlers without an entry: {sorted(handlers - set(by_entry_point))}; "
+        f"entries without a handler: {sorted(set(by_entry_point) - handlers)}"
+    )
+    for entry_point, entries in by_entry_point.items():
+        if len(entries) == 1:
+            assert list(entries) == [entry_point], f"the entry of {entry_point} is called {list(entries)}"
+            continue
+        events = [unquote(f["trigger"]["event_type"]) for f in entries.values() if f["trigger"]]
+        assert len(events) == len(set(events)) == len(entries), f"{entry_point}: not one entry per event type: {events}"
+        for name, f in entries.items():
+            event = unquote(f["trigger"]["event_type"]).rsplit(".", 1)[-1]
+            assert name == f"{entry_point}_{event}", f"{name}: an entry of {entry_point} is named {entry_point}_{event}"
+
+        def rest(f):  # what must be alike: everything but the description and the event type (comments aside)
+            return {k: v for k, v in f.items() if k not in ("description", "trigger") and not k.startswith("__")} | {
+                "trigger": {k: v for k, v in f["trigger"].items() if k != "event_type" and not k.startswith("__")}
+            }
+
+        alike = {repr(rest(f)) for f in entries.values()}
+        assert len(alike) == 1, f"the entries of {entry_point} differ beyond their event type"
+
+
+def test_every_setting_in_the_map_reaches_the_resource(tf):
+    """An entry's setting that the resource never reads would be silently ignored."""
+    text = tf.text["functions.tf"]
+    resource = text[FUNCTION_BLOCK.search(text).start():]
+    read = set(re.findall(r"each\.value\.(\w+)", resource))
+    trigger_read = set(re.findall(r"event_trigger\.value\.(\w+)", resource))
+    for name, f in _functions(tf).items():
+        settings = {k for k in f if not k.startswith("__")}
+        assert settings == read, f"{name}: settings {sorted(settings)}, the resource reads {sorted(read)}"
+        if f["trigger"]:
+            trig = {k for k in f["trigger"] if not k.startswith("__")}
+            assert trig <= trigger_read, f"{name}: trigger settings {sorted(trig - trigger_read)} are not read"
+    # the Cloud Function's name is its key: partybal-<key with dashes> (docs/deploy.md lists them)
+    assert unquote(_function_resource(tf)["name"]) == '${var.name_prefix}-${replace(each.key, "_", "-")}'
+
+
+def test_the_events_account_may_invoke_every_function_and_only_those(tf):
+    invokers = tf.resources("google_cloud_run_v2_service_iam_member")
+    assert set(invokers) == {"events_invoke"}, "one invoker binding per function, from one definition"
+    inv = invokers["events_invoke"]
+    assert inv["for_each"] == INVOKERS_FOR_EACH
+    assert inv["name"] == "${each.value}" and unquote(inv["role"]) == "roles/run.invoker"
+    assert inv["member"] == "${google_service_account.events.member}"
+
+
+# What deployments applied before the functions came from one definition hold in their state, and
+# the Cloud Function each address is (its name under the default name_prefix).
+DEPLOYED_BEFORE_ONE_DEFINITION = {
+    "google_cloudfunctions2_function.on_results_finalized": "partybal-on-results-finalized",
+    "google_cloudfunctions2_function.dispatch_render": "partybal-dispatch-render",
+    'google_cloudfunctions2_function.rebuild_toc["finalized"]': "partybal-rebuild-toc-finalized",
+    'google_cloudfunctions2_function.rebuild_toc["deleted"]': "partybal-rebuild-toc-deleted",
+    "google_cloudfunctions2_function.sweep_pending": "partybal-sweep-pending",
+    "google_cloudfunctions2_function.snapshot_experimenter": "partybal-snapshot-experimenter",
+    'google_cloud_run_v2_service_iam_member.events_invoke["on_results_finalized"]': "partybal-on-results-finalized",
+    'google_cloud_run_v2_service_iam_member.events_invoke["dispatch_render"]': "partybal-dispatch-render",
+    'google_cloud_run_v2_service_iam_member.events_invoke["rebuild_toc_finalized"]': "partybal-rebuild-toc-finalized",
+    'google_cloud_run_v2_service_iam_member.events_invoke["rebuild_toc_deleted"]': "partybal-rebuild-toc-deleted",
+    "google_cloud_run_v2_service_iam_member.events_invoke_sweep": "partybal-sweep-pending",
+    "google_cloud_run_v2_service_iam_member.events_invoke_experimenter": "partybal-snapshot-experimenter",
+}
+STAND_IN_TYPES = ("google_cloudfunctions2_function", "google_cloud_run_v2_service_iam_member")
+_ADDRESS = re.compile(r'^(\w+)\.(\w+)(\["[\w-]+"\])?$')
+
+
+def _stand_in(address: str) -> str:
+    """google_x.name["k"] -> terraform_data.google_x__name["k"]: terraform's built-in resource,
+    which plans without provider downloads, under a name that keeps the type."""
+    m = _ADDRESS.match(address)
+    assert m and m.group(1) in STAND_IN_TYPES, address
+    return f"terraform_data.{m.group(1)}__{m.group(2)}{m.group(3) or ''}"
+
+
+def _terraform_in(module, *args, check=True):
+    terraform = shutil.which("terraform")
+    if not terraform:
+        unavailable("terraform is missing: install the terraform CLI")
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    proc = subprocess.run(
+        [terraform, *args, "-no-color"], cwd=module, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert not check or proc.returncode == 0, f"terraform {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
+    return proc
+
+
+def test_moved_blocks_keep_the_deployed_functions(tf, tmp_path):
+    """A deployment applied with the old addresses plans no destroy and no create: every function
+    and invoker binding moves to its entry of the one definition, and to the instance that has the
+    same Cloud Function name (a different name would replace the function). Shown with terraform
+    itself on stand-ins (terraform_data keyed like the real resources, triggers_replace = the
+    function's name expression from functions.tf, the moved blocks of terraform/ rewritten)."""
+    import json
+
+    name_expr = unquote(_function_resource(tf)["name"])
+    assert "each.key" in name_expr
+    keys = sorted(_functions(tf))
+    prefix = 'variable "name_prefix" {\n  type    = string\n  default = "partybal"\n}\n'
+
+    old = tmp_path / "old"
+    old.mkdir()
+    grouped: dict[str, dict] = {}
+    for address, fn_name in DEPLOYED_BEFORE_ONE_DEFINITION.items():
+        m = re.match(r'^(terraform_data\.\w+)(?:\["([\w-]+)"\])?$', _stand_in(address))
+        grouped.setdefault(m.group(1), {})[m.group(2)] = fn_name
+    blocks = []
+    for res, instances in grouped.items():
+        label = res.split(".", 1)[1]
+        if list(instances) == [None]:
+            blocks.append(f'resource "terraform_data" "{label}" {{\n  triggers_replace = "{instances[None]}"\n}}\n')
+        else:
+            blocks.append(
+                f'resource "terraform_data" "{label}" {{\n  for_each = {json.dumps(instances)}\n'
+                "  triggers_replace = each.value\n}\n"
+            )
+    (old / "main.tf").write_text("\n".join(blocks))
+    _terraform_in(old, "init", "-input=false", "-backend=false")
+    _terraform_in(old, "apply", "-input=false", "-auto-approve")
+
+    new = tmp_path / "new"
+    new.mkdir()
+    blocks = [prefix, f"locals {{\n  keys = toset({json.dumps(keys)})\n}}\n"]
+    for rtype in STAND_IN_TYPES:
+        for label, body in tf.resources(rtype).items():
+            assert body.get("for_each") in (FUNCTIONS_FOR_EACH, INVOKERS_FOR_EACH), (
+                f"{rtype}.{label}: a stand-in for for_each = {body.get('for_each')} is not written yet"
+            )
+            blocks.append(
+                f'resource "terraform_data" "{rtype}__{label}" {{\n  for_each = local.keys\n'
+                f'  triggers_replace = "{name_expr}"\n}}\n'
+            )
+    for moved in tf.blocks("moved"):
+        frm, to = (unquote(moved[k]).removeprefix("${").removesuffix("}") for k in ("from", "to"))
+        blocks.append(f"moved {{\n  from = {_stand_in(frm)}\n  to   = {_stand_in(to)}\n}}\n")
+    (new / "main.tf").write_text("\n".join(blocks))
+    (old / "terraform.tfstate").replace(new / "terraform.tfstate")
+    _terraform_in(new, "init", "-input=false", "-backend=false")
+    _terraform_in(new, "plan", "-input=false", "-out=plan")
+    plan = json.loads(_terraform_in(new, "show", "-json", "plan").stdout)
+
+    changes = {c["address"]: c for c in plan.get("resource_changes", [])}
+    not_kept = {a: c["change"]["actions"] for a, c in changes.items() if c["change"]["actions"] != ["no-op"]}
+    assert not not_kept, f"an existing deployment would see these changes (create/delete/replace): {not_kept}"
+    came_from = {c.get("previous_address", a): a for a, c in changes.items()}
+    lost = sorted(a for a in DEPLOYED_BEFORE_ONE_DEFINITION if _stand_in(a) not in came_from)
+    assert not lost, f"no moved block for {lost}: terraform would destroy them and create the new addresses"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from partybal import localstack, synthetic, uploader
+from partybal.local import stack as localstack, uploader
+from tests.support import synthetic
 from tests.helpers import missing_tools, unavailable, wait_until  # noqa: F401  (wait_until is used by the e2e tests)
 
 REPO = Path(__file__).resolve().parents[2]

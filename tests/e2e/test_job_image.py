@@ -5,7 +5,7 @@
 runs in a fresh copy of the image's filesystem, as the image's user (uid 10001), with the job's
 environment contract only, against fake-gcs-server — driven by the local Cloud Run stand-in with
 ``job_image`` set (what ``partybal local up --job-image`` does) — and must publish what the
-stand-in's default path (``python -m partybal.job`` on this machine) publishes for the same input.
+stand-in's default path (``python -m partybal.pipeline.job`` on this machine) publishes for the same input.
 The image holds only the job, and its user can write only to its temp and home folders.
 ``partybal local up --job-image`` runs the whole local pipeline with the image.
 
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from partybal import jobimage, layout, localstack, runstub, uploader
+from partybal.local import jobimage, stack as localstack, cloudrun as runstub, uploader
+from partybal import layout
 from tests.helpers import SAMPLE, unavailable, wait_until
 
 pytestmark = [pytest.mark.image, pytest.mark.emulators, pytest.mark.r]
@@ -180,7 +181,7 @@ def test_the_image_publishes_what_the_stand_in_publishes(image, gcs, tmp_path):
 
 def test_the_image_holds_only_the_job_and_its_user_writes_only_temp_and_home(image):
     config = jobimage.image_config(image)
-    assert config.user == JOB_USER and config.argv == ["python", "-m", "partybal.job"], config
+    assert config.user == JOB_USER and config.argv == ["python", "-m", "partybal.pipeline.job"], config
     with jobimage.mounted(image) as root:
         # only what the job runs
         app = sorted(p.name for p in (root / "app").iterdir())

@@ -11,7 +11,8 @@ import urllib.request
 
 import pytest
 
-from partybal import layout, localstack
+from partybal import layout
+from partybal.local import stack as localstack
 
 from .conftest import executions_for, hold_experiment, pending, settled, small_experiment, upload_files, wait_until
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from partybal import layout, localstack
+from partybal import layout
+from partybal.local import stack as localstack
 from tests.e2e.conftest import small_experiment, upload_files
 
 

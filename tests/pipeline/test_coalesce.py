@@ -9,8 +9,9 @@ import time
 import pytest
 from google.api_core import exceptions as gexc
 
-from partybal import coalesce, layout
-from partybal.job import delete_marker
+from partybal.pipeline import coalesce
+from partybal import layout
+from partybal.pipeline.job import delete_marker
 
 pytestmark = pytest.mark.emulators
 TOPIC = "projects/partybal-test/topics/render-requests"

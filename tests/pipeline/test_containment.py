@@ -19,9 +19,13 @@ import pytest
 
 from tests.helpers import unavailable
 
-from partybal import dispatch, layout, preview, render, report, status, synthetic, toc
+from partybal.pipeline import dispatch, status, toc
+from partybal import layout
+from tests.support import synthetic
+from partybal.local import preview
+from partybal.page import render, report
 from partybal.errors import ConfigError, InputError
-from partybal.results import load_experiment
+from partybal.page.results import load_experiment
 from partybal.storage import LocalResults, SizeLimits, check_sizes, list_experiment_objects
 
 ROOT = Path(__file__).resolve().parents[2]

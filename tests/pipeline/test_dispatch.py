@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from partybal import dispatch, events, layout
+from partybal.pipeline import dispatch, events
+from partybal import layout
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "projects/partybal-test/locations/europe-west1/jobs/partybal-render"

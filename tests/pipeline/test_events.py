@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from partybal import coalesce, events, layout
+from partybal.pipeline import coalesce, events
+from partybal import layout
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "results-bkt"
@@ -270,7 +271,7 @@ def test_layout_rejects_names_with_trailing_newline():
 
 
 def test_settings_from_env():
-    from partybal import events as ev
+    from partybal.pipeline import events as ev
 
     s = coalesce.Settings.from_env({"RESULTS_BUCKET": "r", "STATE_BUCKET": "s", "RENDER_TOPIC": "t"})
     assert s.stale_seconds == coalesce.DEFAULT_STALE_SECONDS

@@ -9,8 +9,9 @@ import socket
 
 import pytest
 
-from partybal import experimenter, job, layout
-from partybal.experimenter_standin import FIXTURE, StandIn
+from partybal.pipeline import experimenter, job
+from partybal import layout
+from partybal.local.experimenter_standin import FIXTURE, StandIn
 from tests.pipeline.pipeline_support import upload_sample
 from tests.pipeline.test_job import job_env, status_of
 
@@ -89,7 +90,7 @@ def test_rendered_page_shows_experimenter_context_from_the_snapshot(gcs, buckets
 def test_toc_shows_experimenter_names_and_dates_and_follows_the_snapshot(gcs, buckets):
     import datetime as dt
 
-    from partybal import toc
+    from partybal.pipeline import toc
 
     settings = toc.Settings(buckets.results, buckets.site, buckets.state)
     results = gcs.bucket(buckets.results)
@@ -123,7 +124,7 @@ def test_toc_shows_experimenter_names_and_dates_and_follows_the_snapshot(gcs, bu
 
 
 def _listing(gcs, settings):
-    from partybal import toc
+    from partybal.pipeline import toc
 
     experiments = toc.group_results(toc.list_results(gcs, settings.results_bucket, ""), "")
     statuses, pending = toc.read_state(gcs, settings.state_bucket, "")

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from partybal import job, layout, render, status
-from partybal.results import load_experiment
+from partybal.pipeline import job, status
+from partybal import layout
+from partybal.page import render
+from partybal.page.results import load_experiment
 from partybal.storage import GcsResults
 from tests.pipeline.pipeline_support import upload_sample
 
@@ -47,7 +49,7 @@ def test_real_render_then_bad_input_keeps_the_page(gcs, buckets, fake_gcs):
     inputs = upload_sample(gcs, buckets.results, SLUG)
     gcs.bucket(buckets.state).blob(layout.pending_name(SLUG)).upload_from_string("{}")
     env = {**os.environ, **job_env(buckets, slug="sample-search-defaults"), "STORAGE_EMULATOR_HOST": fake_gcs, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "partybal.job"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "partybal.pipeline.job"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     assert lines and all({"severity", "message", "slug"} <= set(entry) for entry in lines)
@@ -340,7 +342,7 @@ def test_running_record_is_deleted_only_if_still_ours():
 
 
 def job_log(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == "partybal.job"]
+    return [r.getMessage() for r in caplog.records if r.name == "partybal.pipeline.job"]
 
 
 def test_any_exception_while_rendering_is_a_failed_status_not_a_crash(gcs, buckets, monkeypatch, caplog):

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from partybal import layout, status, sweeper
+from partybal import layout
+from partybal.pipeline import status, sweeper
 
 pytestmark = pytest.mark.emulators
 TOPIC = "projects/partybal-test/topics/render-requests"
@@ -153,7 +154,8 @@ def test_execution_lookup_asks_the_cloud_run_api(tmp_path):
     import socket
     import time
 
-    from partybal import dispatch, runstub
+    from partybal.pipeline import dispatch
+    from partybal.local import cloudrun as runstub
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -202,7 +204,7 @@ def test_a_render_killed_on_its_last_attempt_is_recorded_not_retried(gcs, bucket
     record = json.loads(gcs.bucket(buckets.state).blob(layout.status_name("oom")).download_as_bytes())
     assert record["state"] == "failed" and record["reason"] == "killed (attempt 4 of 4)" and record["input_generations"] == gens
     assert gcs.bucket(buckets.state).get_blob(layout.running_name("oom")) is None
-    from partybal import toc
+    from partybal.pipeline import toc
 
     t = toc.Settings(buckets.results, buckets.site, buckets.state)
     (row,) = toc.build_index(gcs, t, "").rows
@@ -231,7 +233,7 @@ def test_a_run_that_wrote_its_status_but_not_its_running_deletion_is_not_called_
 
 
 def test_state_of_another_version_or_corrupted_never_stops_a_sweep_or_the_toc(gcs, buckets, settings, publisher):
-    from partybal import toc
+    from partybal.pipeline import toc
 
     state = gcs.bucket(buckets.state)
     for fslug, body, meta in [

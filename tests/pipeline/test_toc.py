@@ -12,7 +12,8 @@ import pytest
 
 from tests.helpers import unavailable
 
-from partybal import layout, toc
+from partybal import layout
+from partybal.pipeline import toc
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)

@@ -23,7 +23,7 @@ import pytest
 
 from tests.helpers import unavailable
 
-from partybal import localstack
+from partybal.local import stack as localstack
 
 from tests.reliability import support
 

@@ -9,7 +9,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from partybal import layout, synthetic, uploader
+from partybal import layout
+from tests.support import synthetic
+from partybal.local import uploader
 from tests.helpers import missing_tools, wait_until  # noqa: F401  (used by the reliability tests)
 
 STALE_SECONDS = 20  # COALESCE_STALE_SECONDS of the reliability stack: the sweeper's threshold

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from partybal import layout, uploader
+from partybal import layout
+from partybal.local import uploader
 
 from tests.reliability import support
 

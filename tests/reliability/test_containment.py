@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from partybal import layout, status, synthetic
+from partybal import layout
+from tests.support import synthetic
+from partybal.pipeline import status
 
 from tests.reliability import support
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from partybal import layout, localstack
+from partybal import layout
+from partybal.local import stack as localstack
 
 from tests.reliability import support
 

@@ -18,7 +18,8 @@ import uuid
 
 import pytest
 
-from partybal import layout, localstack
+from partybal import layout
+from partybal.local import stack as localstack
 
 from tests.reliability import support
 
@@ -51,7 +52,7 @@ def test_every_event_three_times(rstack, evidence):
     s = rstack
     support.wait_quiet(s)
     offsets = support.log_offsets(s)
-    from partybal.localstack import _subscriber
+    from partybal.local.stack import _subscriber
 
     sub = _subscriber(s.pubsub_host)
     tap = f"projects/{s.project}/subscriptions/rel-tap-{uuid.uuid4().hex[:8]}"

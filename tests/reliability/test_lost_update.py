@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from partybal import layout, synthetic
+from partybal import layout
+from tests.support import synthetic
 
 from tests.reliability import support
 

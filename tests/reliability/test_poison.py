@@ -35,7 +35,7 @@ def drain(sub, name: str) -> list:
 
 
 def test_poison_messages_are_bounded(rstack, evidence):
-    from partybal.localstack import _subscriber
+    from partybal.local.stack import _subscriber
 
     s = rstack
     support.wait_quiet(s)

@@ -1,7 +1,7 @@
 """Case 8: TOC integrity.
 
 * 10 rebuilds at once — as 10 concurrent CloudEvents to the running ``rebuild_toc`` function, and
-  as 10 threads calling :func:`partybal.toc.publish_index` on their own buckets while each adds an
+  as 10 threads calling :func:`partybal.pipeline.toc.publish_index` on their own buckets while each adds an
   experiment — never drop an entry (the generation precondition makes a racing writer list again)
   and never take more than two listings (a writer beaten by one that listed after it began stops).
 * ``rebuild_toc`` never triggers itself: while nothing changes, no rebuild is logged, although
@@ -20,7 +20,8 @@ import uuid
 
 import pytest
 
-from partybal import layout, status, toc
+from partybal import layout
+from partybal.pipeline import status, toc
 
 from tests.reliability import support
 

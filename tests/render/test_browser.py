@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from partybal import layout, synthetic
-from partybal.synthetic import MetricSpec
+from partybal import layout
+from tests.support import synthetic
+from tests.support.synthetic import MetricSpec
 from tests.helpers import ARTIFACTS, ROOT, SAMPLE, StaticSite, launch_chromium
 from tests.helpers import playwright_api as _playwright_api
 from tests.render.test_render_r import MARKER, render_hostile

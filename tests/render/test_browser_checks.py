@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from partybal import layout, synthetic
-from partybal.synthetic import MetricSpec
+from partybal import layout
+from tests.support import synthetic
+from tests.support.synthetic import MetricSpec
 from tests.helpers import ARTIFACTS, ROOT, StaticSite, launch_chromium
 from tests.helpers import playwright_api as _playwright_api
 
@@ -150,7 +151,7 @@ def test_completeness_map_filters_and_links(browser, site):
 def context_site(tmp_path_factory):
     import socket
 
-    from partybal.experimenter_standin import StandIn
+    from partybal.local.experimenter_standin import StandIn
     from tests.helpers import SAMPLE
 
     out = tmp_path_factory.mktemp("context")
@@ -202,8 +203,8 @@ def test_header_without_experimenter_says_so(browser, context_site):
 def test_toc_filters_by_application_and_stage(browser, tmp_path):
     import datetime as dt
 
-    from partybal import experimenter, toc
-    from partybal.experimenter_standin import FIXTURE
+    from partybal.pipeline import experimenter, toc
+    from partybal.local.experimenter_standin import FIXTURE
 
     _, infos, _ = experimenter.parse_entries(json.loads(FIXTURE.read_bytes()), "fixture")
     snapshot = experimenter.toc_bytes(infos.values())

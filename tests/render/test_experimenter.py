@@ -1,4 +1,4 @@
-"""Experimenter context (partybal/experimenter.py): validating the API's entries, the local
+"""Experimenter context (partybal/pipeline/experimenter.py): validating the API's entries, the local
 stand-in, the page header's model, the CLI flag. Nothing here reaches the real Experimenter."""
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import sys
 
 import pytest
 
-from partybal import experimenter, srm, synthetic, templating
-from partybal.experimenter_standin import FIXTURE, StandIn
-from partybal.report import build_page
-from partybal.results import load_experiment
+from partybal.pipeline import experimenter
+from partybal.page import srm, templating
+from tests.support import synthetic
+from partybal.local.experimenter_standin import FIXTURE, StandIn
+from partybal.page.report import build_page
+from partybal.page.results import load_experiment
 from partybal.storage import LocalResults
 from tests.helpers import ROOT
 from tests.render.test_report import PLOTTED
@@ -43,7 +45,7 @@ def test_tests_never_default_to_the_real_experimenter():
 
 def test_fixture_entries_validate_and_broken_ones_are_skipped_and_logged(caplog):
     entries = json.loads(FIXTURE.read_bytes())
-    with caplog.at_level(logging.WARNING, logger="partybal.experimenter"):
+    with caplog.at_level(logging.WARNING, logger="partybal.pipeline.experimenter"):
         valid, infos, skipped = experimenter.parse_entries(entries, "fixture")
     assert set(infos) == VALID and skipped == 2 and len(valid) == 5
     messages = [r.getMessage() for r in caplog.records]
@@ -194,7 +196,7 @@ def test_bad_environment_value_is_a_config_error(tmp_path):
 
 def _worker_sees(src, fslug, out, cores, generations):
     """A backfill worker (another process): what Experimenter catalog it was handed."""
-    from partybal import backfill
+    from partybal.pipeline import backfill
 
     catalog = experimenter.for_worker()
     info = catalog.get(fslug) if catalog else None
@@ -205,7 +207,7 @@ def test_backfill_reads_experimenter_once_for_its_workers(tmp_path, standin, mon
     import argparse
     import os
 
-    from partybal import backfill
+    from partybal.pipeline import backfill
 
     root = tmp_path / "results" / "metadata"
     root.mkdir(parents=True)

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from partybal.report import build_page
-from partybal.results import InputError, load_experiment
+from partybal.page.report import build_page
+from partybal.page.results import InputError, load_experiment
 from partybal.storage import LocalResults
 from tests.generations import GENERATIONS, generation_files, generation_spec, write_generation
 from tests.helpers import ROOT

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from partybal import preview
+from partybal.local import preview
+from partybal.page.report import Banner
 from partybal.storage import LocalResults
 from tests.helpers import ROOT, copy_sample, write_json
 
@@ -17,7 +18,7 @@ NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
 
 
 def test_banner_names_the_data_and_the_expiry():
-    b = preview.banner("/data/my-config", NOW)
+    b = Banner.preview("/data/my-config", NOW)
     assert "not final results" in b.title
     assert "/data/my-config" in b.text and "2026-11-30" in b.text
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from partybal import layout
-from partybal import render as partybal_render
-from partybal.report import R_DIR, FigureSpec, plotted_statistics
-from partybal.synthetic import ExperimentSpec, MetricSpec, write_experiment
+from partybal.page import render as partybal_render
+from partybal.page.report import R_DIR, FigureSpec, plotted_statistics
+from tests.support.synthetic import ExperimentSpec, MetricSpec, write_experiment
 from tests.helpers import ROOT, copy_sample, write_json
 from tests.render.test_report import HOSTILE, row
 
@@ -209,7 +209,7 @@ LONG_NAMES = ["control"] + [f"treatment-{c}-{'long-name-' * (i % 3)}variant" for
 
 def test_figure_layout_follows_content():
     """Pure: a figure's layout and size come from its branches and windows, within bounds."""
-    from partybal.report import figure_layout, legend_rows, shown_windows
+    from partybal.page.report import figure_layout, legend_rows, shown_windows
 
     for stat in ("mean", "binomial", "deciles", "kernel_density_estimate", "empirical_cdf", "quantum_flux"):
         for n_branches in range(2, 11):
@@ -249,7 +249,7 @@ def test_real_size_figures_have_no_empty_facets_and_sizes_follow_content(tmp_pat
     """Long series (28, 60, 90 windows) and 10 branches: small multiples with thinned window labels,
     no "NA" or empty panel (also when a series has no uplift rows or the reference is not among the
     branches), and each PNG exactly the size its layout asked for."""
-    from partybal.report import shown_windows
+    from partybal.page.report import shown_windows
 
     grid = [0.1 * i for i in range(1, 10)]
     cases = [  # (statistic, branches, windows, reference, comparisons, expected panels)

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from partybal import templating
-from partybal.report import build_page, choose_reference, significance
-from partybal.results import load_experiment
+from partybal.page import templating
+from partybal.page.report import build_page, choose_reference, significance
+from partybal.page.results import load_experiment
 from partybal.storage import LocalResults
 from tests.generations import SITUATIONS, reference_case
 from tests.helpers import write_json

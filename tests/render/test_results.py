@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from partybal.results import InputError, NoResults, load_experiment
+from partybal.page.results import InputError, NoResults, load_experiment
 from partybal.storage import LocalResults
 from tests.helpers import copy_sample, write_json
 

@@ -8,8 +8,8 @@ import tracemalloc
 
 import pytest
 
-from partybal import results as results_mod
-from partybal.results import InputError, Row, iter_json_array, load_experiment, read_statistics
+from partybal.page import results as results_mod
+from partybal.page.results import InputError, Row, iter_json_array, load_experiment, read_statistics
 from partybal.storage import LocalResults
 
 METRICS = 25
@@ -214,7 +214,9 @@ def test_metadata_and_errors_files_have_their_own_small_limit(tmp_path, monkeypa
 
 def test_render_releases_the_rows_before_r_starts(tmp_path, monkeypatch):
     """While R draws, the Python process holds the page model only: no rows, no figure data."""
-    from partybal import render, status, synthetic
+    from partybal.page import render
+    from partybal.pipeline import status
+    from tests.support import synthetic
 
     synthetic.write_experiment(tmp_path / "in", synthetic.small_spec("freed"))
     res = load_experiment(LocalResults(tmp_path / "in"), "freed")

@@ -1,5 +1,5 @@
-"""Sample-ratio mismatch (partybal/srm.py), its place in the page model, the status record and
-the TOC, and the completeness map (partybal/completeness.py): pure functions, no R."""
+"""Sample-ratio mismatch (partybal/page/srm.py), its place in the page model, the status record and
+the TOC, and the completeness map (partybal/page/completeness.py): pure functions, no R."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import math
 
 import pytest
 
-from partybal import srm, status, templating, toc
-from partybal.report import build_page, fmt_p
+from partybal.page import srm, templating
+from partybal.pipeline import status, toc
+from partybal.page.report import build_page, fmt_p
 from tests.render.test_report import PLOTTED, experiment, meta, row
 
 

@@ -7,7 +7,9 @@ import dataclasses
 
 import pytest
 
-from partybal import layout, results, synthetic
+from partybal import layout
+from tests.support import synthetic
+from partybal.page import results
 from partybal.storage import LocalResults
 
 

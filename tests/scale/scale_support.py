@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from partybal.backfill import Outcome
+from partybal.pipeline.backfill import Outcome
 
 
 def fake_renderer(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> Outcome:
@@ -40,7 +40,8 @@ def fill_experiments(client, results_bucket: str, state_bucket: str, n: int, *, 
     import concurrent.futures as cf
     import json
 
-    from partybal import job, layout, status
+    from partybal.pipeline import job, status
+    from partybal import layout
 
     results = client.bucket(results_bucket)
     state = client.bucket(state_bucket)
@@ -113,7 +114,8 @@ def seed_filesystem(
     snapshot's compact TOC copy names every experiment (name, application, dates). Objects written."""
     import os
 
-    from partybal import layout, status
+    from partybal import layout
+    from partybal.pipeline import status
 
     buckets = [results_bucket, state_bucket] + ([site_bucket] if site_bucket else [])
     for b in buckets:
@@ -154,7 +156,7 @@ def catalog_bytes(n: int) -> bytes:
     """The compact TOC copy of an Experimenter snapshot listing experiments 0…n-1."""
     import datetime as dt
 
-    from partybal import experimenter
+    from partybal.pipeline import experimenter
 
     apps = ("firefox_desktop", "fenix", "firefox_ios", "focus_android")
     infos = []

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from partybal import backfill, job, layout, toc
+from partybal.pipeline import backfill, job, toc
+from partybal import layout
 from tests.helpers import copy_sample
 from tests.scale.scale_support import crashing_renderer, fake_renderer
 
@@ -122,7 +123,7 @@ def test_backfill_all_ok_exits_zero_and_a_crashing_worker_is_a_failure(tmp_path,
 
 def test_local_backfill_only_stale_after_a_real_render(tmp_path, capsys):
     """Real renders (R) of the smallest sample; the second run has nothing stale, a touched input is."""
-    from partybal import synthetic
+    from tests.support import synthetic
 
     spec = synthetic.ExperimentSpec(
         slug="tiny-one", branches=("control", "treatment"), segments=("all",), bases=("enrollments",),

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from partybal import backfill, job, layout, synthetic
+from partybal.pipeline import backfill, job
+from partybal import layout
+from tests.support import synthetic
 
 pytestmark = pytest.mark.emulators
 

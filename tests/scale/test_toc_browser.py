@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from partybal import toc
+from partybal.pipeline import toc
 from tests.helpers import launch_chromium, playwright_api
 
 pytestmark = pytest.mark.browser

@@ -10,7 +10,8 @@ import pytest
 
 from tests.helpers import unavailable
 
-from partybal import job, layout, toc
+from partybal.pipeline import job, toc
+from partybal import layout
 from tests.pipeline.conftest import fake_gcs_binary, free_port, stop, wait_for_port
 from tests.scale.scale_support import experiment_slug, seed_filesystem
 

@@ -1,10 +1,10 @@
 """A local stand-in for the Cloud Run Admin API, just enough for ``JobsClient.run_job``.
 
 There is no Cloud Run (and no Docker) locally, so an execution is the job's entrypoint
-(``python -m partybal.job``) run as a subprocess, with the job's base environment plus the
+(``python -m partybal.pipeline.job``) run as a subprocess, with the job's base environment plus the
 per-execution ``overrides.containerOverrides[].env`` of the request.  With ``--job-image IMAGE``
 (``partybal local up --job-image`` / ``PARTYBAL_JOB_IMAGE``) an execution is instead the image's entrypoint run in a fresh copy of the
-image's filesystem as its user, with the job's variables only (:mod:`partybal.jobimage`; ``make
+image's filesystem as its user, with the job's variables only (:mod:`partybal.local.jobimage`; ``make
 image-local`` builds the image).  Like Cloud Run it:
 
 - answers ``POST /v2/projects/P/locations/L/jobs/J:run`` at once with a long-running
@@ -26,7 +26,7 @@ For tests and benchmarks it also serves:
   ``:run`` for those experiments with 503 (a dispatch that always fails; ``GET /rejected`` lists them). Test-only knobs.
 - ``GET /healthz``.
 
-Binds to 127.0.0.1 only.  Run it alone with ``python -m partybal.runstub --port N``.
+Binds to 127.0.0.1 only.  Run it alone with ``python -m partybal.local.cloudrun --port N``.
 """
 
 from __future__ import annotations
@@ -47,12 +47,12 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import layout, logs
+from .. import layout, logs
 
-logger = logging.getLogger("partybal.runstub")
+logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_COMMAND = (sys.executable, "-m", "partybal.job")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_COMMAND = (sys.executable, "-m", "partybal.pipeline.job")
 
 
 @dataclass
@@ -105,7 +105,7 @@ class RunStub:
         job_image: str | None = None,
     ):
         self.base_env = dict(base_env or {})
-        self.job_image = job_image or None  # run executions from this image (partybal.jobimage)
+        self.job_image = job_image or None  # run executions from this image (partybal.local.jobimage)
         self.command = list(command)
         self.parallelism = parallelism
         self.max_retries = max_retries
@@ -407,7 +407,7 @@ def _error(code: int, status: str, message: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m partybal.runstub", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m partybal.local.cloudrun", description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--max-retries", type=int, default=3)
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="job base environment (repeatable)"
     )
-    p.add_argument("--command", default=None, help="job command (default: python -m partybal.job)")
+    p.add_argument("--command", default=None, help="job command (default: python -m partybal.pipeline.job)")
     p.add_argument("--job-image", default=None, help="run executions from this local image instead (make image-local)")
     args = p.parse_args(argv)
     logs.setup()

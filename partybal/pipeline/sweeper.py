@@ -19,7 +19,7 @@ which ``on_results_finalized`` takes a marker over: a marker that old has lost i
    rendered (the TOC's ``new``/``stale``), with no pending marker and results last written longer
    ago than the threshold, and no status record written since the results last changed, lost its
    finalize notification (or its job was killed before writing the status). It gets a normal
-   coalesced request (:func:`partybal.coalesce.request_render`) — when the results' age passes
+   coalesced request (:func:`partybal.pipeline.coalesce.request_render`) — when the results' age passes
    ``threshold * 2**k`` (k ≤ 10), so a job that keeps dying is retried a few times, not forever. A
    render tried since the results last changed (``failed``, or whatever it read) is *not* retried.
    An experiment whose ``running/<slug>`` record names an execution Cloud Run says is queued or
@@ -51,10 +51,11 @@ from typing import Any, Callable, Mapping
 
 from google.api_core import exceptions as gexc
 
-from . import coalesce, dispatch, events, layout, logs, status, toc
-from .storage import gcs_client
+from . import coalesce, dispatch, events, status, toc
+from .. import layout, logs
+from ..storage import gcs_client
 
-log = logging.getLogger("partybal.sweeper")
+log = logging.getLogger(__name__)
 
 PREFIXES = ("", layout.PREVIEW_PREFIX)
 DEFAULT_INTERVAL_SECONDS = 600

@@ -34,11 +34,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import experimenter, layout, srm, status, templating
-from .errors import PartybalError, int_setting
+from ..pipeline import experimenter, status
+from .. import layout
+from . import srm, templating
+from ..errors import PartybalError, int_setting
 from .report import R_DIR, Banner, FigureSpec, build_page
 from .results import ExperimentResults, load_experiment
-from .storage import ResultsSource
+from ..storage import ResultsSource
 
 DEFAULT_R_TIMEOUT_SECONDS = 900
 DEFAULT_MAX_FIGURES = 1500
@@ -312,7 +314,7 @@ def render_to_dir(
 ) -> tuple[Path, BuiltPage]:
     """Load, validate, build and publish one experiment into ``out_dir``.
 
-    Raises :class:`~partybal.results.InputError` or :class:`RenderError`; in both cases nothing
+    Raises :class:`~partybal.page.results.InputError` or :class:`RenderError`; in both cases nothing
     in ``out_dir`` changed."""
     out = Path(out_dir).expanduser().absolute()  # R runs elsewhere: never hand it a relative path
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import layout
+from partybal import layout
 
 COMPARABLE = ("mean", "mean_lm", "per_client_dau_impact", "binomial", "population_ratio")
 

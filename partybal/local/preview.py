@@ -19,24 +19,14 @@ import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cliargs, layout, status, toc
-from .render import check_settings, render_to_dir
-from .report import Banner
-from .storage import LocalResults, ResultsSource, SizeLimits
+from .. import cliargs, layout
+from ..pipeline import status, toc
+from ..page.render import check_settings, render_to_dir
+from ..page.report import Banner
+from ..storage import LocalResults, ResultsSource, SizeLimits
 
-EXPIRY_DAYS = 7
+EXPIRY_DAYS = layout.PREVIEW_EXPIRY_DAYS
 DEFAULT_ROOT = Path("build") / "preview"
-
-
-def banner(source: str, rendered_at: dt.datetime) -> Banner:
-    expires = (rendered_at + dt.timedelta(days=EXPIRY_DAYS)).astimezone(dt.timezone.utc)
-    return Banner(
-        title="Preview — not final results.",
-        text=(
-            f"Rendered from {source} on {rendered_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-            f"this preview expires on {expires:%Y-%m-%d} ({EXPIRY_DAYS} days)."
-        ),
-    )
 
 
 def discover(source: ResultsSource) -> list[str]:
@@ -106,7 +96,7 @@ def run_preview(
     check_settings()  # a configuration mistake stops the preview before it starts (exit 2)
     SizeLimits.from_env()
     slugs = [layout.file_slug(slug)] if slug else discover(source)
-    the_banner = banner(source.description, now)
+    the_banner = Banner.preview(source.description, now)
     outcomes = []
     for fslug in slugs:
         try:
@@ -120,7 +110,7 @@ def run_preview(
 def cmd_preview(args) -> int:
     import sys
 
-    from . import experimenter
+    from ..pipeline import experimenter
 
     out_root = cliargs.writable_dir(args.out, "--out")
     catalog = experimenter.load(experimenter.configured(getattr(args, "experimenter", None)))

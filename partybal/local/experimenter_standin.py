@@ -4,7 +4,7 @@ Serves a recorded answer (default ``sample/experimenter/experiments_v6.json``) a
 ``GET /api/v6/experiments/`` on 127.0.0.1, shaped like the real one; every other path is 404.
 Never deployed (the local stack and tests only)::
 
-    .venv/bin/python -m partybal.experimenter_standin --port 8099
+    .venv/bin/python -m partybal.local.experimenter_standin --port 8099
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import http.server
 import threading
 from pathlib import Path
 
-from .experimenter import API_PATH
+from ..pipeline.experimenter import API_PATH
 
-FIXTURE = Path(__file__).resolve().parent.parent / "sample" / "experimenter" / "experiments_v6.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "sample" / "experimenter" / "experiments_v6.json"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -62,7 +62,7 @@ class StandIn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m partybal.experimenter_standin", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m partybal.local.experimenter_standin", description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, default=8099)
     p.add_argument("--fixture", type=Path, default=FIXTURE)
     args = p.parse_args(argv)

@@ -13,9 +13,9 @@ from typing import IO, Iterator
 import pydantic
 from mozilla_nimbus_schemas.jetstream import AnalysisError, AnalysisErrors, Metadata, Statistic
 
-from . import layout
-from .errors import InputError
-from .storage import SIDE_FILE_BYTES, ObjectInfo, ResultsSource, SizeLimits, check_sizes, open_object
+from .. import layout
+from ..errors import InputError
+from ..storage import SIDE_FILE_BYTES, ObjectInfo, ResultsSource, SizeLimits, check_sizes, open_object
 
 MAX_SHOWN = 120  # characters of a data value quoted in an error message
 
@@ -576,7 +576,7 @@ def finite(x: float | None) -> float | None:
 def list_experiment_files(source: ResultsSource, fslug: str) -> tuple[list[tuple[layout.ResultBlob, ObjectInfo]], list[tuple[str, str]]]:
     """The final results objects of one experiment, and the names in its namespace we skip
     (ambiguous statistics names decided by the listing: :func:`storage.list_experiment_objects`)."""
-    from .storage import list_experiment_objects
+    from ..storage import list_experiment_objects
 
     return list_experiment_objects(source, fslug)
 

@@ -1,4 +1,4 @@
-"""The Cloud Run render job: ``python -m partybal.job``.
+"""The Cloud Run render job: ``python -m partybal.pipeline.job``.
 
 Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``preview/``),
 ``RESULTS_BUCKET``, ``SITE_BUCKET``, ``STATE_BUCKET``; ``CLOUD_RUN_TASK_ATTEMPT`` is logged;
@@ -50,12 +50,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import events, experimenter, layout, logs, preview, render, status
-from .errors import int_setting, one_line
-from .results import ExperimentResults, InputError, list_experiment_files, load_experiment
-from .storage import GcsResults, SizeLimits, gcs_client
+from . import events, experimenter, status
+from .. import layout, logs
+from ..page import render
+from ..errors import int_setting, one_line
+from ..page.results import ExperimentResults, InputError, list_experiment_files, load_experiment
+from ..storage import GcsResults, SizeLimits, gcs_client
 
-log = logging.getLogger("partybal.job")
+log = logging.getLogger(__name__)
 
 PAGE_CACHE_CONTROL = "public, max-age=60"
 ASSET_CACHE_CONTROL = "public, max-age=31536000, immutable"  # a render id is never reused
@@ -333,7 +335,7 @@ def read_status(state_bucket, fslug: str, prefix: str) -> dict[str, Any] | None:
 
 
 def write_status(state_bucket, record: dict[str, Any], prefix: str) -> bool:
-    """:func:`partybal.status.write`: the record of the run that started last wins."""
+    """:func:`partybal.pipeline.status.write`: the record of the run that started last wins."""
     return status.write(state_bucket, record, prefix)
 
 
@@ -427,7 +429,7 @@ def _render(settings: JobSettings, client, state, cores: int | None, run_id: str
         results = load_experiment(source, settings.slug)
         record.update(status.results_fields(results, source.prefix))
         with tempfile.TemporaryDirectory(prefix=f"partybal-{fslug}-") as tmp:
-            the_banner = preview.banner(source.description, dt.datetime.now(dt.timezone.utc)) if prefix == layout.PREVIEW_PREFIX else None
+            the_banner = render.Banner.preview(source.description, dt.datetime.now(dt.timezone.utc)) if prefix == layout.PREVIEW_PREFIX else None
             catalog = read_experimenter(state)
             built = render.build(results, Path(tmp), render_id=record["run_id"], cores=cores, index_href="index.html", banner=the_banner, catalog=catalog)
             published = publish_site(site, built, prefix, settings.asset_grace_seconds)

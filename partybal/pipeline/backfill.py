@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import cliargs, layout, toc
-from .storage import GcsResults, LocalResults, ResultsSource, open_results
+from .. import cliargs, layout
+from . import toc
+from ..storage import GcsResults, LocalResults, ResultsSource, open_results
 
 LOCAL_STATUS_DIR = ".partybal/status"
 
@@ -154,15 +155,15 @@ def summary(outcomes: list[Outcome], seconds: float) -> str:
 
 def split_cores(workers: int, cores: int | None = None) -> int:
     """R cores per worker so that workers × cores ≈ the machine's cores (at least 1)."""
-    from .render import default_cores
+    from ..page.render import default_cores
 
     return max(1, (cores or default_cores()) // max(1, workers))
 
 
 def render_local(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> Outcome:
     """Worker: one experiment into ``out`` (a folder) with its local status record."""
-    from .render import RenderError, render_to_dir
-    from .results import InputError
+    from ..page.render import RenderError, render_to_dir
+    from ..page.results import InputError
 
     started = time.monotonic()
     out_dir = Path(out)
@@ -265,7 +266,7 @@ def backfill_job_request(job: str, slugs_uri: str, tasks: int):
 def start_cloud_run(slugs: list[str], prefix: str, tasks: int, *, environ: Mapping[str, str], storage_client=None, jobs_client=None) -> str:
     """Write the list, start one execution; the operation (or execution) name."""
     from . import dispatch, events
-    from .storage import gcs_client
+    from ..storage import gcs_client
 
     job = events.env("RUN_JOB", environ)
     state_bucket = events.env("STATE_BUCKET", environ)

@@ -23,10 +23,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import layout, logs
-from .errors import ConfigError  # noqa: F401 - re-exported: callers catch events.ConfigError
+from .. import layout, logs
+from ..errors import ConfigError  # noqa: F401 - re-exported: callers catch events.ConfigError
 
-log = logging.getLogger("partybal.events")
+log = logging.getLogger(__name__)
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 STORAGE_DELETED = "google.cloud.storage.object.v1.deleted"

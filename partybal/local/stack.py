@@ -8,7 +8,7 @@
          │                             topic render-requests
          │                                 │ push ─▶ functions-framework  dispatch_render
          │                                 ▼                               │ run_job (REST)
-         └──── python -m partybal.job ◀── Cloud Run stand-in (partybal.runstub) ◀┘
+         └──── python -m partybal.pipeline.job ◀── Cloud Run stand-in (partybal.local.cloudrun) ◀┘
 
 Every component is a child process in its own process group, logging to
 ``<run_dir>/<component>.log``; :meth:`LocalStack.stop` terminates the groups (SIGTERM, then
@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import cliargs, layout, uploader
-from . import status as status_mod
+from .. import cliargs, layout
+from . import uploader
+from ..pipeline import status as status_mod
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO_ROOT / "sample"
 FUNCTIONS_SOURCE = REPO_ROOT / "functions" / "main.py"
 
@@ -208,11 +209,11 @@ class LocalStack:
         job_image: str | None = None,
         experimenter_fixture: str | Path | None = None,
     ):
-        # The Experimenter stand-in (partybal.experimenter_standin) serves this recorded list; its
+        # The Experimenter stand-in (partybal.local.experimenter_standin) serves this recorded list; its
         # snapshot is written into the state bucket at start, as snapshot_experimenter does on GCP.
         self.experimenter_fixture = Path(experimenter_fixture) if experimenter_fixture else None
         self.experimenter = None
-        self.job_image = job_image or None  # the stand-in runs the job from this image (partybal.jobimage)
+        self.job_image = job_image or None  # the stand-in runs the job from this image (partybal.local.jobimage)
         self.sweep_interval = sweep_interval  # seconds between sweep messages; 0: no timer
         self._sweep_stop = threading.Event()
         self._sweep_thread: threading.Thread | None = None
@@ -414,7 +415,7 @@ class LocalStack:
             )
         )
         stub_argv = [
-            sys.executable, "-m", "partybal.runstub",
+            sys.executable, "-m", "partybal.local.cloudrun",
             "--port", str(self.ports["run"]),
             "--parallelism", str(self.parallelism),
             "--max-retries", str(self.max_retries),
@@ -501,7 +502,7 @@ class LocalStack:
 
     def _start_experimenter(self) -> None:
         """Experimenter's part: the stand-in on 127.0.0.1, and the snapshot the job and the TOC read."""
-        from . import experimenter
+        from ..pipeline import experimenter
         from .experimenter_standin import FIXTURE, StandIn
 
         if self.experimenter is None:
@@ -697,11 +698,11 @@ def _subscriber(host: str):
 
 
 def publish_render_request(publisher, topic: str, slug: str, prefix: str = "") -> str:
-    """Publish one render request; the message format is owned by :mod:`partybal.dispatch`
+    """Publish one render request; the message format is owned by :mod:`partybal.pipeline.dispatch`
     when it offers a helper, else: data = file slug, attribute ``prefix``."""
     fslug = layout.file_slug(slug)
     try:  # prefer the cloud logic's own encoder, so the two cannot drift apart
-        from . import dispatch  # type: ignore
+        from ..pipeline import dispatch  # type: ignore
 
         encode = getattr(dispatch, "encode_request", None)
     except ImportError:

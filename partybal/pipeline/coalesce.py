@@ -28,10 +28,11 @@ from typing import Any, Mapping, Protocol
 
 from google.api_core import exceptions as gexc
 
-from . import events, layout, logs
-from .storage import GcsResults, gcs_client, list_experiment_objects
+from . import events
+from .. import layout, logs
+from ..storage import GcsResults, gcs_client, list_experiment_objects
 
-log = logging.getLogger("partybal.coalesce")
+log = logging.getLogger(__name__)
 
 DEFAULT_STALE_SECONDS = 900
 PUBLISH_TIMEOUT_SECONDS = 60

@@ -22,12 +22,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from . import events, experimenter, layout, logs, templating
+from . import events, experimenter
+from .. import layout, logs
+from ..page import templating
 from . import status as status_mod
-from .report import fmt_time
-from .storage import gcs_client
+from ..page.report import fmt_time
+from ..storage import gcs_client
 
-log = logging.getLogger("partybal.toc")
+log = logging.getLogger(__name__)
 
 INDEX_CACHE_CONTROL = "public, max-age=60"
 MAX_ATTEMPTS = 8
@@ -120,7 +122,7 @@ class TocPage:
 
 
 def _fmt_time(t: dt.datetime | None) -> str:
-    """The report's time format (:func:`partybal.report.fmt_time`); empty for no time."""
+    """The report's time format (:func:`partybal.page.report.fmt_time`); empty for no time."""
     return fmt_time(t) if t else ""
 
 

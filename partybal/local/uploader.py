@@ -13,7 +13,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout
+from .. import layout
 
 
 @dataclass(frozen=True)

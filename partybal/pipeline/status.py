@@ -23,9 +23,9 @@ import json
 import re
 from typing import Any
 
-from .layout import status_name
-from .report import window_of
-from .results import ExperimentResults
+from ..layout import status_name
+from ..page.report import window_of
+from ..page.results import ExperimentResults
 
 
 OK, FAILED = "ok", "failed"  # the two values of ``state``
@@ -113,7 +113,7 @@ def failure_reason(exc: BaseException) -> str:
     """The one-line reason a ``failed`` record (or a preview's index) gives for an exception raised
     while loading or rendering: the message of partybal's own errors (they name the file), else
     the exception's type and message (a bug, or a value Python could not handle)."""
-    from .errors import PartybalError, one_line
+    from ..errors import PartybalError, one_line
 
     if isinstance(exc, PartybalError):
         return one_line(exc)

@@ -16,7 +16,7 @@ on the host network (the emulators listen on loopback). The job sees only the im
 plus the variables it is given: nothing of the host's. Needs root (podman storage, chroot).
 
 ``partybal local up --job-image IMAGE`` (or ``PARTYBAL_JOB_IMAGE``) makes the Cloud Run stand-in
-run every execution this way; alone: ``python -m partybal.jobimage --image IMAGE --env NAME …``
+run every execution this way; alone: ``python -m partybal.local.jobimage --image IMAGE --env NAME …``
 runs the entrypoint with the named variables taken from its own environment.
 """
 
@@ -38,7 +38,7 @@ from typing import Iterator, Mapping, Sequence
 PODMAN = os.environ.get("PODMAN", "podman")
 STORAGE = os.environ.get("PARTYBAL_PODMAN_STORAGE", "")  # as scripts/image-local.sh: e.g. vfs
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-LABEL = "partybal.jobimage"  # on every container this module creates (for clean-up by hand)
+LABEL = "partybal.local.jobimage"  # on every container this module creates (for clean-up by hand)
 
 # Runs as root inside the new mount and PID namespaces, before chroot: "$1" is the root, the rest
 # is the chroot command line.
@@ -182,11 +182,11 @@ def run(image: str, job_env: Mapping[str, str], *, stdout=None, stderr=None, tim
 
 def stand_in_command(image: str, names: Sequence[str]) -> list[str]:
     """The Cloud Run stand-in's job command for ``image``: the named variables are the job's."""
-    return [sys.executable, "-m", "partybal.jobimage", "--image", image, *(f"--env={n}" for n in names)]
+    return [sys.executable, "-m", "partybal.local.jobimage", "--image", image, *(f"--env={n}" for n in names)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m partybal.jobimage", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m partybal.local.jobimage", description=__doc__.splitlines()[0])
     p.add_argument("--image", required=True, help="local image (make image-local)")
     p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="a job variable (repeatable); NAME alone: from this environment")
     args = p.parse_args(argv)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from mozilla_nimbus_schemas.jetstream import Metadata, Statistic
 
-from . import layout
+from .. import layout
 from .results import ExperimentResults, finite, out_of_bounds, pct
 
-R_DIR = Path(__file__).resolve().parent.parent / "r"
+R_DIR = Path(__file__).resolve().parents[2] / "r"
 
 # Statistics whose comparisons make the summary, in order of preference.
 SUMMARY_STATISTICS = ("binomial", "mean", "mean_lm", "per_client_dau_impact", "population_ratio")
@@ -177,6 +177,19 @@ class Banner:
     title: str
     text: str
 
+    @classmethod
+    def preview(cls, source: str, rendered_at: dt.datetime) -> "Banner":
+        """The banner of a preview page (expires with the bucket's preview lifecycle rule)."""
+        days = layout.PREVIEW_EXPIRY_DAYS
+        expires = (rendered_at + dt.timedelta(days=days)).astimezone(dt.timezone.utc)
+        return cls(
+            title="Preview — not final results.",
+            text=(
+                f"Rendered from {source} on {rendered_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+                f"this preview expires on {expires:%Y-%m-%d} ({days} days)."
+            ),
+        )
+
 
 # --- sample-ratio mismatch and the completeness map (built by srm.py / completeness.py) ---------
 
@@ -270,7 +283,7 @@ class CompletenessMap:
     counts: str  # "12 metrics: 10 with results everywhere expected, 1 with errors, 1 missing"
 
 
-# --- experiment context from Experimenter (partybal/experimenter.py) ----------------------------
+# --- experiment context from Experimenter (partybal/pipeline/experimenter.py) ----------------------------
 
 
 @dataclass(frozen=True)
@@ -1161,7 +1174,7 @@ def grouped_notes(notes) -> list[str]:
     return [f"{', '.join(shown(f) for f in names)}: {text}" for text, names in files.items()]
 
 
-# --- sample-ratio checks as the page shows them (the tests themselves: partybal/srm.py) ----------
+# --- sample-ratio checks as the page shows them (the tests themselves: partybal/page/srm.py) ----------
 
 SRM_MEANING = (
     "The branches did not receive the shares of clients expected of them. "
@@ -1184,7 +1197,7 @@ def fmt_p(p: float) -> str:
 
 
 def srm_result(check, segment_key) -> SrmResult:
-    """One :class:`partybal.srm.SrmCheck` as the page shows it."""
+    """One :class:`partybal.page.srm.SrmCheck` as the page shows it."""
     shares = []
     for b, n, obs, exp in zip(check.branches, check.observed, check.observed_shares, check.expected_shares):
         shares.append(SrmShare(shown(b), fmt_num(n), f"{obs * 100:.2f}%", f"{exp * 100:.2f}%", "off" if abs(obs - exp) > 0.01 else ""))
@@ -1222,7 +1235,7 @@ STATUS_LABELS = {"live": "live (enrolling)", "observing": "enrollment ended, sti
 
 
 def app_label(app_name: str) -> str:
-    from .experimenter import app_label as label
+    from ..pipeline.experimenter import app_label as label
 
     return label(app_name)
 
@@ -1273,7 +1286,7 @@ def build_page(
     experiment_url: str = "",
 ) -> tuple[Page, list[FigureSpec]]:
     """The page model and the figures R must draw for it. ``srm_checks``: the sample-ratio tests
-    (:func:`partybal.srm.srm_checks`; computed by the renderer, which has scipy). ``experiment``:
+    (:func:`partybal.page.srm.srm_checks`; computed by the renderer, which has scipy). ``experiment``:
     the ``experimenter.ExperimentInfo`` of this experiment; without one, ``experiment_note`` says
     why (None: Experimenter was not consulted, the header says nothing about it)."""
     b = _Builder(results, plotted if plotted is not None else plotted_statistics())

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Callable
 
-from . import layout
+from .. import layout
 from .report import (
     BASIS_ORDER,
     STATISTIC_LABELS,

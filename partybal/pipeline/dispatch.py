@@ -24,10 +24,11 @@ from typing import Any, Mapping
 
 from google.api_core import exceptions as gexc
 
-from . import events, layout, logs
-from .storage import gcs_client
+from . import events
+from .. import layout, logs
+from ..storage import gcs_client
 
-log = logging.getLogger("partybal.dispatch")
+log = logging.getLogger(__name__)
 
 ALLOWED_PREFIXES = ("", layout.PREVIEW_PREFIX)
 MAX_SLUG_BYTES = 1024

@@ -29,10 +29,10 @@ from typing import Any, Iterable
 import pydantic
 from mozilla_nimbus_schemas.experimenter_apis.experiments import DesktopAllVersionsNimbusExperiment, SdkNimbusExperiment
 
-from . import layout, logs
-from .errors import ConfigError
+from .. import layout, logs
+from ..errors import ConfigError
 
-log = logging.getLogger("partybal.experimenter")
+log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://experimenter.services.mozilla.com"
 ENV = "EXPERIMENTER_URL"
@@ -355,7 +355,7 @@ def handle_snapshot_event(event_type: str = "", data=None, event_id: str = "", *
     from $EXPERIMENTER_URL (``off``: nothing). Experimenter being down is logged, not raised (the
     next tick tries again; renders keep the last snapshot)."""
     from . import events
-    from .storage import gcs_client
+    from ..storage import gcs_client
 
     environ = os.environ if environ is None else environ
     state_bucket = events.env("STATE_BUCKET", environ)
