@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup system-deps test test-all evidence demo bench bench-real-size bench-scale backfill clean
+.PHONY: setup system-deps test test-all lint-python evidence demo bench bench-real-size bench-scale bench-archived backfill clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -18,12 +18,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 # Everything but the `slow` cases. pytest exit 5 (no tests collected) is a failure here.
-test: setup checkov provider-schema
+test: setup lint-python checkov provider-schema
 	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
-test-all: setup checkov provider-schema
+test-all: setup lint-python checkov provider-schema
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
+
+# ruff (configured in pyproject.toml): lint, then the formatter in check mode (never rewrites).
+# Fix with: $(VENV)/bin/ruff check --fix $(PY_SOURCES) && $(VENV)/bin/ruff format $(PY_SOURCES)
+PY_SOURCES := partybal functions scripts tests benchmarks
+
+lint-python: setup
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 
 # Evidence: the whole reliability suite (slow variants too), then docs/reliability.md regenerated
 # from its results. `make test` runs the fast cases but leaves the tracked page alone.
@@ -47,6 +55,12 @@ bench-real-size: setup
 # How cost grows: page size, 100/1,000/10,000-experiment TOC, bursts, local backfill (docs/performance.md "scale").
 bench-scale: setup
 	$(PY) benchmarks/scale.py $(BENCH_ARGS)
+
+# This project against the archived mozilla/partybal on three experiments, in one run (docs/performance.md
+# "archived side by side"). Needs its checkout in build/archived-partybal/checkout: see the docstring of
+# benchmarks/archived_side_by_side.py. Patch applied: benchmarks/archived_partybal.patch.
+bench-archived: setup
+	$(PY) benchmarks/archived_side_by_side.py $(BENCH_ARGS)
 
 # Re-render every experiment (after a template/renderer change), e.g.
 #   make backfill                                                   # gs://$$RESULTS_BUCKET, RUN_JOB set: one Cloud Run execution

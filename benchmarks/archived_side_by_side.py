@@ -44,10 +44,12 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +67,7 @@ SECTION = "archived-side-by-side"
 ARCHIVED_COMMIT = "b530751aa9dfd2f6bf48d2deb8b7f392f9713270"
 BUILD = ROOT / "build" / "archived-partybal"
 PATCH = ROOT / "benchmarks" / "archived_partybal.patch"
+LAST_RUN = BUILD / "last-run.json"  # the raw numbers of the last run (--table-only re-renders them)
 # The archived environment.yml names these unpinned (conda, Python 3.8); these versions run it
 # unchanged on Python 3.11.
 ARCHIVED_REQUIREMENTS = [
@@ -82,7 +85,9 @@ ONE = {"segments": ("all",), "bases": ("enrollments",)}
 EXPERIMENTS = {
     "a": (
         "2 branches, overall + 3 weekly",
-        synthetic.ExperimentSpec(slug="side-by-side-a", branches=("control", "treatment"), windows={"overall": 1, "weekly": 3}, **ONE),
+        synthetic.ExperimentSpec(
+            slug="side-by-side-a", branches=("control", "treatment"), windows={"overall": 1, "weekly": 3}, **ONE
+        ),
     ),
     "b": (
         "2 branches, 7 daily only",
@@ -109,6 +114,29 @@ with ThreadPoolExecutor(jobs) as executor:
     list(executor.map(partial(invoke.render, cache=cache, output=output), [experiments[s] for s in slugs]))
 (output / "index.html").write_text(invoke.render_index(experiments, cache))
 """
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+class LoadWatch:
+    """The highest 1-minute load average seen while the benchmark runs (sampled every 5 s)."""
+
+    def __init__(self) -> None:
+        self.peak = os.getloadavg()[0]
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(5):
+            self.peak = max(self.peak, os.getloadavg()[0])
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return max(self.peak, os.getloadavg()[0])
 
 
 class BenchError(Exception):
@@ -142,12 +170,17 @@ def prepare_archived(checkout: Path, venv: Path) -> tuple[Path, Path]:
     # GIT_CEILING_DIRECTORIES: the copy sits inside this repository's work tree; without it `git
     # apply` would take paths relative to this repository and skip the copy's files
     env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(patched.parent))
-    run_quiet(["git", "apply", str(PATCH)], f"applying benchmarks/{PATCH.name} to a copy of {checkout}", cwd=patched, env=env)
+    run_quiet(
+        ["git", "apply", str(PATCH)], f"applying benchmarks/{PATCH.name} to a copy of {checkout}", cwd=patched, env=env
+    )
     python = venv / "bin" / "python"
     if not python.exists():
         print(f"creating {venv} for the archived partybal ({', '.join(ARCHIVED_REQUIREMENTS)})", flush=True)
         run_quiet([sys.executable, "-m", "venv", str(venv)], f"creating {venv}")
-        run_quiet([str(python), "-m", "pip", "install", "-q", *ARCHIVED_REQUIREMENTS], f"installing the archived partybal's requirements into {venv}")
+        run_quiet(
+            [str(python), "-m", "pip", "install", "-q", *ARCHIVED_REQUIREMENTS],
+            f"installing the archived partybal's requirements into {venv}",
+        )
     return patched, python
 
 
@@ -174,7 +207,9 @@ def archived_cache(work: Path, results: Path, names: list[str], tag: str) -> Pat
     return cache
 
 
-def run_archived(patched: Path, python: Path, work: Path, results: Path, names: list[str], jobs: int, tag: str) -> tuple[Measurement, int]:
+def run_archived(
+    patched: Path, python: Path, work: Path, results: Path, names: list[str], jobs: int, tag: str
+) -> tuple[Measurement, int]:
     cache = archived_cache(work, results, names, tag)
     out = work / f"archived-out-{tag}"
     out.mkdir()
@@ -195,14 +230,56 @@ def run_archived(patched: Path, python: Path, work: Path, results: Path, names: 
 def run_ours(work: Path, results: Path, name: str, cores: int, tag: str) -> tuple[Measurement, int]:
     spec = EXPERIMENTS[name][1]
     out = work / f"ours-out-{tag}"
-    cmd = [sys.executable, "-m", "partybal", "render", spec.slug, "--results", str(results), "--out", str(out), "--cores", str(cores), "--experimenter", "off"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "partybal",
+        "render",
+        spec.slug,
+        "--results",
+        str(results),
+        "--out",
+        str(out),
+        "--cores",
+        str(cores),
+        "--experimenter",
+        "off",
+    ]
     m = measure(cmd, cwd=ROOT)
     if m.returncode != 0:
         last = (m.stderr.strip().splitlines() or ["no output"])[-1]
         raise BenchError(f"partybal render {spec.slug} failed: {last}")
-    figures = sum(1 for _ in out.rglob("*.png"))
+    # "<page>.html  (N figures, …; N drawn, 0 reused)": a fresh --out, so nothing is reused
+    found = re.search(r"\((\d+) figures", m.stdout)
+    figures = int(found.group(1)) if found else sum(1 for _ in out.rglob("*.png"))
     shutil.rmtree(out)
     return m, figures
+
+
+def run_all(patched: Path, python: Path, work: Path, results: Path, cores: int, repeat: int) -> list[dict]:
+    """One row per experiment (ours, then the archived one, interleaved), then all three in one go."""
+    rows = []
+    for name, (shape, _) in EXPERIMENTS.items():
+        ours, theirs = [], []
+        for i in range(repeat):
+            ours.append(run_ours(work, results, name, cores, f"{name}{i}"))
+            theirs.append(run_archived(patched, python, work, results, [name], 1, f"{name}{i}"))
+        row = {"name": name, "shape": shape, "ours": best(ours), "archived": best(theirs)}
+        rows.append(row)
+        print(
+            f"[{name}] this project {row['ours']['seconds']:.1f} s, archived {row['archived']['seconds']:.1f} s",
+            flush=True,
+        )
+    ours_all, theirs_all = [], []
+    for i in range(repeat):
+        runs = [run_ours(work, results, n, cores, f"all{i}{n}") for n in EXPERIMENTS]
+        seconds, cpu = sum(m.seconds for m, _ in runs), sum(m.cpu_seconds for m, _ in runs)
+        together = Measurement(seconds, max(m.peak_mib for m, _ in runs), 0, "", "", cpu_seconds=cpu)
+        ours_all.append((together, sum(f for _, f in runs)))
+        theirs_all.append(run_archived(patched, python, work, results, list(EXPERIMENTS), cores, f"all{i}"))
+    together_row = {"name": "a + b + c", "shape": "the three above in one go"}
+    rows.append({**together_row, "ours": best(ours_all), "archived": best(theirs_all)})
+    return rows
 
 
 def best(ms: list[tuple[Measurement, int]]) -> dict:
@@ -211,12 +288,13 @@ def best(ms: list[tuple[Measurement, int]]) -> dict:
     return {"seconds": m.seconds, "cpu": m.cpu_seconds, "pss": m.peak_mib, "figures": figures}
 
 
-def table(rows: list[dict], cores: int, repeat: int, load: float) -> str:
+def table(rows: list[dict], cores: int, repeat: int, load: float, note: str = "") -> str:
     lines = [
         "## Side by side with the archived partybal",
         "",
         f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {len(os.sched_getaffinity(0))} cores "
-        f"(shared with other work: load average up to {load:.1f}, so seconds are noisy), {cores} cores for each renderer, "
+        f"(shared with other work: load average up to {load:.1f}, so seconds are noisy), "
+        f"{cores} cores for each renderer, "
         f"{'the fastest of ' + str(repeat) + ' runs' if repeat > 1 else 'one run'} per cell. "
         f"Archived: mozilla/partybal at {ARCHIVED_COMMIT[:7]} with `benchmarks/archived_partybal.patch` "
         "(a table-returning `plot_sum`; a statistic without a `plot_` function skipped).",
@@ -227,18 +305,24 @@ def table(rows: list[dict], cores: int, repeat: int, load: float) -> str:
         "Peak memory is the whole process tree's PSS. The archived code draws every analysis basis into one figure "
         "and has no summary, SRM check or filters, so it draws fewer figures for c.",
         "",
-        "| experiment | shape | this project s (CPU s) | archived s (CPU s) | ratio | figures (this / archived) | peak PSS MiB (this / archived) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| experiment | shape | this project s (CPU s) | archived s (CPU s) | ratio, wall | ratio, CPU "
+        "| figures (this / archived) | peak PSS MiB (this / archived) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         o, a = r["ours"], r["archived"]
         lines.append(
-            f"| {r['name']} | {r['shape']} | {o['seconds']:.1f} ({o['cpu']:.0f}) | {a['seconds']:.1f} ({a['cpu']:.0f}) | "
-            f"**{o['seconds'] / a['seconds']:.2f}×** | {o['figures']} / {a['figures']} | {o['pss']:.0f} / {a['pss']:.0f} |"
+            f"| {r['name']} | {r['shape']} | {o['seconds']:.1f} ({o['cpu']:.0f}) "
+            f"| {a['seconds']:.1f} ({a['cpu']:.0f}) | {o['seconds'] / a['seconds']:.2f}× "
+            f"| {o['cpu'] / a['cpu']:.2f}× "
+            f"| {o['figures']} / {a['figures']} | {o['pss']:.0f} / {a['pss']:.0f} |"
         )
+    lines += [f"\nThis run: {note}"] if note else []
     lines += [
         "",
-        "Target (issue 18): this project ≤ 0.3× the archived partybal on the last row.",
+        "Target (issue 18): this project ≤ 0.3× the archived partybal on the last row. On a loaded machine the CPU "
+        "ratio is the steadier figure: wall seconds then depend on how many processes share the cores (this project "
+        "runs two R workers, the archived code one R per experiment).",
         "",
         "Reproduce: `make bench-archived` (= `.venv/bin/python benchmarks/archived_side_by_side.py`; "
         "`--archived DIR` for a checkout elsewhere, `--repeat N` for the fastest of N). How to get the archived "
@@ -249,13 +333,39 @@ def table(rows: list[dict], cores: int, repeat: int, load: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--archived", type=Path, default=BUILD / "checkout", help="checkout of mozilla/partybal (default: build/archived-partybal/checkout)")
-    ap.add_argument("--venv", type=Path, default=BUILD / "venv", help="the archived code's Python venv, created if missing (default: build/archived-partybal/venv)")
+    ap.add_argument(
+        "--archived",
+        type=Path,
+        default=BUILD / "checkout",
+        help="checkout of mozilla/partybal (default: build/archived-partybal/checkout)",
+    )
+    ap.add_argument(
+        "--venv",
+        type=Path,
+        default=BUILD / "venv",
+        help="the archived code's Python venv, created if missing (default: build/archived-partybal/venv)",
+    )
     ap.add_argument("--cores", type=int, default=2, help="cores for each renderer (default 2)")
     ap.add_argument("--repeat", type=int, default=1, help="run each cell N times and keep the fastest (default 1)")
     ap.add_argument("--keep", type=Path, default=None, help="generate into a folder here (default: the system temp)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not update docs/performance.md")
+    ap.add_argument("--note", default="", help="one line about this run to print under the table")
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help=f"re-render the table from the last run ({shown(LAST_RUN)}) without rendering",
+    )
     args = ap.parse_args()
+    if args.table_only:
+        if not LAST_RUN.is_file():
+            print(
+                f"archived_side_by_side: error: no last run at {shown(LAST_RUN)}: run without --table-only first",
+                file=sys.stderr,
+            )
+            return 2
+        last = json.loads(LAST_RUN.read_text())
+        note = args.note or last.get("note", "")
+        return publish(last["rows"], last["cores"], last["repeat"], last["load"], args.no_write, note)
     if args.cores < 1 or args.repeat < 1:
         print("archived_side_by_side: error: --cores and --repeat must be at least 1", file=sys.stderr)
         return 2
@@ -263,37 +373,30 @@ def main() -> int:
         patched, python = prepare_archived(args.archived.resolve(), args.venv.resolve())
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
-        loads = [os.getloadavg()[0]]
+        loads = LoadWatch()
         with tempfile.TemporaryDirectory(dir=args.keep, prefix="side-by-side-") as tmp:
             work = Path(tmp).resolve()  # the archived code runs in its own folder
             results = work / "results"
-            for name, (_, spec) in EXPERIMENTS.items():
+            for _, spec in EXPERIMENTS.values():
                 synthetic.write_experiment(results, spec)
-            rows = []
-            for name, (shape, _) in EXPERIMENTS.items():
-                ours, theirs = [], []
-                for i in range(args.repeat):
-                    ours.append(run_ours(work, results, name, args.cores, f"{name}{i}"))
-                    theirs.append(run_archived(patched, python, work, results, [name], 1, f"{name}{i}"))
-                    loads.append(os.getloadavg()[0])
-                row = {"name": name, "shape": shape, "ours": best(ours), "archived": best(theirs)}
-                rows.append(row)
-                print(f"[{name}] this project {row['ours']['seconds']:.1f} s, archived {row['archived']['seconds']:.1f} s", flush=True)
-            ours_all, theirs_all = [], []
-            for i in range(args.repeat):
-                runs = [run_ours(work, results, n, args.cores, f"all{i}{n}") for n in EXPERIMENTS]
-                ours_all.append(
-                    (Measurement(sum(m.seconds for m, _ in runs), max(m.peak_mib for m, _ in runs), 0, "", "", cpu_seconds=sum(m.cpu_seconds for m, _ in runs)), sum(f for _, f in runs))
-                )
-                theirs_all.append(run_archived(patched, python, work, results, list(EXPERIMENTS), args.cores, f"all{i}"))
-                loads.append(os.getloadavg()[0])
-            rows.append({"name": "a + b + c", "shape": "the three above in one go", "ours": best(ours_all), "archived": best(theirs_all)})
+            rows = run_all(patched, python, work, results, args.cores, args.repeat)
     except BenchError as exc:
         print(f"archived_side_by_side: error: {exc}", file=sys.stderr)
         return exc.code
-    text = table(rows, args.cores, args.repeat, max(loads))
+    LAST_RUN.parent.mkdir(parents=True, exist_ok=True)
+    load = loads.stop()
+    LAST_RUN.write_text(
+        json.dumps(
+            {"cores": args.cores, "repeat": args.repeat, "load": load, "note": args.note, "rows": rows}, indent=1
+        )
+    )
+    return publish(rows, args.cores, args.repeat, load, args.no_write, args.note)
+
+
+def publish(rows: list[dict], cores: int, repeat: int, load: float, no_write: bool, note: str = "") -> int:
+    text = table(rows, cores, repeat, load, note)
     print(text)
-    if not args.no_write:
+    if not no_write:
         write_section(ROOT / "docs" / "performance.md", SECTION, text)
     return 0
 

@@ -33,7 +33,11 @@ def build(extra_env: dict[str, str]) -> tuple[float, float | None, str]:
     """(total seconds, seconds until the base was ready, log text)."""
     started = time.monotonic()
     proc = subprocess.run(
-        [str(ROOT / "scripts" / "image-local.sh")], cwd=ROOT, env={**os.environ, "IMAGE_LOCAL": IMAGE, **extra_env}, capture_output=True, text=True
+        [str(ROOT / "scripts" / "image-local.sh")],
+        cwd=ROOT,
+        env={**os.environ, "IMAGE_LOCAL": IMAGE, **extra_env},
+        capture_output=True,
+        text=True,
     )
     total = time.monotonic() - started
     out = proc.stdout + proc.stderr
@@ -46,7 +50,12 @@ def build(extra_env: dict[str, str]) -> tuple[float, float | None, str]:
 
 
 def layers() -> list[tuple[int, str]]:
-    out = subprocess.run(["podman", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", IMAGE], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["podman", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", IMAGE],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = []
     for line in out.splitlines():
         size, _, created = line.partition("\t")
@@ -63,7 +72,9 @@ def _bytes(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cold", action="store_true", help="also build from nothing (deletes the cached base; no layer cache)")
+    p.add_argument(
+        "--cold", action="store_true", help="also build from nothing (deletes the cached base; no layer cache)"
+    )
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
@@ -78,16 +89,31 @@ def main(argv: list[str] | None = None) -> int:
     total, base, out = build({})
     rows.append(("cached (inputs unchanged: base and layers reused)", total, base))
     started = time.monotonic()
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e/test_job_image.py"], cwd=ROOT, capture_output=True, text=True)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e/test_job_image.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     test_secs = time.monotonic() - started
     if tests.returncode != 0:
         sys.exit("tests/e2e/test_job_image.py failed:\n" + tests.stdout[-2000:])
-    size = int(subprocess.run(["podman", "image", "inspect", "--format", "{{.Size}}", IMAGE], capture_output=True, text=True, check=True).stdout)
+    size = int(
+        subprocess.run(
+            ["podman", "image", "inspect", "--format", "{{.Size}}", IMAGE], capture_output=True, text=True, check=True
+        ).stdout
+    )
     big = [row for row in sorted(layers(), reverse=True)[:3] if row[0] >= 1e6]
     cold = next((secs for what, secs, _ in rows if what.startswith("from nothing")), None)
-    ci = f"Added CI time: about {(cold + test_secs + 30) / 60:.0f} minutes." if cold is not None else "(Run with --cold for the CI figure.)"
+    ci = (
+        f"Added CI time: about {(cold + test_secs + 30) / 60:.0f} minutes."
+        if cold is not None
+        else "(Run with --cold for the CI figure.)"
+    )
     table = "\n".join(f"| {what} | {secs:.0f} | {'' if b is None else f'{b:.0f}'} |" for what, secs, b in rows)
-    layer_rows = "\n".join(f"| {s / 1e6:.0f} | `{c[:110].replace('|', '/')}{'…' if len(c) > 110 else ''}` |" for s, c in big)
+    layer_rows = "\n".join(
+        f"| {s / 1e6:.0f} | `{c[:110].replace('|', '/')}{'…' if len(c) > 110 else ''}` |" for s, c in big
+    )
     report = f"""## Renderer image: build time and size
 
 `.venv/bin/python benchmarks/image_build.py [--cold]` (as root) — {dt.date.today().isoformat()}, {platform.machine()}, {len(os.sched_getaffinity(0))} cores

@@ -22,25 +22,48 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from partybal import layout
-from tests.support import synthetic
 from partybal.page import report  # noqa: E402
 from partybal.page.results import load_experiment  # noqa: E402
 from partybal.storage import LocalResults  # noqa: E402
+from tests.support import synthetic
 
 
 def row(metric, statistic, branch, window, comparison=None, segment="all"):
     return {
-        "metric": metric, "statistic": statistic, "branch": branch, "parameter": None, "comparison": comparison,
-        "comparison_to_branch": "control" if comparison else None, "ci_width": 0.95, "point": 1.5, "lower": 1.0, "upper": 2.0,
-        "segment": segment, "analysis_basis": "enrollments", "window_index": str(window),
+        "metric": metric,
+        "statistic": statistic,
+        "branch": branch,
+        "parameter": None,
+        "comparison": comparison,
+        "comparison_to_branch": "control" if comparison else None,
+        "ci_width": 0.95,
+        "point": 1.5,
+        "lower": 1.0,
+        "upper": 2.0,
+        "segment": segment,
+        "analysis_basis": "enrollments",
+        "window_index": str(window),
     }
 
 
 def metadata(metrics: list[str], outcome_names: list[str] | None = None) -> dict:
-    md = json.loads(synthetic.experiment_files(synthetic.tiny_spec("shape"))[layout.results_name(layout.Kind.METADATA, "shape")])
-    md["metrics"] = {m: {"friendly_name": m, "description": "", "bigger_is_better": True, "analysis_bases": ["enrollments"]} for m in metrics}
+    md = json.loads(
+        synthetic.experiment_files(synthetic.tiny_spec("shape"))[layout.results_name(layout.Kind.METADATA, "shape")]
+    )
+    md["metrics"] = {
+        m: {"friendly_name": m, "description": "", "bigger_is_better": True, "analysis_bases": ["enrollments"]}
+        for m in metrics
+    }
     if outcome_names is not None:
-        md["outcomes"] = {"big": {"slug": "big", "friendly_name": "Big", "description": "", "metrics": outcome_names, "default_metrics": []}}
+        md["outcomes"] = {
+            "big": {
+                "slug": "big",
+                "friendly_name": "Big",
+                "description": "",
+                "metrics": outcome_names,
+                "default_metrics": [],
+            }
+        }
     return md
 
 
@@ -50,8 +73,17 @@ def shapes():
         yield f"count metric per window, {w} windows", {"weekly": rows}, None
     for n in (1000, 5000, 20000):  # outcomes naming many metrics, many metrics present, 4 segments (views)
         metrics = [f"metric_{i}" for i in range(n // 10)]
-        rows = [row(m, "count", b, 1, segment=s) for m in metrics for b in ("control", "treatment") for s in ("all", "a", "b", "c")]
-        yield f"outcome naming {n} metrics; {len(metrics)} metrics × 4 segments", {"overall": rows}, metadata(metrics, [f"metric_{i}" for i in range(n)])
+        rows = [
+            row(m, "count", b, 1, segment=s)
+            for m in metrics
+            for b in ("control", "treatment")
+            for s in ("all", "a", "b", "c")
+        ]
+        yield (
+            f"outcome naming {n} metrics; {len(metrics)} metrics × 4 segments",
+            {"overall": rows},
+            metadata(metrics, [f"metric_{i}" for i in range(n)]),
+        )
     branches = [f"branch_{i}" for i in range(10)]
     rows = [row("m", "mean", b, w) for b in ["control", *branches] for w in range(1, 91)]
     rows += [row("m", "mean", b, w, comparison="difference") for b in branches for w in range(1, 91)]
@@ -85,7 +117,14 @@ def measure(name, statistics, md) -> dict:
         page, figures = report.build_page(results)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    return {"shape": name, "rows": n_rows, "seconds": seconds, "peak_mib": peak / 2**20, "entries": entries(page), "figures": len(figures)}
+    return {
+        "shape": name,
+        "rows": n_rows,
+        "seconds": seconds,
+        "peak_mib": peak / 2**20,
+        "entries": entries(page),
+        "figures": len(figures),
+    }
 
 
 def entries(obj) -> int:
@@ -108,7 +147,10 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|")
     for name, statistics, md in shapes():
         m = measure(name, statistics, md)
-        print(f"| {m['shape']} | {m['rows']:,} | {m['seconds']:.2f} | {m['peak_mib']:.0f} | {m['entries']:,} | {m['figures']} |", flush=True)
+        print(
+            f"| {m['shape']} | {m['rows']:,} | {m['seconds']:.2f} | {m['peak_mib']:.0f} | {m['entries']:,} | {m['figures']} |",
+            flush=True,
+        )
     return 0
 
 

@@ -28,11 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from partybal import layout
+from partybal.local import stack as localstack  # noqa: E402
+from partybal.local import uploader
 from tests.support import synthetic
-from partybal.local import stack as localstack, uploader  # noqa: E402
 
 START, END = "<!-- pipeline-latency:start -->", "<!-- pipeline-latency:end -->"
 GOAL_PLUMBING = 5.0
+
+
 def one_run(stack: localstack.LocalStack, slug: str, timeout: float = 120.0) -> dict[str, float]:
     fslug = layout.file_slug(slug)
     bucket = stack.storage().bucket(stack.results_bucket)

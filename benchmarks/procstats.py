@@ -25,6 +25,21 @@ class Measurement:
     peak_rss_mib: float = 0.0  # summed RSS of the tree at its peak: counts shared pages once per process
     max_processes: int = 0
     cpu_seconds: float = 0.0  # user + system CPU of the whole tree (every waited-for descendant)
+    # the measured process's own CPU, and its waited-for children's (e.g. Rscript and R's forked
+    # figure workers under `partybal render`), from its last /proc sample before it exited
+    self_cpu_seconds: float = 0.0
+    children_cpu_seconds: float = 0.0
+
+
+def _cpu_times(pid: int) -> tuple[float, float] | None:
+    """(own user+system, waited-for children's user+system) CPU seconds of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime) / tick, (cutime + cstime) / tick
 
 
 def _children(pid: int) -> list[int]:
@@ -71,9 +86,13 @@ def _mem_kib(pid: int) -> tuple[int, int]:
 def measure(cmd: list[str], *, cwd=None, env=None, interval: float = 0.05) -> Measurement:
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env or os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env or os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     peak = peak_rss = most = 0
+    own = (0.0, 0.0)
     while proc.poll() is None:
+        own = _cpu_times(proc.pid) or own
         tree = _tree(proc.pid)
         mems = [_mem_kib(p) for p in tree]
         peak = max(peak, sum(m[0] for m in mems))
@@ -83,7 +102,9 @@ def measure(cmd: list[str], *, cwd=None, env=None, interval: float = 0.05) -> Me
     out, err = proc.communicate()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Measurement(time.monotonic() - started, peak / 1024, proc.returncode, out, err, peak_rss / 1024, most, cpu)
+    return Measurement(
+        time.monotonic() - started, peak / 1024, proc.returncode, out, err, peak_rss / 1024, most, cpu, own[0], own[1]
+    )
 
 
 def write_section(doc: Path, name: str, text: str) -> None:

@@ -73,7 +73,9 @@ miss is harmless (marking a marker dispatched; deleting the job's own `running/<
 unit tests check that the preconditions are sent.
 
 Fault injection (test-only, never set by terraform): `PARTYBAL_FAULT=after-assets|after-page` in a
-job execution's environment makes `partybal.pipeline.job` exit 137 at that point; the stand-in's
+job execution's environment makes the job exit 137 at that step of publishing — the reliability stack
+runs executions as `python -m tests.support.faulty_job` (the job, with its `step` replaced; the
+deployed job has no such code); the stand-in's
 `POST /config {"env_for_slug": {...}}` adds it to one experiment's executions, and
 `{"reject_slugs": [...]}` makes `:run` answer 503 for an experiment (a dispatch that always fails).
 """
@@ -101,10 +103,21 @@ def render(results: dict) -> str:
             test = r.get("test", "").split("::", 1)[-1] + (" (slow)" if r.get("slow") else "")
             result = r.get("result", "?") + (f": {r['reason']}" if r.get("reason") else "")
             lines.append(
-                "| " + " | ".join(
+                "| "
+                + " | ".join(
                     _cell(x)
-                    for x in (r.get("case"), r.get("injected"), r.get("times"), r.get("checked"), r.get("measured"), result, test, f"{r.get('finished', '')}, {r.get('seconds', '')}")
-                ) + " |"
+                    for x in (
+                        r.get("case"),
+                        r.get("injected"),
+                        r.get("times"),
+                        r.get("checked"),
+                        r.get("measured"),
+                        result,
+                        test,
+                        f"{r.get('finished', '')}, {r.get('seconds', '')}",
+                    )
+                )
+                + " |"
             )
     lines.append(FOOTER)
     return "\n".join(lines)

@@ -53,7 +53,9 @@ SIZES = {
     "10 branches": lambda: synthetic.many_branches_spec("bench-many-branches"),
     "real": lambda: synthetic.real_size_spec("bench-real-size"),
     # the headroom case: twice the real size's daily and weekly files (≈ 550 MB daily)
-    "2x real": lambda: dataclasses.replace(synthetic.real_size_spec("bench-double-size"), windows={"overall": 1, "weekly": 8, "daily": 56}),
+    "2x real": lambda: dataclasses.replace(
+        synthetic.real_size_spec("bench-double-size"), windows={"overall": 1, "weekly": 8, "daily": 56}
+    ),
 }
 JOB_MEMORY_MIB = 4096  # the Cloud Run job's default memory (terraform)
 
@@ -67,6 +69,7 @@ def png_size(path: Path) -> tuple[int, int]:
 def describe(spec: synthetic.ExperimentSpec) -> str:
     w = spec.windows
     windows = " + ".join(f"{n} {p}" if p != "overall" else "overall" for p, n in w.items())
+
     def n(count: int, one: str, many: str) -> str:
         return f"{count} {one if count == 1 else many}"
 
@@ -103,12 +106,24 @@ def run_load_only(name: str, keep: Path | None) -> dict:
             raise SystemExit(f"[{name}] loading failed: {m.stderr.strip()[-500:]}")
         fields = dict(kv.split("=") for kv in m.stdout.split())
         row = {
-            "size": name, "shape": describe(spec), "input_mb": sum(sizes.values()) / 1e6, "daily_mb": daily / 1e6,
-            "rows": int(fields["rows"]), "figures": int(fields["figures"]), "load_s": float(fields["load_s"]),
-            "build_s": float(fields["build_s"]), "seconds": m.seconds, "cpu_seconds": m.cpu_seconds,
-            "pss_mib": m.peak_mib, "rss_mib": m.peak_rss_mib, "load": os.getloadavg()[0],
+            "size": name,
+            "shape": describe(spec),
+            "input_mb": sum(sizes.values()) / 1e6,
+            "daily_mb": daily / 1e6,
+            "rows": int(fields["rows"]),
+            "figures": int(fields["figures"]),
+            "load_s": float(fields["load_s"]),
+            "build_s": float(fields["build_s"]),
+            "seconds": m.seconds,
+            "cpu_seconds": m.cpu_seconds,
+            "pss_mib": m.peak_mib,
+            "rss_mib": m.peak_rss_mib,
+            "load": os.getloadavg()[0],
         }
-        print(f"[{name}] load-only: {row['rows']:,} rows, {row['cpu_seconds']:.0f} CPU s, peak PSS {row['pss_mib']:.0f} MiB / RSS {row['rss_mib']:.0f} MiB", flush=True)
+        print(
+            f"[{name}] load-only: {row['rows']:,} rows, {row['cpu_seconds']:.0f} CPU s, peak PSS {row['pss_mib']:.0f} MiB / RSS {row['rss_mib']:.0f} MiB",
+            flush=True,
+        )
         return row
 
 
@@ -142,7 +157,10 @@ def run_one(name: str, cores: int | None, keep: Path | None, keep_site: Path | N
         generated = time.monotonic() - started
         fslug = layout.file_slug(spec.slug)
         daily = sizes.get(layout.results_name(layout.Kind.STATISTICS, fslug, "daily"), 0)
-        print(f"[{name}] generated {sum(sizes.values()) / 1e6:.1f} MB in {generated:.0f} s (daily {daily / 1e6:.1f} MB); rendering…", flush=True)
+        print(
+            f"[{name}] generated {sum(sizes.values()) / 1e6:.1f} MB in {generated:.0f} s (daily {daily / 1e6:.1f} MB); rendering…",
+            flush=True,
+        )
         cmd = [sys.executable, "-m", "partybal", "render", spec.slug, "--results", str(results), "--out", str(out)]
         if cores:
             cmd += ["--cores", str(cores)]
@@ -151,6 +169,8 @@ def run_one(name: str, cores: int | None, keep: Path | None, keep_site: Path | N
             raise SystemExit(f"[{name}] render failed: {m.stderr.strip()[-500:]}")
         found = re.search(r"\((\d+) figures", m.stdout)
         figures = int(found.group(1)) if found else -1
+        found = re.search(r"(\d+) drawn", m.stdout)  # figure reuse: a fresh --out draws every figure
+        drawn = int(found.group(1)) if found else figures
         page = out / layout.page_name(fslug)
         pngs = [p for p in out.rglob("*.png")]
         heights = [png_size(p)[1] for p in pngs]
@@ -161,10 +181,13 @@ def run_one(name: str, cores: int | None, keep: Path | None, keep_site: Path | N
             "daily_mb": daily / 1e6,
             "seconds": m.seconds,
             "cpu_seconds": m.cpu_seconds,
+            "r_cpu_seconds": m.children_cpu_seconds,  # Rscript and its forked figure workers
+            "py_cpu_seconds": m.self_cpu_seconds,
             "pss_mib": m.peak_mib,
             "rss_mib": m.peak_rss_mib,
             "processes": m.max_processes,
             "figures": figures,
+            "drawn": drawn,
             "page_mb": page.stat().st_size / 1e6,
             "figure_mb": sum(p.stat().st_size for p in pngs) / 1e6,
             "tallest_px": max(heights, default=0),
@@ -176,8 +199,9 @@ def run_one(name: str, cores: int | None, keep: Path | None, keep_site: Path | N
             shutil.copytree(out, dest)
             row["page"] = str(dest / page.name)
         print(
-            f"[{name}] {row['seconds']:.1f} s ({row['cpu_seconds']:.0f} CPU s), peak PSS {row['pss_mib']:.0f} MiB / RSS {row['rss_mib']:.0f} MiB "
-            f"({row['processes']} processes), {figures} figures, page {row['page_mb']:.2f} MB, "
+            f"[{name}] {row['seconds']:.1f} s ({row['cpu_seconds']:.0f} CPU s: R {row['r_cpu_seconds']:.0f}, Python {row['py_cpu_seconds']:.0f}), "
+            f"peak PSS {row['pss_mib']:.0f} MiB / RSS {row['rss_mib']:.0f} MiB "
+            f"({row['processes']} processes), {figures} figures ({drawn} drawn), page {row['page_mb']:.2f} MB, "
             f"figures {row['figure_mb']:.1f} MB, tallest {row['tallest_px']} px",
             flush=True,
         )
@@ -196,13 +220,13 @@ def report(rows: list[dict], cores: int) -> str:
         "every 50 ms: PSS counts a page shared by forked workers once, RSS once per process. CPU s is",
         "user + system time of the whole tree (less sensitive than wall seconds to other load).",
         "",
-        "| size | shape | input MB (daily) | seconds | CPU s | peak PSS MiB | peak RSS MiB | figures | page MB | figures MB | tallest figure px |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| size | shape | input MB (daily) | seconds | CPU s | of which R | peak PSS MiB | peak RSS MiB | figures drawn | page MB | figures MB | tallest figure px |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['size']} | {r['shape']} | {r['input_mb']:.1f} ({r['daily_mb']:.1f}) | {r['seconds']:.1f} | {r['cpu_seconds']:.0f} | "
-            f"{r['pss_mib']:.0f} | {r['rss_mib']:.0f} | {r['figures']} | {r['page_mb']:.2f} | {r['figure_mb']:.1f} | {r['tallest_px']} |"
+            f"| {r['size']} | {r['shape']} | {r['input_mb']:.1f} ({r['daily_mb']:.1f}) | {r['seconds']:.1f} | {r['cpu_seconds']:.0f} | {r['r_cpu_seconds']:.0f} | "
+            f"{r['pss_mib']:.0f} | {r['rss_mib']:.0f} | {r['drawn']} | {r['page_mb']:.2f} | {r['figure_mb']:.1f} | {r['tallest_px']} |"
         )
     real = [r for r in rows if r["size"] == "real"]
     if real:
@@ -213,7 +237,10 @@ def report(rows: list[dict], cores: int) -> str:
             f"Real size against the job's default {JOB_MEMORY_MIB} MiB: the peak tree PSS is {r['pss_mib']:.0f} MiB "
             f"({head:.1f}× headroom).",
         ]
-    lines += ["", "Reproduce: `.venv/bin/python benchmarks/render_real_size.py [--sizes small,large,10 branches,real] [--cores N]`."]
+    lines += [
+        "",
+        "Reproduce: `.venv/bin/python benchmarks/render_real_size.py [--sizes small,large,10 branches,real] [--cores N]`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -222,7 +249,12 @@ def main() -> int:
     ap.add_argument("--sizes", default="small,large,10 branches,real", help="comma-separated: " + ", ".join(SIZES))
     ap.add_argument("--cores", type=int, default=None, help="R worker processes (default: all cores)")
     ap.add_argument("--keep", type=Path, default=None, help="generate into a folder here (default: the system temp)")
-    ap.add_argument("--keep-site", type=Path, default=None, help="copy each rendered site to DIR/<size> (for the browser test: PARTYBAL_REAL_SIZE_PAGE=DIR/real/<page>.html)")
+    ap.add_argument(
+        "--keep-site",
+        type=Path,
+        default=None,
+        help="copy each rendered site to DIR/<size> (for the browser test: PARTYBAL_REAL_SIZE_PAGE=DIR/real/<page>.html)",
+    )
     ap.add_argument("--no-write", action="store_true", help="print only; do not update docs/performance.md")
     ap.add_argument("--load-only", action="store_true", help="measure only load_experiment + build_page (no R)")
     args = ap.parse_args()

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.procstats import measure, write_section  # noqa: E402
 from tests.support import synthetic  # noqa: E402
-from tests.support.synthetic import ExperimentSpec, MetricSpec  # noqa: E402
+from tests.support.synthetic import ExperimentSpec  # noqa: E402
 
 PARTS = ("render", "toc", "browser", "burst", "backfill")
 TOC_GOAL_SECONDS = 10.0
@@ -63,7 +63,21 @@ class FakeGcs:
 
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port), "-backend", "filesystem", "-filesystem-root", str(root), "-log-level", "error"],
+            [
+                str(fake_gcs_binary()),
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                str(root),
+                "-log-level",
+                "error",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -77,7 +91,9 @@ class FakeGcs:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        return storage.Client(project="scale", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.host})
+        return storage.Client(
+            project="scale", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.host}
+        )
 
     def close(self):
         from tests.pipeline.conftest import stop
@@ -89,10 +105,48 @@ class FakeGcs:
 
 M = synthetic.DEFAULT_METRICS
 SIZES = [
-    ("tiny", ExperimentSpec(slug="size-tiny", branches=("control", "treatment"), segments=("all",), bases=("enrollments",), windows={"overall": 1}, metrics=(M[1], M[4]), errors=0)),
-    ("small", ExperimentSpec(slug="size-small", branches=("control", "treatment"), segments=("all",), bases=("enrollments",), windows={"overall": 1, "weekly": 3}, metrics=M[:4])),
-    ("medium", ExperimentSpec(slug="size-medium", segments=("all", "new_users"), bases=("enrollments",), windows={"overall": 1, "weekly": 3})),
-    ("5 branches", ExperimentSpec(slug="size-branches", branches=("control", "a", "b", "c", "d"), segments=("all",), bases=("enrollments",), windows={"overall": 1, "weekly": 3})),
+    (
+        "tiny",
+        ExperimentSpec(
+            slug="size-tiny",
+            branches=("control", "treatment"),
+            segments=("all",),
+            bases=("enrollments",),
+            windows={"overall": 1},
+            metrics=(M[1], M[4]),
+            errors=0,
+        ),
+    ),
+    (
+        "small",
+        ExperimentSpec(
+            slug="size-small",
+            branches=("control", "treatment"),
+            segments=("all",),
+            bases=("enrollments",),
+            windows={"overall": 1, "weekly": 3},
+            metrics=M[:4],
+        ),
+    ),
+    (
+        "medium",
+        ExperimentSpec(
+            slug="size-medium",
+            segments=("all", "new_users"),
+            bases=("enrollments",),
+            windows={"overall": 1, "weekly": 3},
+        ),
+    ),
+    (
+        "5 branches",
+        ExperimentSpec(
+            slug="size-branches",
+            branches=("control", "a", "b", "c", "d"),
+            segments=("all",),
+            bases=("enrollments",),
+            windows={"overall": 1, "weekly": 3},
+        ),
+    ),
     ("large", ExperimentSpec(slug="size-large")),  # benchmarks/render_large.py's experiment
 ]
 
@@ -107,7 +161,10 @@ def bench_render(tmp: Path) -> str:
         files = synthetic.experiment_files(spec)
         rows = sum(len(json.loads(data)) for name, data in files.items() if name.startswith("statistics/"))
         sizes = synthetic.write_experiment(results, spec)
-        m = measure([sys.executable, "-m", "partybal", "render", spec.slug, "--results", str(results), "--out", str(out)], cwd=ROOT)
+        m = measure(
+            [sys.executable, "-m", "partybal", "render", spec.slug, "--results", str(results), "--out", str(out)],
+            cwd=ROOT,
+        )
         if m.returncode != 0:
             raise RuntimeError(f"render of {label} failed: {m.stderr[-2000:]}")
         figures = m.stdout.split("(")[1].split(" figures")[0]
@@ -135,7 +192,9 @@ def bench_toc(tmp: Path, counts: list[int], keep_html: Path) -> tuple[str, str]:
     for n in counts:
         root = tmp / f"gcs-{n}"
         t = time.monotonic()
-        written = seed_filesystem(root, settings.results_bucket, settings.state_bucket, n, site_bucket=settings.site_bucket, catalog=True)
+        written = seed_filesystem(
+            root, settings.results_bucket, settings.state_bucket, n, site_bucket=settings.site_bucket, catalog=True
+        )
         seed_s = time.monotonic() - t
         server = FakeGcs(root)
         try:
@@ -158,13 +217,17 @@ def bench_toc(tmp: Path, counts: list[int], keep_html: Path) -> tuple[str, str]:
                 t = time.monotonic()
                 objs = fill_experiments(client, "upload-results", "upload-state", 200, threads=16)
                 rate = objs / (time.monotonic() - t)
-                extra.append(f"Uploading through the JSON API on 16 threads: {rate:.0f} objects/s here, so 10,000 experiments (50,000 objects) would take ≈ {50000 / rate / 60:.0f} min to fill — hence writing the server's filesystem layout directly (checked by reading objects back through the API and by the row count).")
+                extra.append(
+                    f"Uploading through the JSON API on 16 threads: {rate:.0f} objects/s here, so 10,000 experiments (50,000 objects) would take ≈ {50000 / rate / 60:.0f} min to fill — hence writing the server's filesystem layout directly (checked by reading objects back through the API and by the row count)."
+                )
         finally:
             server.close()
     # the fallback: status records without the TOC metadata are downloaded one by one
     n = 1000
     root = tmp / "gcs-legacy"
-    seed_filesystem(root, settings.results_bucket, settings.state_bucket, n, site_bucket=settings.site_bucket, legacy_every=1)
+    seed_filesystem(
+        root, settings.results_bucket, settings.state_bucket, n, site_bucket=settings.site_bucket, legacy_every=1
+    )
     server = FakeGcs(root)
     try:
         t = time.monotonic()
@@ -172,16 +235,30 @@ def bench_toc(tmp: Path, counts: list[int], keep_html: Path) -> tuple[str, str]:
         legacy = time.monotonic() - t
     finally:
         server.close()
-    extra.append(f"Without the status metadata (every record downloaded, as before this change): {legacy:.1f} s for {n:,} experiments, i.e. ≈ {legacy * 10:.0f} s for 10,000.")
+    extra.append(
+        f"Without the status metadata (every record downloaded, as before this change): {legacy:.1f} s for {n:,} experiments, i.e. ≈ {legacy * 10:.0f} s for 10,000."
+    )
     return "\n".join(lines), "\n\n".join(extra)
 
 
 # --- the index in the browser -----------------------------------------------------------------------
 
 FRAME = "await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));"
-JS_FILTER = "async (q) => { const el = document.getElementById('toc-filter'); const t0 = performance.now(); el.value = q; el.dispatchEvent(new Event('input', {bubbles: true})); " + FRAME + " return [performance.now() - t0, document.querySelectorAll('#toc-table tbody tr:not([hidden])').length]; }"
-JS_STATE = "async (s) => { const el = document.getElementById('toc-state'); const t0 = performance.now(); el.value = s; el.dispatchEvent(new Event('change', {bubbles: true})); " + FRAME + " return [performance.now() - t0, document.querySelectorAll('#toc-table tbody tr:not([hidden])').length]; }"
-JS_SORT = "async (key) => { const b = document.querySelector(`th[data-key=${key}] button`); const t0 = performance.now(); b.click(); " + FRAME + " return [performance.now() - t0, document.querySelector('#toc-table tbody tr').getAttribute('data-name')]; }"
+JS_FILTER = (
+    "async (q) => { const el = document.getElementById('toc-filter'); const t0 = performance.now(); el.value = q; el.dispatchEvent(new Event('input', {bubbles: true})); "
+    + FRAME
+    + " return [performance.now() - t0, document.querySelectorAll('#toc-table tbody tr:not([hidden])').length]; }"
+)
+JS_STATE = (
+    "async (s) => { const el = document.getElementById('toc-state'); const t0 = performance.now(); el.value = s; el.dispatchEvent(new Event('change', {bubbles: true})); "
+    + FRAME
+    + " return [performance.now() - t0, document.querySelectorAll('#toc-table tbody tr:not([hidden])').length]; }"
+)
+JS_SORT = (
+    "async (key) => { const b = document.querySelector(`th[data-key=${key}] button`); const t0 = performance.now(); b.click(); "
+    + FRAME
+    + " return [performance.now() - t0, document.querySelector('#toc-table tbody tr').getAttribute('data-name')]; }"
+)
 
 
 def bench_browser(index_html: Path) -> str:
@@ -246,7 +323,6 @@ class CountingPublisher:
 
 def bench_burst(tmp: Path, n: int = 200) -> str:
     from partybal.pipeline import coalesce, job
-    from partybal import layout
 
     server = FakeGcs(tmp / "gcs-burst")
     try:
@@ -254,17 +330,30 @@ def bench_burst(tmp: Path, n: int = 200) -> str:
         client.create_bucket("burst-results")
         client.create_bucket("burst-state")
         settings = coalesce.Settings("burst-results", "burst-state", "projects/scale/topics/render-requests", 900)
-        files = ["statistics/statistics_{s}_overall.json", "statistics/statistics_{s}_weekly.json", "statistics/statistics_{s}_daily.json", "metadata/metadata_{s}.json", "errors/errors_{s}.json"]
+        files = [
+            "statistics/statistics_{s}_overall.json",
+            "statistics/statistics_{s}_weekly.json",
+            "statistics/statistics_{s}_daily.json",
+            "metadata/metadata_{s}.json",
+            "errors/errors_{s}.json",
+        ]
         rows = []
         for day in (1, 2):
             publisher = CountingPublisher()
-            events = [(f.format(s=f"burst_exp_{i:04d}"), f"d{day}-e{i}-{k}") for i in range(n) for k, f in enumerate(files)]
+            events = [
+                (f.format(s=f"burst_exp_{i:04d}"), f"d{day}-e{i}-{k}") for i in range(n) for k, f in enumerate(files)
+            ]
             random.Random(day).shuffle(events)
 
             def one(ev):
                 name, eid = ev
                 return coalesce.handle_results_event(
-                    "google.cloud.storage.object.v1.finalized", {"bucket": "burst-results", "name": name, "generation": "1"}, eid, settings=settings, client=client, publisher=publisher
+                    "google.cloud.storage.object.v1.finalized",
+                    {"bucket": "burst-results", "name": name, "generation": "1"},
+                    eid,
+                    settings=settings,
+                    client=client,
+                    publisher=publisher,
                 )
 
             t = time.monotonic()
@@ -272,7 +361,9 @@ def bench_burst(tmp: Path, n: int = 200) -> str:
                 outcomes = list(pool.map(one, events))
             secs = time.monotonic() - t
             slugs = {d for d, _ in publisher.messages}
-            rows.append(f"| day {day} | {n} | {len(events):,} | {len(publisher.messages)} | {len(slugs)} | {len(publisher.messages) / n:.2f} | {secs:.1f} |")
+            rows.append(
+                f"| day {day} | {n} | {len(events):,} | {len(publisher.messages)} | {len(slugs)} | {len(publisher.messages) / n:.2f} | {secs:.1f} |"
+            )
             print(rows[-1], flush=True)
             state = client.bucket("burst-state")
             for i in range(n):  # the renders run: each job deletes its marker first
@@ -289,14 +380,33 @@ def bench_burst(tmp: Path, n: int = 200) -> str:
 
 def bench_backfill(tmp: Path, n: int = 50, workers=(1, 2, 4)) -> str:
     results = tmp / "backfill-results"
-    base = dict(branches=("control", "treatment"), segments=("all",), bases=("enrollments",), metrics=(M[1], M[3]), errors=1)
+    base = dict(
+        branches=("control", "treatment"), segments=("all",), bases=("enrollments",), metrics=(M[1], M[3]), errors=1
+    )
     for i in range(n):
         windows = {"overall": 1, "weekly": 2} if i % 5 == 0 else {"overall": 1}  # one in five has series plots
         synthetic.write_experiment(results, ExperimentSpec(slug=f"backfill-{i:03d}", windows=windows, seed=i, **base))
-    lines = ["| local workers | R cores per worker | wall s | s per experiment | peak MiB (whole tree) | failed |", "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| local workers | R cores per worker | wall s | s per experiment | peak MiB (whole tree) | failed |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for w in workers:
         out = tmp / f"backfill-out-{w}"
-        m = measure([sys.executable, "-m", "partybal", "backfill", "--results", str(results), "--out", str(out), "--parallel", str(w)], cwd=ROOT)
+        m = measure(
+            [
+                sys.executable,
+                "-m",
+                "partybal",
+                "backfill",
+                "--results",
+                str(results),
+                "--out",
+                str(out),
+                "--parallel",
+                str(w),
+            ],
+            cwd=ROOT,
+        )
         failed = sum(1 for line in m.stderr.splitlines() if line.startswith("  "))
         per = max(1, cores() // w)
         row = f"| {w} | {per} | {m.seconds:.1f} | {m.seconds / n:.2f} | {m.peak_mib:.0f} | {failed} |"
@@ -337,11 +447,26 @@ def main() -> int:
     load = os.getloadavg()[0]
     when = f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {cores()} cores, load average {load:.1f} at the end (the machine is shared: timings are noisy)."
     titles = {
-        "render": ("Render time and memory vs experiment size", "One `partybal render` per size (synthetic, `tests/support/synthetic.py`), all cores for R. Peak memory is the PSS of the whole process tree."),
-        "toc": ("TOC rebuild vs number of experiments", f"`toc.publish_index` against fake-gcs-server (filesystem backend): one listing of the three results folders and the two state folders; status fields come from the status objects' custom metadata in the listing; the one download is the Experimenter snapshot's compact TOC copy, naming every experiment (name, application, stage, launch and end dates). Goal: ≤ {TOC_GOAL_SECONDS:.0f} s at 10,000."),
-        "browser": ("The 10,000-row index in the browser", "Headless Debian Chromium; each action timed in the page with `performance.now()` until the next frame, 3 page loads. Rows are CSS-grid rows with `content-visibility: auto` (only rows near the viewport are laid out); filter and sort keys are read once; a sort re-inserts the rows in one fragment. The previous script and CSS (table layout, `localeCompare` with options per comparison, every row's `hidden` rewritten per keystroke), measured the same way on the same 10,000 rows: open ≈ 2.2 s, clearing the filter ≈ 1.1 s, a sort click ≈ 1.5 s, a selective keystroke ≈ 160 ms."),
-        "burst": ("Renders per Jetstream-style burst", "Every experiment's 5 final objects land within one burst (shuffled, 8 concurrent handlers, real fake-gcs-server, counting publisher). Renders requested should equal the number of experiments, once per burst."),
-        "backfill": ("Backfill of 50 small experiments, local workers", "`partybal backfill --results DIR --out OUT --parallel N` (one in five experiments has weekly series plots; R start-up dominates a small page)."),
+        "render": (
+            "Render time and memory vs experiment size",
+            "One `partybal render` per size (synthetic, `tests/support/synthetic.py`), all cores for R. Peak memory is the PSS of the whole process tree.",
+        ),
+        "toc": (
+            "TOC rebuild vs number of experiments",
+            f"`toc.publish_index` against fake-gcs-server (filesystem backend): one listing of the three results folders and the two state folders; status fields come from the status objects' custom metadata in the listing; the one download is the Experimenter snapshot's compact TOC copy, naming every experiment (name, application, stage, launch and end dates). Goal: ≤ {TOC_GOAL_SECONDS:.0f} s at 10,000.",
+        ),
+        "browser": (
+            "The 10,000-row index in the browser",
+            "Headless Debian Chromium; each action timed in the page with `performance.now()` until the next frame, 3 page loads. Rows are CSS-grid rows with `content-visibility: auto` (only rows near the viewport are laid out); filter and sort keys are read once; a sort re-inserts the rows in one fragment. The previous script and CSS (table layout, `localeCompare` with options per comparison, every row's `hidden` rewritten per keystroke), measured the same way on the same 10,000 rows: open ≈ 2.2 s, clearing the filter ≈ 1.1 s, a sort click ≈ 1.5 s, a selective keystroke ≈ 160 ms.",
+        ),
+        "burst": (
+            "Renders per Jetstream-style burst",
+            "Every experiment's 5 final objects land within one burst (shuffled, 8 concurrent handlers, real fake-gcs-server, counting publisher). Renders requested should equal the number of experiments, once per burst.",
+        ),
+        "backfill": (
+            "Backfill of 50 small experiments, local workers",
+            "`partybal backfill --results DIR --out OUT --parallel N` (one in five experiments has weekly series plots; R start-up dominates a small page).",
+        ),
     }
     header = f"""## Scale: how cost grows
 

@@ -25,8 +25,8 @@ except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import partybal  # noqa: F401
 
-from partybal.pipeline import coalesce, dispatch, experimenter, sweeper, toc
 from partybal import logs
+from partybal.pipeline import coalesce, dispatch, experimenter, sweeper, toc
 
 logs.setup(os.environ.get("PARTYBAL_LOG_LEVEL", "INFO"))
 

@@ -26,15 +26,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .page.render import render_to_dir
-    from .storage import open_results
-
     from .pipeline import experimenter
+    from .storage import open_results
 
     out = cliargs.writable_dir(args.out, "--out")
     source = open_results(args.results)
     catalog = experimenter.load(experimenter.configured(getattr(args, "experimenter", None)))
     target, built = render_to_dir(source, args.slug, out, cores=args.cores, catalog=catalog)
-    print(f"{target}  ({built.figures} figures, {built.seconds:.1f} s)")
+    print(
+        f"{target}  ({built.figures} figures, {built.seconds:.1f} s; "
+        f"{built.figures_drawn} drawn, {built.figures_reused} reused)"
+    )
     return 0
 
 
@@ -43,14 +45,25 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render", help="render one experiment's report page")
     r.add_argument("slug", type=cliargs.slug, help="experiment slug (my-exp.v2) or its file form (my_exp_v2)")
-    r.add_argument("--results", required=True, type=cliargs.results_source, help="local bucket-shaped folder or gs://bucket[/prefix]")
-    r.add_argument("--out", required=True, type=cliargs.output_dir, help="folder to write <file-slug>.html and its figures into")
-    r.add_argument("--cores", type=cliargs.positive_int, default=None, help="R worker processes for plots (default: all cores)")
-    r.add_argument("--experimenter", type=cliargs.experimenter_url, default=None, metavar="URL|off", help=cliargs.EXPERIMENTER_HELP)
+    r.add_argument(
+        "--results",
+        required=True,
+        type=cliargs.results_source,
+        help="local bucket-shaped folder or gs://bucket[/prefix]",
+    )
+    r.add_argument(
+        "--out", required=True, type=cliargs.output_dir, help="folder to write <file-slug>.html and its figures into"
+    )
+    r.add_argument(
+        "--cores", type=cliargs.positive_int, default=None, help="R worker processes for plots (default: all cores)"
+    )
+    r.add_argument(
+        "--experimenter", type=cliargs.experimenter_url, default=None, metavar="URL|off", help=cliargs.EXPERIMENTER_HELP
+    )
     r.set_defaults(func=cmd_render)
-    from .pipeline.backfill import add_command as add_backfill
-    from .local.stack import add_commands  # local up, demo, rerender
     from .local.preview import add_command as add_preview
+    from .local.stack import add_commands  # local up, demo, rerender
+    from .pipeline.backfill import add_command as add_backfill
 
     add_commands(sub)
     add_preview(sub)
@@ -84,7 +97,10 @@ def describe_unexpected(exc: Exception) -> tuple[int, str]:
     except ImportError:  # pragma: no cover - google-auth is a dependency
         GoogleAuthError = ()  # type: ignore[assignment]  # noqa: N806
     if isinstance(exc, GoogleAuthError):
-        return 2, f"Google credentials: {one_line(exc)[:300]} (run `gcloud auth application-default login`, or set STORAGE_EMULATOR_HOST for an emulator)"
+        return 2, (
+            f"Google credentials: {one_line(exc)[:300]} (run `gcloud auth application-default login`, "
+            "or set STORAGE_EMULATOR_HOST for an emulator)"
+        )
     if isinstance(exc, OSError) and exc.filename:
         return 1, f"{exc.strerror or one_line(exc)}: {exc.filename}"
     return 1, f"{type(exc).__name__}: {one_line(exc)[:500]} (set {DEBUG_ENV}=1 for the traceback)"

@@ -33,9 +33,11 @@ def existing_dir(value: str) -> Path:
 
 def results_source(value: str) -> str:
     """``gs://bucket[/prefix]`` as given, or a local results folder made absolute."""
-    if value.startswith("gs://"):
-        if not value[len("gs://") :].split("/", 1)[0]:
-            raise argparse.ArgumentTypeError(f"no bucket in {value!r} (expected gs://bucket[/prefix])")
+    if layout.is_gs_url(value):
+        try:
+            layout.parse_gs_url(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
         return value
     return str(existing_dir(value))
 
@@ -87,4 +89,7 @@ def experimenter_url(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).replace("EXPERIMENTER_URL / --experimenter: ", "")) from None
 
 
-EXPERIMENTER_HELP = "Experimenter to read names, dates and branch ratios from: URL or off (default: $EXPERIMENTER_URL, else https://experimenter.services.mozilla.com)"
+EXPERIMENTER_HELP = (
+    "Experimenter to read names, dates and branch ratios from: URL or off "
+    "(default: $EXPERIMENTER_URL, else https://experimenter.services.mozilla.com)"
+)

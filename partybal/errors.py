@@ -7,11 +7,17 @@ command line exits with, and its message is the one line it prints (naming what 
   environment variable or argument, an output folder that cannot be written, no credentials.
 * :class:`InputError` (exit 1): the results themselves are missing or broken; names the file.
 * :class:`RenderError` (exit 1, defined in :mod:`partybal.page.render`): R could not draw the page.
+* :class:`Rejected`: an event, a render request or an object name the pipeline does not act on —
+  logged with the reason and acknowledged, never a person's error: :class:`layout.Ignored`
+  (not a results object), :class:`events.NotUnderstood` (not a change we act on),
+  :class:`dispatch.BadRequest` (a render request that cannot be run).
+* The local stack's :class:`StackError` (exit 1: a tool or port it needs) and
+  ``jobimage.ImageError`` (a :class:`ConfigError`: ``--job-image`` cannot run here).
+
+Settings are read by :mod:`partybal.settings`, which raises :class:`ConfigError`.
 """
 
 from __future__ import annotations
-
-from typing import Mapping
 
 
 class PartybalError(Exception):
@@ -33,20 +39,6 @@ def one_line(exc: BaseException, limit: int | None = None) -> str:
     return (text[:limit] if limit is not None else text) or type(exc).__name__
 
 
-def int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int | None = None) -> int:
-    """An integer environment setting, or :class:`ConfigError` naming it."""
-    raw = environ.get(name, "")
-    if raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
 class InputError(PartybalError):
     """Bad input: which file, and what is wrong with it, in one line."""
 
@@ -54,3 +46,7 @@ class InputError(PartybalError):
         super().__init__(f"{file}: {problem}")
         self.file = file
         self.problem = problem
+
+
+class Rejected(PartybalError):
+    """Not for us: an event, request or object name the pipeline skips; the message says why (one line)."""

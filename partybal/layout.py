@@ -12,8 +12,16 @@ temp objects, then copies them to the final name and deletes the temps: those ar
 Site bucket (written by partybal)::
 
     [<prefix>]<file-slug>.html                     the report page
-    [<prefix>]<file-slug>_files/<render-id>/…       its assets, one folder per render
+    [<prefix>]<file-slug>_files/<render-id>/…       its assets, one folder per render:
+        …/manifest.json                            what the render read and ran with
+        …/exports/<figure|table>-<n>.csv          the numbers of each table and figure
+        …/figures.json                             the figure hashes its page shows
+    [<prefix>]<file-slug>_files/figures/<sha256>.png  figures by content, shared by its renders
     [<prefix>]index.html                           table of contents
+    [<prefix>]history/<file-slug>/<render-id>.json summary of what one render showed (kept
+                                                   ``history_retention_days``; never overwritten)
+    [<prefix>]feed.xml                             Atom feed of every experiment's changes
+    [<prefix>]feeds/<file-slug>.xml                Atom feed of one experiment's changes
 
 State bucket (written by partybal)::
 
@@ -25,9 +33,13 @@ State bucket (written by partybal)::
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import secrets
 from dataclasses import dataclass
 from enum import Enum
+
+from .errors import Rejected
 
 PERIODS: tuple[str, ...] = (
     "overall",
@@ -61,6 +73,7 @@ PERIOD_CODES: dict[str, str] = {
 }
 
 PREVIEW_PREFIX = "preview/"
+ALLOWED_PREFIXES: tuple[str, ...] = ("", PREVIEW_PREFIX)  # the only prefixes partybal reads, renders and lists
 PREVIEW_EXPIRY_DAYS = 7  # preview pages are deleted after this (site bucket lifecycle rule; local: partybal preview)
 
 _FILE_SLUG_RE = re.compile(r"^[A-Za-z0-9_]+\Z")
@@ -70,6 +83,8 @@ _NAME_RE = re.compile(
     r"(?P<kind>statistics|metadata|errors)/(?P=kind)_(?P<rest>[A-Za-z0-9_]+)\.json\Z"
 )
 MAX_FILE_SLUG_LENGTH = 200
+# a render id (:func:`new_render_id`); 6 time digits: ids of older versions (to the second)
+RENDER_ID_PATTERN = r"[0-9]{8}T[0-9]{6,12}Z-[0-9a-f]{6}"
 
 
 class Kind(str, Enum):
@@ -110,7 +125,7 @@ class ResultBlob:
         return self.prefix == PREVIEW_PREFIX
 
 
-class Ignored(Exception):
+class Ignored(Rejected):
     """Raised by :func:`parse_results_name` with the reason a blob is not a result."""
 
 
@@ -119,7 +134,7 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_RE.search(name))
 
 
-def parse_results_name(name: str, allowed_prefixes: tuple[str, ...] = ("", PREVIEW_PREFIX)) -> ResultBlob:
+def parse_results_name(name: str, allowed_prefixes: tuple[str, ...] = ALLOWED_PREFIXES) -> ResultBlob:
     """Classify a results-bucket object name, or raise :class:`Ignored` saying why."""
     if name.endswith(".ndjson") or is_temp_name(name):
         raise Ignored("temporary export object")
@@ -193,9 +208,15 @@ def results_names_for(fslug: str, prefix: str = "") -> list[str]:
     return names
 
 
+def results_listing_prefix(kind: Kind, fslug: str = "", prefix: str = "") -> str:
+    """The name prefix every ``kind`` results object (of experiments whose file slug starts with
+    ``fslug``) has: ``statistics/statistics_<fslug>``."""
+    return f"{prefix}{kind.value}/{kind.value}_{fslug}"
+
+
 def results_listing_prefixes(prefix: str = "") -> list[str]:
     """The folders to list to see every results object under ``prefix`` (and nothing else)."""
-    return [f"{prefix}{kind.value}/{kind.value}_" for kind in Kind]
+    return [results_listing_prefix(kind, "", prefix) for kind in Kind]
 
 
 # --- site bucket -------------------------------------------------------------------------------
@@ -214,23 +235,123 @@ def assets_dir(fslug: str, render_id: str, prefix: str = "") -> str:
     return f"{assets_root(fslug, prefix)}/{render_id}"
 
 
+# A render's exports live in its own asset folder: a page never links a CSV of another render,
+# and they are kept exactly as long as that render's figures (job.assets_to_delete).
+EXPORTS_FOLDER = "exports"
+RENDER_MANIFEST = "manifest.json"
+
+
+def export_file(kind: str, number: int) -> str:
+    """An export's name inside its render folder: ``exports/figure-3.csv``, ``exports/table-12.csv``."""
+    if kind not in ("figure", "table") or int(number) < 1:
+        raise ValueError(f"bad export {kind!r} {number!r}")
+    return f"{EXPORTS_FOLDER}/{kind}-{int(number)}.csv"
+
+
+def exports_dir(fslug: str, render_id: str, prefix: str = "") -> str:
+    return f"{assets_dir(fslug, render_id, prefix)}/{EXPORTS_FOLDER}"
+
+
+def render_manifest_name(fslug: str, render_id: str, prefix: str = "") -> str:
+    """``manifest.json`` of one render: its id, inputs with generations, versions, exports."""
+    return f"{assets_dir(fslug, render_id, prefix)}/{RENDER_MANIFEST}"
+
+
+# Figures are stored by content (partybal/page/figures.py): ``<file-slug>_files/figures/<sha256>.png``,
+# one folder per experiment, shared by its renders; a render's ``figures.json`` (in its render
+# folder) lists the hashes its page shows — what figure clean-up keeps (job.figures_to_delete).
+FIGURES_FOLDER = "figures"
+FIGURE_LIST = "figures.json"
+_FIGURE_RE = re.compile(r"^(?P<hash>[0-9a-f]{64})\.png\Z")
+
+
+def figures_dir(fslug: str, prefix: str = "") -> str:
+    """Folder (no trailing slash) of one experiment's figures, named by content hash."""
+    return f"{assets_root(fslug, prefix)}/{FIGURES_FOLDER}"
+
+
+def figure_file(digest: str) -> str:
+    """A figure's name inside :func:`figures_dir`: ``<sha256 hex>.png``."""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError(f"bad figure hash {digest!r}")
+    return f"{digest}.png"
+
+
+def figure_name(fslug: str, digest: str, prefix: str = "") -> str:
+    """``[<prefix>]<file-slug>_files/figures/<sha256>.png``; without prefix, also the page's link."""
+    return f"{figures_dir(fslug, prefix)}/{figure_file(digest)}"
+
+
+def figure_hash_of(file_name: str) -> str | None:
+    """The hash of a figure file name (``<sha256>.png``, no folder), or None if it is not one."""
+    m = _FIGURE_RE.match(file_name)
+    return m.group("hash") if m else None
+
+
+def figure_list_name(fslug: str, render_id: str, prefix: str = "") -> str:
+    """``figures.json`` of one render: ``{"figures": [hashes its page shows]}``."""
+    return f"{assets_dir(fslug, render_id, prefix)}/{FIGURE_LIST}"
+
+
 def index_name(prefix: str = "") -> str:
     return f"{prefix}index.html"
+
+
+HISTORY_FOLDER = "history/"  # the site bucket's lifecycle rule keeps what is under it history_retention_days
+_HISTORY_RE = re.compile(
+    r"^(?P<prefix>(?:preview/)?)history/(?P<slug>[A-Za-z0-9_]+)/(?P<rid>" + RENDER_ID_PATTERN + r")\.json\Z"
+)
+
+
+def history_dir(fslug: str, prefix: str = "") -> str:
+    """Folder (trailing slash) of one experiment's render summaries: list it, never download it all."""
+    return f"{prefix}{HISTORY_FOLDER}{fslug}/"
+
+
+def history_name(fslug: str, render_id: str, prefix: str = "") -> str:
+    """The summary of what render ``render_id`` showed (partybal/pipeline/history.py)."""
+    return f"{history_dir(fslug, prefix)}{render_id}.json"
+
+
+def parse_history_name(name: str) -> tuple[str, str, str] | None:
+    """(prefix, file slug, render id) of a history object name, or None."""
+    m = _HISTORY_RE.match(name)
+    return (m.group("prefix"), m.group("slug"), m.group("rid")) if m else None
+
+
+def feed_name(prefix: str = "") -> str:
+    """The Atom feed of every experiment's changes (partybal/pipeline/feed.py)."""
+    return f"{prefix}feed.xml"
+
+
+def experiment_feed_name(fslug: str, prefix: str = "") -> str:
+    """The Atom feed of one experiment's changes."""
+    return f"{prefix}feeds/{fslug}.xml"
 
 
 # --- state bucket ------------------------------------------------------------------------------
 
 
+PENDING, STATUS, RUNNING = "pending", "status", "running"  # the state bucket's folders (StateBlob.what)
+
+
+def state_folder(what: str, prefix: str = "") -> str:
+    """``[prefix]pending/``, ``[prefix]status/`` or ``[prefix]running/``: the folder to list."""
+    if what not in (PENDING, STATUS, RUNNING):
+        raise ValueError(f"no state folder {what!r}")
+    return f"{prefix}{what}/"
+
+
 def pending_name(fslug: str, prefix: str = "") -> str:
-    return f"{prefix}pending/{fslug}"
+    return f"{state_folder(PENDING, prefix)}{fslug}"
 
 
 def status_name(fslug: str, prefix: str = "") -> str:
-    return f"{prefix}status/{fslug}.json"
+    return f"{state_folder(STATUS, prefix)}{fslug}.json"
 
 
 def running_name(fslug: str, prefix: str = "") -> str:
-    return f"{prefix}running/{fslug}"
+    return f"{state_folder(RUNNING, prefix)}{fslug}"
 
 
 def backfill_list_name(run_id: str) -> str:
@@ -252,7 +373,7 @@ def experimenter_toc_name() -> str:
 
 def state_listing_prefixes(prefix: str = "") -> list[str]:
     """The folders of the state bucket holding markers and status records under ``prefix``."""
-    return [f"{prefix}pending/", f"{prefix}status/"]
+    return [state_folder(PENDING, prefix), state_folder(STATUS, prefix)]
 
 
 @dataclass(frozen=True)
@@ -275,3 +396,45 @@ def parse_state_name(name: str) -> StateBlob | None:
     if m.group("p"):
         return StateBlob(name, m.group("p"), m.group("ps"), m.group("prefix"))
     return StateBlob(name, "status", m.group("ss"), m.group("prefix"))
+
+
+# --- render ids --------------------------------------------------------------------------------
+
+_RENDER_ID_RE = re.compile(RENDER_ID_PATTERN + r"\Z")
+
+
+def new_render_id(now: dt.datetime | None = None) -> str:
+    """``20240501T120000000999Z-a1b2c3``: the id of one render (its asset folder, its status
+    record's ``run_id``) or of one backfill run. Drawn when the work starts, to the microsecond:
+    ids sort in start order (text order), so a later render's id sorts after an earlier one's —
+    the page, the status record and the clean-up of old figures go by that order."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def is_render_id(name: str) -> bool:
+    """A folder name :func:`new_render_id` made (a render's asset folder)."""
+    return bool(_RENDER_ID_RE.match(name))
+
+
+# --- gs:// URLs --------------------------------------------------------------------------------
+
+
+def gs_url(bucket: str, name: str = "") -> str:
+    """``gs://bucket/name`` (``gs://bucket/`` for the whole bucket)."""
+    return f"gs://{bucket}/{name}"
+
+
+def is_gs_url(value: str) -> bool:
+    return value.startswith("gs://")
+
+
+def parse_gs_url(url: str) -> tuple[str, str]:
+    """(bucket, object name or prefix — "" for none) of ``gs://bucket[/name]``; ValueError when
+    it is not a ``gs://`` URL or names no bucket."""
+    if not is_gs_url(url):
+        raise ValueError(f"{url[:200]!r} is not a gs:// URL")
+    bucket, _, name = url[len("gs://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {url[:200]!r} (expected gs://bucket[/prefix])")
+    return bucket, name

@@ -21,14 +21,18 @@ bound and the measurements are in docs/performance.md ("Memory bound").
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Any, Protocol
 
-from .errors import InputError, int_setting
+from . import layout
+from .errors import InputError
+from .settings import int_setting
 
 DEFAULT_MAX_FILE_BYTES = 768 * 1024 * 1024  # twice the real-size daily file (≈ 270 MB) and more
 DEFAULT_MAX_EXPERIMENT_BYTES = 1536 * 1024 * 1024
@@ -43,7 +47,7 @@ class SizeLimits:
     rows: int = DEFAULT_MAX_ROWS
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SizeLimits":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SizeLimits:
         environ = os.environ if environ is None else environ
         return cls(
             int_setting(environ, "PARTYBAL_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES, minimum=1),
@@ -63,16 +67,23 @@ def check_sizes(infos, limits: SizeLimits | None = None, side_files: frozenset[s
     total = 0
     for info in infos:
         if info.name in side_files and info.size > SIDE_FILE_BYTES:
-            raise InputError(info.name, f"file is {_mib(info.size)}, over the limit of {_mib(SIDE_FILE_BYTES)} for a metadata or errors file")
+            raise InputError(
+                info.name,
+                f"file is {_mib(info.size)}, over the limit of {_mib(SIDE_FILE_BYTES)} for a metadata or errors file",
+            )
         if info.size > limits.file_bytes:
-            raise InputError(info.name, f"file is {_mib(info.size)}, over the limit of {_mib(limits.file_bytes)} per file (PARTYBAL_MAX_FILE_BYTES)")
+            raise InputError(
+                info.name,
+                f"file is {_mib(info.size)}, over the limit of {_mib(limits.file_bytes)} per file "
+                "(PARTYBAL_MAX_FILE_BYTES)",
+            )
         total += info.size
     if total > limits.experiment_bytes:
         raise InputError(
-            "results", f"the experiment's files are {_mib(total)} together, over the limit of {_mib(limits.experiment_bytes)} per experiment (PARTYBAL_MAX_EXPERIMENT_BYTES)"
+            "results",
+            f"the experiment's files are {_mib(total)} together, over the limit of {_mib(limits.experiment_bytes)} "
+            "per experiment (PARTYBAL_MAX_EXPERIMENT_BYTES)",
         )
-
-from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -110,20 +121,22 @@ class LimitedReader:
         data = self._fh.read(n)
         self._count += len(data)
         if self._count > self._limit:
-            raise InputError(self.name, f"file grew over the limit of {_mib(self._limit)} {self._which} after it was listed")
+            raise InputError(
+                self.name, f"file grew over the limit of {_mib(self._limit)} {self._which} after it was listed"
+            )
         return data
 
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> "LimitedReader":
+    def __enter__(self) -> LimitedReader:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def open_object(source: "ResultsSource", info: ObjectInfo, limit: int | None = None):
+def open_object(source: ResultsSource, info: ObjectInfo, limit: int | None = None):
     """A binary file object over one results object, read in chunks, never past ``limit`` (the
     per-file limit by default); a source without ``open`` is read whole (test doubles)."""
     import io
@@ -152,9 +165,11 @@ def gcs_client(project: str | None = None):
 def file_time(path: Path, mtime: float) -> dt.datetime:
     """A local file's modification time as the object's ``updated`` time, or an input error."""
     try:
-        return dt.datetime.fromtimestamp(mtime, tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
     except (OverflowError, OSError, ValueError):
-        raise InputError(str(path), f"its modification time ({mtime:.0f} s since 1970) is not a date: `touch` the file") from None
+        raise InputError(
+            str(path), f"its modification time ({mtime:.0f} s since 1970) is not a date: `touch` the file"
+        ) from None
 
 
 class LocalResults:
@@ -203,7 +218,7 @@ class GcsResults:
         self.client = client or gcs_client()
         self.bucket = self.client.bucket(bucket)
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.description = f"gs://{bucket}/{self.prefix}"
+        self.description = layout.gs_url(bucket, self.prefix)
 
     def _url(self, full_name: str) -> str:
         quoted = urllib.parse.quote(full_name, safe="")
@@ -240,15 +255,34 @@ class GcsResults:
 
 def open_results(src: str, client=None) -> ResultsSource:
     """``gs://bucket[/prefix]`` or a local folder."""
-    if src.startswith("gs://"):
-        bucket, _, prefix = src[len("gs://") :].partition("/")
-        if not bucket:
-            raise ValueError(f"no bucket in {src!r}")
+    if layout.is_gs_url(src):
+        bucket, prefix = layout.parse_gs_url(src)  # ValueError without a bucket
         return GcsResults(bucket, prefix, client=client)
     return LocalResults(src)
 
 
-def list_experiment_objects(source: ResultsSource, fslug: str) -> tuple[list[tuple["layout.ResultBlob", ObjectInfo]], list[tuple[str, str]]]:
+def metadata_json(metadata: Any, key: str) -> dict[str, Any] | None:
+    """The JSON object partybal keeps under ``key`` in an object's custom metadata (a listing with
+    ``fields=items(metadata)`` returns it); None when missing, not JSON or not an object."""
+    if not isinstance(metadata, dict) or key not in metadata:
+        return None
+    try:
+        value = json.loads(metadata[key])
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def list_results(source: ResultsSource, prefix: str = "") -> list[ObjectInfo]:
+    """Every object of the three results folders under ``prefix`` (:func:`layout.results_listing_prefixes`;
+    temp and junk names included: :func:`layout.parse_results_name` tells them apart). One listing
+    of names, generations and update times: nothing is downloaded."""
+    return [info for folder in layout.results_listing_prefixes(prefix) for info in source.list(folder)]
+
+
+def list_experiment_objects(
+    source: ResultsSource, fslug: str
+) -> tuple[list[tuple[layout.ResultBlob, ObjectInfo]], list[tuple[str, str]]]:
     """The final results objects of experiment ``fslug`` (in :func:`list_experiment_files`'s
     shape), and the names in its namespace that are skipped, with the reason.
 
@@ -256,13 +290,12 @@ def list_experiment_objects(source: ResultsSource, fslug: str) -> tuple[list[tup
     pre-enrollment weekly or ``study-preenrollment``'s weekly file) is decided by the listing — the
     experiment whose other files exist (:func:`partybal.layout.resolve_listing`); the other
     reading's experiment is listed too for that. Undecidable names are skipped with the reason."""
-    from . import layout
 
     def listing(slugs) -> dict[str, tuple[layout.ResultBlob, ObjectInfo]]:
         out = {}
         for s in slugs:
             for kind in layout.Kind:
-                for info in source.list(f"{kind.value}/{kind.value}_{s}"):
+                for info in source.list(layout.results_listing_prefix(kind, s)):
                     try:
                         out[info.name] = (layout.parse_results_name(info.name, allowed_prefixes=("",)), info)
                     except layout.Ignored as why:
@@ -281,6 +314,8 @@ def list_experiment_objects(source: ResultsSource, fslug: str) -> tuple[list[tup
     for name, why in ambiguous:
         if fslug in {s for s, _ in listed[name][0].readings}:
             skipped.append((name, why))
-            logging.getLogger(__name__).warning("ignored results object: %s: %s", name, why, extra={"fields": {"slug": fslug}})
+            logging.getLogger(__name__).warning(
+                "ignored results object: %s: %s", name, why, extra={"fields": {"slug": fslug}}
+            )
     kinds = list(layout.Kind)
     return sorted(found, key=lambda x: (kinds.index(x[0].kind), x[0].name)), skipped

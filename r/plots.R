@@ -152,6 +152,8 @@ plot_mean <- function(d, spec) {
     if (isTRUE(spec$series)) "small-multiples" else "intervals"
   } else spec$layout
   switch(layout,
+    "segments-dodged" = series_by_segment(d, spec, dodged = TRUE),
+    "segments-small-multiples" = series_by_segment(d, spec, dodged = FALSE),
     "small-multiples" = plot_series_small_multiples(d, spec),
     "dodged" = plot_series_dodged(d, spec),
     plot_intervals(d, spec)
@@ -227,6 +229,60 @@ plot_series_small_multiples <- function(d, spec) {
     labs(x = "Window", y = NULL, caption = caption_of(spec, extra)) +
     theme_partybal()
 }
+# A series for every segment of a basis, one column per segment (spec$segments, in order), drawn
+# once for all the segment views. Rows: the values of every branch, then the relative uplift. A
+# short series (dodged): one uplift row, the compared branches side by side in each window. A long
+# series: one uplift row per compared branch (line + band), and in the value row the reference as
+# a dashed grey line and band with the other branches as lines. The y scale is shared along a row,
+# so segments compare at a glance.
+series_by_segment <- function(d, spec, dodged) {
+  ref <- ref_of(spec)
+  branches <- unlist(spec$branches)
+  others <- setdiff(branches, ref)
+  if (!length(others)) others <- branches
+  segments <- unlist(spec$segments)
+  n_seg <- max(1, length(segments))
+  d <- with_panels(d, spec)
+  labels <- panel_labels(spec)
+  d$segment <- factor(d$segment, levels = segments, labels = wrap_label(segments, max(12, floor((fig_width(spec) - 1) / n_seg / 0.075))))
+  uplift <- labels[["relative_uplift"]]
+  if (dodged) {
+    d$row <- factor(as.character(d$panel), levels = levels(d$panel))
+  } else {
+    chars <- max(20, floor(1.1 / 0.075))
+    rows <- c(labels[["absolute"]], paste0(others, ": ", uplift))
+    d$row <- ifelse(d$comparison == "absolute", labels[["absolute"]], paste0(d$branch, ": ", uplift))
+    d$row <- factor(d$row, levels = rows[rows %in% d$row])
+  }
+  zero_rows <- unique(d$row[d$comparison == "relative_uplift"])
+  zeros <- data.frame(row = factor(as.character(zero_rows), levels = levels(d$row)), at = rep(0, length(zero_rows)))
+  panel_in <- (fig_width(spec) - 1.2) / n_seg
+  p <- ggplot(d, aes(x = window, y = point, ymin = lower, ymax = upper, colour = branch)) +
+    geom_hline(data = zeros, aes(yintercept = at), colour = "grey50", linetype = "dashed")
+  extra <- NULL
+  if (dodged) {
+    p <- p + geom_pointrange(position = position_dodge(width = 0.7), size = 0.15, linewidth = 0.4, na.rm = TRUE)
+  } else {
+    back <- d[d$branch == ref & d$comparison == "absolute", , drop = FALSE]
+    own <- d[!(d$branch == ref & d$comparison == "absolute"), , drop = FALSE]
+    band <- own[own$comparison != "absolute", , drop = FALSE]
+    p <- p +
+      geom_ribbon(data = back, aes(ymin = lower, ymax = upper), fill = reference_colour, colour = NA, alpha = 0.12, na.rm = TRUE) +
+      geom_line(data = back, colour = reference_colour, linewidth = 0.6, linetype = "22", na.rm = TRUE) +
+      geom_ribbon(data = band, aes(ymin = lower, ymax = upper, fill = branch), colour = NA, alpha = 0.22, na.rm = TRUE) +
+      geom_line(data = own, linewidth = 0.55, na.rm = TRUE)
+    if (nrow(back)) extra <- paste0("Dashed grey line and band in the Value row: ", ref, " (the reference branch); the other branches' value intervals are in the figure's data.")
+  }
+  p +
+    facet_grid(row ~ segment, scales = "free_y", labeller = labeller(row = function(x) wrap_label(x, 18))) +
+    scale_x_continuous(breaks = window_breaks(spec$windows, panel_in)) +
+    branch_scale(spec) +
+    guides(fill = "none") +
+    labs(x = "Window", y = NULL, caption = caption_of(spec, extra)) +
+    theme_partybal() +
+    theme(strip.text.y = element_text(face = "bold", angle = 0, hjust = 0), panel.spacing.x = grid::unit(0.8, "lines"))
+}
+
 plot_binomial <- plot_mean
 plot_mean_lm <- plot_mean
 plot_per_client_dau_impact <- plot_mean
@@ -243,11 +299,26 @@ plot_deciles <- function(d, spec) {
     geom_ribbon(aes(ymin = lower, ymax = upper), alpha = alpha, colour = NA, na.rm = TRUE) +
     geom_line(aes(linewidth = is_reference), na.rm = TRUE) +
     geom_point(size = 0.9, na.rm = TRUE) +
-    scale_x_continuous(breaks = seq(0.1, 0.9, by = 0.2)) +
+    # segments side by side: narrower panels, fewer labels
+    scale_x_continuous(breaks = if (length(unlist(spec$segments)) > 2) c(0.1, 0.5, 0.9) else seq(0.1, 0.9, by = 0.2)) +
     branch_scale(spec) +
     reference_width(spec) +
     labs(x = "Decile", y = NULL, caption = caption_of(spec)) +
     theme_partybal()
+  segments <- unlist(spec$segments)
+  if (length(segments)) {
+    # the segments of a basis side by side: a column each; a row per window's values and uplift
+    d$segment <- factor(d$segment, levels = segments)
+    d$row <- if (isTRUE(spec$series)) paste0(d$window_label, " \u00b7 ", d$panel) else as.character(d$panel)
+    windows <- sort(unique(d$window))
+    levels <- if (isTRUE(spec$series)) as.vector(t(outer(paste("Window", windows), levels(d$panel), function(w, p) paste0(w, " \u00b7 ", p)))) else levels(d$panel)
+    d$row <- factor(d$row, levels = levels[levels %in% d$row])
+    z <- unique(d[d$comparison == "relative_uplift", "row", drop = FALSE])
+    p <- p %+% d + facet_grid(row ~ segment, scales = "free_y", labeller = labeller(row = function(x) wrap_label(x, 18))) +
+      theme(strip.text.y = element_text(face = "bold", angle = 0, hjust = 0), panel.spacing.x = grid::unit(0.8, "lines"))
+    if (nrow(z)) p <- p + geom_hline(data = transform(z, at = 0), aes(yintercept = at), colour = "grey50", linetype = "dashed")
+    return(p)
+  }
   if (isTRUE(spec$series)) {
     d$facet <- paste0(d$window_label, " \u00b7 ", d$panel)
     windows <- sort(unique(d$window))
@@ -272,6 +343,15 @@ distribution_plot <- function(d, spec, geom, ylab) {
     reference_width(spec) +
     labs(x = spec$metric_label, y = ylab, caption = caption_of(spec)) +
     theme_partybal()
+  segments <- unlist(spec$segments)
+  if (length(segments)) {
+    # the segments of a basis side by side: a column each, a row per window drawn
+    d$segment <- factor(d$segment, levels = segments)
+    windows <- sort(unique(d$window))
+    d$window_label <- factor(paste("Window", d$window), levels = paste("Window", windows))
+    facets <- if (isTRUE(spec$series)) facet_grid(window_label ~ segment) else facet_wrap(~segment, nrow = 1)
+    return(p %+% d + facets + theme(strip.text.y = element_text(face = "bold", angle = 0, hjust = 0), panel.spacing.x = grid::unit(0.8, "lines")))
+  }
   if (isTRUE(spec$series)) {
     windows <- sort(unique(d$window))
     d$window_label <- factor(paste("Window", d$window), levels = paste("Window", windows))
@@ -319,6 +399,7 @@ partybal_figure_data <- function(fig) {
     point = num(rows$point),
     lower = num(rows$lower),
     upper = num(rows$upper),
+    segment = if (is.null(rows$segment)) rep("", length(unlist(rows$branch))) else as.character(unlist(rows$segment)),
     stringsAsFactors = FALSE
   )
 }

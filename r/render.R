@@ -33,3 +33,12 @@ rmarkdown::render(
   envir = new.env(parent = globalenv()),
   quiet = TRUE
 )
+# Versions for the render's manifest.json (partybal/page/exports.py), next to the fragment.
+writeLines(
+  jsonlite::toJSON(list(
+    R = paste(R.version$major, R.version$minor, sep = "."),
+    ggplot2 = as.character(utils::packageVersion("ggplot2")),
+    rmarkdown = as.character(utils::packageVersion("rmarkdown"))
+  ), auto_unbox = TRUE),
+  file.path(dirname(output), "r-versions.json")
+)

@@ -10,14 +10,18 @@ html_text <- function(x) {
   gsub("`", "&#96;", x, fixed = TRUE)
 }
 
-# Draw every figure of the page, `cores` at a time (forked workers), into out_dir/fig_dir.
-# Returns a list: for each figure id, list(src = relative path) or list(error = message).
+# Draw the figures the renderer asks for, `cores` at a time (forked workers), into out_dir.
+# plots_json: {"figures": [specs to draw, each with its `file` (relative to out_dir, named by its
+# content hash: partybal/page/figures.py)], "reused": [{number, file, alt}: stored already, not
+# drawn], "copies": [{number, file, alt, of}: the same figure as number `of` on this page]}.
+# Writes drawn.json next to plots_json: {"drawn": [numbers], "failed": [numbers]}.
+# Returns a list: for each figure number, list(src = relative path) or list(error = message).
 partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
   spec <- jsonlite::fromJSON(plots_json, simplifyVector = TRUE, simplifyDataFrame = FALSE)
   figures <- spec$figures
   dir.create(file.path(out_dir, fig_dir), recursive = TRUE, showWarnings = FALSE)
   draw <- function(fig) {
-    rel <- file.path(fig_dir, sprintf("fig-%d.png", as.integer(fig$number)))
+    rel <- if (is.null(fig$file)) file.path(fig_dir, sprintf("fig-%d.png", as.integer(fig$number))) else fig$file
     err <- partybal_draw(fig, file.path(out_dir, rel))
     if (is.null(err)) list(src = rel, alt = fig$alt) else list(error = err, alt = fig$alt)
   }
@@ -40,7 +44,20 @@ partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
   results <- lapply(results, function(r) {
     if (inherits(r, "try-error")) list(error = as.character(r), alt = "") else r
   })
-  names(results) <- vapply(figures, function(f) as.character(as.integer(f$number)), "")
+  numbers <- vapply(figures, function(f) as.character(as.integer(f$number)), "")
+  names(results) <- numbers
+  failed <- vapply(results, function(r) !is.null(r$error), TRUE)
+  jsonlite::write_json(
+    list(drawn = as.integer(numbers[!failed]), failed = as.integer(numbers[failed])),
+    file.path(dirname(plots_json), "drawn.json")
+  )
+  for (r in spec$reused) {
+    results[[as.character(as.integer(r$number))]] <- list(src = r$file, alt = r$alt)
+  }
+  for (r in spec$copies) {
+    of <- results[[as.character(as.integer(r$of))]]
+    results[[as.character(as.integer(r$number))]] <- if (!is.null(of$error)) list(error = of$error, alt = r$alt) else list(src = r$file, alt = r$alt)
+  }
   results
 }
 
@@ -84,7 +101,7 @@ partybal_figure <- function(figures, number) {
     paste0('<p class="plot-error">This plot could not be drawn: ', html_text(r$error), "</p>")
   } else {
     paste0(
-      '<img class="plot" loading="lazy" src="', html_text(r$src), '" alt="', html_text(r$alt), '">'
+      '<img class="plot" loading="lazy" decoding="async" src="', html_text(r$src), '" alt="', html_text(r$alt), '">'
     )
   }
   knitr::asis_output(paste0("\n```{=html}\n", html, "\n```\n"))

@@ -39,7 +39,9 @@ try:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 except ImportError:  # not the project's venv
-    sys.exit(f"function bundle: {sys.executable} lacks the 'packaging' distribution: run make setup and use .venv/bin/python")
+    sys.exit(
+        f"function bundle: {sys.executable} lacks the 'packaging' distribution: run make setup and use .venv/bin/python"
+    )
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "functions" / "main.py"
@@ -193,7 +195,9 @@ def distribution_of(module: str, top_level: dict[str, list[str]]) -> tuple[str, 
     top = module.split(".")[0]
     candidates = sorted(set(top_level.get(top, [])))
     if not candidates:
-        raise BundleError(f"no installed distribution provides the module {module!r} (add it to requirements.txt and run make setup)")
+        raise BundleError(
+            f"no installed distribution provides the module {module!r} (add it to requirements.txt and run make setup)"
+        )
     if len(candidates) == 1:
         return candidates[0], top
     # a namespace package shared by several distributions: the one that installs the module
@@ -204,7 +208,9 @@ def distribution_of(module: str, top_level: dict[str, list[str]]) -> tuple[str, 
             dist
             for dist in candidates
             if any(
-                str(f).startswith(stem + "/") or str(f) == stem + ".py" or re.fullmatch(re.escape(stem) + r"\.[^/]*\.so", str(f))
+                str(f).startswith(stem + "/")
+                or str(f) == stem + ".py"
+                or re.fullmatch(re.escape(stem) + r"\.[^/]*\.so", str(f))
                 for f in metadata.distribution(dist).files or []
             )
         ]
@@ -236,7 +242,9 @@ def read_pins(path: Path = TOP_REQUIREMENTS) -> dict[str, tuple[str, str]]:
 def runtime(tf: Path = FUNCTIONS_TF) -> str:
     found = set(re.findall(r'runtime\s*=\s*"(python\d+)"', tf.read_text()))
     if len(found) != 1:
-        raise BundleError(f"{tf.relative_to(ROOT)}: expected one python runtime for all functions, found {sorted(found) or 'none'}")
+        raise BundleError(
+            f"{tf.relative_to(ROOT)}: expected one python runtime for all functions, found {sorted(found) or 'none'}"
+        )
     return found.pop()
 
 
@@ -265,7 +273,9 @@ class Resolved:
     runtime: str
 
 
-def resolve(graph: ImportGraph, pins: dict[str, tuple[str, str]] | None = None, runtime_name: str | None = None) -> Resolved:
+def resolve(
+    graph: ImportGraph, pins: dict[str, tuple[str, str]] | None = None, runtime_name: str | None = None
+) -> Resolved:
     pins = pins if pins is not None else read_pins()
     runtime_name = runtime_name or runtime()
     env = marker_environment(runtime_name)
@@ -285,16 +295,23 @@ def resolve(graph: ImportGraph, pins: dict[str, tuple[str, str]] | None = None, 
             continue
         wanted[dist] = (known or set()) | set(extras)
         if dist not in pins:
-            raise BundleError(f"{dist} (needed by the functions: {', '.join(sorted(why.get(dist, ())))}) is not pinned in requirements.txt")
+            raise BundleError(
+                f"{dist} (needed by the functions: {', '.join(sorted(why.get(dist, ())))}) "
+                "is not pinned in requirements.txt"
+            )
         try:
             installed = metadata.distribution(dist)
         except metadata.PackageNotFoundError:
             raise BundleError(f"{dist} is not installed in this Python ({sys.executable}): run make setup") from None
         if installed.version != pins[dist][1]:
-            raise BundleError(f"{dist} {installed.version} is installed but requirements.txt pins {pins[dist][1]}: run make setup")
+            raise BundleError(
+                f"{dist} {installed.version} is installed but requirements.txt pins {pins[dist][1]}: run make setup"
+            )
         for spec in installed.requires or []:
             req = Requirement(spec)
-            if req.marker is not None and not any(req.marker.evaluate({**env, "extra": e}) for e in (wanted[dist] or {""})):
+            if req.marker is not None and not any(
+                req.marker.evaluate({**env, "extra": e}) for e in (wanted[dist] or {""})
+            ):
                 continue
             dep = _norm(req.name)
             why.setdefault(dep, set()).add(f"via {pins.get(dist, (dist,))[0]}")
@@ -325,7 +342,9 @@ def check(path: Path = FUNCTION_REQUIREMENTS, text: str | None = None) -> None:
     text = text if text is not None else generated()[1]
     current = path.read_text() if path.is_file() else ""
     if current != text:
-        raise BundleError(f"{_shown(path)} is out of date with requirements.txt and the functions' imports: run {REGENERATE}")
+        raise BundleError(
+            f"{_shown(path)} is out of date with requirements.txt and the functions' imports: run {REGENERATE}"
+        )
 
 
 # --- the staged folder terraform zips ---------------------------------------------------------
@@ -362,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("requirements", help="functions/requirements.txt: print, --check or --write it")
     mode = r.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="exit 1 if functions/requirements.txt differs from the generated list")
+    mode.add_argument(
+        "--check", action="store_true", help="exit 1 if functions/requirements.txt differs from the generated list"
+    )
     mode.add_argument("--write", action="store_true", help="rewrite functions/requirements.txt")
     sub.add_parser("modules", help="the partybal modules, templates and third-party modules the functions import")
     b = sub.add_parser("build", help="stage the function source in DIR (what `make bundle` runs)")

@@ -84,8 +84,12 @@ def generated() -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/image_requirements.py", description=__doc__.splitlines()[0])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="exit 1 if renderer_image/requirements.txt or .dockerignore is out of date")
-    mode.add_argument("--write", action="store_true", help="rewrite renderer_image/requirements.txt and the .dockerignore list")
+    mode.add_argument(
+        "--check", action="store_true", help="exit 1 if renderer_image/requirements.txt or .dockerignore is out of date"
+    )
+    mode.add_argument(
+        "--write", action="store_true", help="rewrite renderer_image/requirements.txt and the .dockerignore list"
+    )
     args = p.parse_args(argv)
     try:
         reqs, ignore = generated()
@@ -98,9 +102,17 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")
     elif args.check:
-        stale = [str(path.relative_to(ROOT)) for path, text in targets if (path.read_text() if path.is_file() else "") != text]
+        stale = [
+            str(path.relative_to(ROOT))
+            for path, text in targets
+            if (path.read_text() if path.is_file() else "") != text
+        ]
         if stale:
-            print(f"image requirements: {', '.join(stale)} out of date with requirements.txt and the job's imports: run {REGENERATE}", file=sys.stderr)
+            print(
+                f"image requirements: {', '.join(stale)} out of date with requirements.txt and the job's imports: "
+                f"run {REGENERATE}",
+                file=sys.stderr,
+            )
             return 1
     else:
         sys.stdout.write(reqs)

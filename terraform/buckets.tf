@@ -61,6 +61,18 @@ resource "google_storage_bucket" "site" {
     }
   }
 
+  # Render history summaries (partybal/pipeline/history.py): written once per render, never
+  # deleted by the job; kept var.history_retention_days (previews' go with preview/ above).
+  lifecycle_rule {
+    condition {
+      age            = var.history_retention_days
+      matches_prefix = ["history/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   # Keep a few previous generations of each page for rollback, not every re-render ever made.
   lifecycle_rule {
     condition {

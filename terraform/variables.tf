@@ -89,6 +89,17 @@ variable "noncurrent_version_days" {
   description = "Days after which a noncurrent object version is deleted from the versioned buckets, whatever its rank."
 }
 
+variable "history_retention_days" {
+  type        = number
+  default     = 400
+  description = "Days the site bucket keeps each render's history summary (history/<slug>/<render-id>.json, the page's \"Changes since\" and History section, the Atom feeds); the job never deletes them. 400: a year of an experiment and then some."
+
+  validation {
+    condition     = var.history_retention_days >= 1 && var.history_retention_days <= 36500 && floor(var.history_retention_days) == var.history_retention_days
+    error_message = "history_retention_days must be a whole number of days between 1 and 36500."
+  }
+}
+
 variable "force_destroy" {
   type        = bool
   default     = false

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import replace
 
 from partybal import layout
 from tests.support import synthetic
@@ -113,11 +112,16 @@ def metadata_for(generation: str, spec: synthetic.ExperimentSpec) -> dict | None
     md["analysis_start_time"] = "2023-09-20 04:10:00.123456+00:00"
     md["version_date"] = None
     if generation == "current":
-        md["version_info"] = {"metric_definitions": [{"path": "jetstream/x.toml", "revision": "abc123"}], "jetstream_image": None}
+        md["version_info"] = {
+            "metric_definitions": [{"path": "jetstream/x.toml", "revision": "abc123"}],
+            "jetstream_image": None,
+        }
     return md
 
 
-def generation_spec(slug: str, generation: str, *, branches: tuple[str, ...] | None = None, seed: int = 1) -> synthetic.ExperimentSpec:
+def generation_spec(
+    slug: str, generation: str, *, branches: tuple[str, ...] | None = None, seed: int = 1
+) -> synthetic.ExperimentSpec:
     """A small experiment in the shape one generation wrote: 3 branches (the reference, first, is
     neither named control nor alphabetically first), weekly series of 2, daily of 3."""
     older = generation in ("2020", "2021", "2021-06", "2021-08")
@@ -152,7 +156,9 @@ def generation_files(generation: str, spec: synthetic.ExperimentSpec) -> dict[st
         files[layout.results_name(layout.Kind.STATISTICS, fslug, period)] = json.dumps(rows).encode()
     md = metadata_for(generation, spec)
     if md is not None:
-        files[layout.results_name(layout.Kind.METADATA, fslug)] = json.dumps(md, indent=4 if generation != "current" else None).encode()
+        files[layout.results_name(layout.Kind.METADATA, fslug)] = json.dumps(
+            md, indent=4 if generation != "current" else None
+        ).encode()
     errors = synthetic.errors(spec)
     if generation in ("2020", "2021"):
         for e in errors:
@@ -191,7 +197,19 @@ SITUATIONS = (
 def branch_names(n: int, rng: random.Random, with_control: bool) -> list[str]:
     """n distinct names; the reference (first) is neither 'control' nor first by name, unless
     ``with_control``; two names differ only in case when n >= 4."""
-    pool = ["zz-reference", "Treatment-A", "treatment-a", "msw-b", "ünicode-c", "d", "e-long-" + "x" * 40, "f", "g", "h", "i"]
+    pool = [
+        "zz-reference",
+        "Treatment-A",
+        "treatment-a",
+        "msw-b",
+        "ünicode-c",
+        "d",
+        "e-long-" + "x" * 40,
+        "f",
+        "g",
+        "h",
+        "i",
+    ]
     names = pool[:n]
     if with_control:
         names[0] = "control"
@@ -216,15 +234,39 @@ def reference_case(situation: str, n: int, seed: int = 1) -> tuple[list[dict], d
         for w in windows:
             for i, b in enumerate(branches):
                 for stat in ("mean", "binomial"):
-                    base = {"metric": f"m_{stat}", "statistic": stat, "branch": b, "segment": "all", "window_index": w, "period": period}
-                    rows.append({**base, "point": float(i), "lower": i - 0.5, "upper": i + 0.5, "ci_width": 0.95, "analysis_basis": "enrollments"})
+                    base = {
+                        "metric": f"m_{stat}",
+                        "statistic": stat,
+                        "branch": b,
+                        "segment": "all",
+                        "window_index": w,
+                        "period": period,
+                    }
+                    rows.append(
+                        {
+                            **base,
+                            "point": float(i),
+                            "lower": i - 0.5,
+                            "upper": i + 0.5,
+                            "ci_width": 0.95,
+                            "analysis_basis": "enrollments",
+                        }
+                    )
                     if situation == "none":
                         continue
                     targets = [t for t in branches if t != b] if pairwise else ([ref] if b != ref else [])
                     for t in targets:
                         code = 1000.0 * (branches.index(t) + 1) + i
                         for comp in ("difference", "relative_uplift"):
-                            row = {**base, "comparison": comp, "point": code, "lower": code - 0.5, "upper": code + 0.5, "ci_width": 0.95, "analysis_basis": "enrollments"}
+                            row = {
+                                **base,
+                                "comparison": comp,
+                                "point": code,
+                                "lower": code - 0.5,
+                                "upper": code + 0.5,
+                                "ci_width": 0.95,
+                                "analysis_basis": "enrollments",
+                            }
                             if situation != "implied":
                                 row["comparison_to_branch"] = t
                             else:
@@ -232,10 +274,17 @@ def reference_case(situation: str, n: int, seed: int = 1) -> tuple[list[dict], d
                             rows.append(row)
     metadata = None
     if situation.startswith("config"):
-        named = {"config": ref, "config-case": ref.upper() if ref.upper() != ref else ref.title(), "config-absent-branch": "no-such-branch"}[situation]
+        named = {
+            "config": ref,
+            "config-case": ref.upper() if ref.upper() != ref else ref.title(),
+            "config-absent-branch": "no-such-branch",
+        }[situation]
         metadata = {
             "metrics": {},
-            "external_config": {"reference_branch": named, "url": "https://github.com/mozilla/metric-hub/blob/main/jetstream/x.toml"},
+            "external_config": {
+                "reference_branch": named,
+                "url": "https://github.com/mozilla/metric-hub/blob/main/jetstream/x.toml",
+            },
         }
     # config-absent-branch: the rows are against ref only, so the data says ref
     truth = None if situation in ("unknown", "none") else ref

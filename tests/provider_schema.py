@@ -27,7 +27,14 @@ COMPACT_FORMAT = 1
 # Meta-arguments terraform itself accepts in every resource / data block.
 RESOURCE_META = {"count", "for_each", "depends_on", "provider", "lifecycle", "provisioner", "connection"}
 DATA_META = {"count", "for_each", "depends_on", "provider", "lifecycle"}
-LIFECYCLE_ARGS = {"create_before_destroy", "prevent_destroy", "ignore_changes", "replace_triggered_by", "precondition", "postcondition"}
+LIFECYCLE_ARGS = {
+    "create_before_destroy",
+    "prevent_destroy",
+    "ignore_changes",
+    "replace_triggered_by",
+    "precondition",
+    "postcondition",
+}
 DYNAMIC_ARGS = {"for_each", "iterator", "labels", "content"}
 PROVIDER_META = {"alias"}
 
@@ -263,7 +270,9 @@ def check_documents(docs: dict[str, dict], schemas: dict[str, Schema]) -> list[s
                             continue
                         table = schema.resources if kind == "resource" else schema.data
                         if rtype not in table:
-                            errors.append(f"{where}: {schema.package} (provider {schema.local_name} {schema.provider_version}) has no {kind} {rtype}")
+                            errors.append(
+                                f"{where}: {schema.package} (provider {schema.local_name} {schema.provider_version}) has no {kind} {rtype}"
+                            )
                             continue
                         errors += check_body(schema, table[rtype], body, where, meta)
         for block in doc.get("provider", []):
@@ -283,4 +292,6 @@ if __name__ == "__main__":  # `make provider-schema`: reduce each fetched packag
 
     for arg in sys.argv[1:]:
         schema = load(Path(arg))
-        print(f"{schema.package}: {schema.provider} {schema.provider_version}, {len(schema.resources)} resources, {len(schema.data)} data sources")
+        print(
+            f"{schema.package}: {schema.provider} {schema.provider_version}, {len(schema.resources)} resources, {len(schema.data)} data sources"
+        )

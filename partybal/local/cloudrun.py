@@ -3,9 +3,9 @@
 There is no Cloud Run (and no Docker) locally, so an execution is the job's entrypoint
 (``python -m partybal.pipeline.job``) run as a subprocess, with the job's base environment plus the
 per-execution ``overrides.containerOverrides[].env`` of the request.  With ``--job-image IMAGE``
-(``partybal local up --job-image`` / ``PARTYBAL_JOB_IMAGE``) an execution is instead the image's entrypoint run in a fresh copy of the
-image's filesystem as its user, with the job's variables only (:mod:`partybal.local.jobimage`; ``make
-image-local`` builds the image).  Like Cloud Run it:
+(``partybal local up --job-image`` / ``PARTYBAL_JOB_IMAGE``) an execution is instead the image's
+entrypoint run in a fresh copy of the image's filesystem as its user, with the job's variables only
+(:mod:`partybal.local.jobimage`; ``make image-local`` builds the image).  Like Cloud Run it:
 
 - answers ``POST /v2/projects/P/locations/L/jobs/J:run`` at once with a long-running
   ``Operation`` (the execution runs in the background);
@@ -32,6 +32,7 @@ Binds to 127.0.0.1 only.  Run it alone with ``python -m partybal.local.cloudrun 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -192,49 +193,7 @@ class RunStub:
             if self._stopping.is_set():
                 ex.state = "failed"
                 return
-            env = dict(os.environ)
-            # The job must not inherit the stand-in's own pub/sub wiring or function settings.
-            for k in ("PUBSUB_EMULATOR_HOST", "RUN_API_ENDPOINT", "RUN_JOB", "RENDER_TOPIC"):
-                env.pop(k, None)
-            env.update(self.base_env)
-            env.update(
-                {
-                    "CLOUD_RUN_JOB": ex.job.rsplit("/", 1)[-1],
-                    "CLOUD_RUN_EXECUTION": ex.id,
-                    "CLOUD_RUN_TASK_INDEX": "0",
-                    "CLOUD_RUN_TASK_COUNT": "1",
-                    "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
-                }
-            )
-            env.update(ex.env)
-            command = self.command
-            if self.job_image:  # the production container: it gets the job's variables only
-                from .jobimage import stand_in_command
-
-                names = {*self.base_env, *ex.env} | {k for k in env if k.startswith("CLOUD_RUN_")}
-                command = stand_in_command(self.job_image, sorted(names))
-            log_path = self.log_dir / f"job-{ex.id}-{attempt}.log" if self.log_dir else None
-            a = Attempt(attempt=attempt, start=time.time(), log=str(log_path or ""))
-            ex.attempts.append(a)
-            out = open(log_path, "wb") if log_path else subprocess.DEVNULL
-            try:
-                proc = subprocess.Popen(
-                    command, env=env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-                )
-                with self._lock:
-                    self._procs[proc.pid] = proc
-                try:
-                    a.exit_code = proc.wait(timeout=ex.timeout or self.task_timeout)
-                except subprocess.TimeoutExpired:
-                    _kill_group(proc)
-                    a.exit_code = -9
-                finally:
-                    with self._lock:
-                        self._procs.pop(proc.pid, None)
-            finally:
-                if log_path:
-                    out.close()
-            a.end = time.time()
+            a = self._run_attempt(ex, attempt)
             logs.log(
                 logger,
                 logging.INFO if a.exit_code == 0 else logging.WARNING,
@@ -249,6 +208,62 @@ class RunStub:
                 ex.state = "succeeded"
                 return
         ex.state = "failed"
+
+    def _attempt_env(self, ex: Execution, attempt: int) -> dict[str, str]:
+        """This process's environment with Cloud Run's task variables and the execution's overrides."""
+        env = dict(os.environ)
+        # The job must not inherit the stand-in's own pub/sub wiring or function settings.
+        for k in ("PUBSUB_EMULATOR_HOST", "RUN_API_ENDPOINT", "RUN_JOB", "RENDER_TOPIC"):
+            env.pop(k, None)
+        env.update(self.base_env)
+        env.update(
+            {
+                "CLOUD_RUN_JOB": ex.job.rsplit("/", 1)[-1],
+                "CLOUD_RUN_EXECUTION": ex.id,
+                "CLOUD_RUN_TASK_INDEX": "0",
+                "CLOUD_RUN_TASK_COUNT": "1",
+                "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
+            }
+        )
+        env.update(ex.env)
+        return env
+
+    def _attempt_command(self, ex: Execution, env: dict[str, str]) -> list[str]:
+        if not self.job_image:
+            return self.command
+        # The production container: it gets the job's variables only.
+        from .jobimage import stand_in_command
+
+        names = {*self.base_env, *ex.env} | {k for k in env if k.startswith("CLOUD_RUN_")}
+        return stand_in_command(self.job_image, sorted(names))
+
+    def _run_attempt(self, ex: Execution, attempt: int) -> Attempt:
+        """One task attempt as a child process in its own session, killed at the task timeout."""
+        env = self._attempt_env(ex, attempt)
+        command = self._attempt_command(ex, env)
+        log_path = self.log_dir / f"job-{ex.id}-{attempt}.log" if self.log_dir else None
+        a = Attempt(attempt=attempt, start=time.time(), log=str(log_path or ""))
+        ex.attempts.append(a)
+        out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        try:
+            proc = subprocess.Popen(
+                command, env=env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            with self._lock:
+                self._procs[proc.pid] = proc
+            try:
+                a.exit_code = proc.wait(timeout=ex.timeout or self.task_timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                a.exit_code = -9
+            finally:
+                with self._lock:
+                    self._procs.pop(proc.pid, None)
+        finally:
+            if log_path:
+                out.close()
+        a.end = time.time()
+        return a
 
     # --- HTTP --------------------------------------------------------------------------------
 
@@ -269,64 +284,74 @@ class RunStub:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _body(self) -> dict:
-                n = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(n) if n else b""
-                return json.loads(raw) if raw.strip() else {}
-
             def do_GET(self):
-                path = self.path.split("?", 1)[0]
-                if path == "/executions":
-                    return self._send(200, stub.list())
-                if path == "/rejected":
-                    return self._send(200, list(stub.rejected))
-                if path == "/healthz":
-                    return self._send(200, {"ok": True})
-                if path.startswith("/v2/") and "/operations/" in path:
-                    ex = stub.executions.get(path.rsplit("/", 1)[-1])
-                    if ex is None:
-                        return self._send(404, _error(404, "NOT_FOUND", "no such operation"))
-                    return self._send(200, _operation(ex))
-                if path.startswith("/v2/") and "/executions/" in path:
-                    ex = stub.executions.get(path.rsplit("/", 1)[-1])
-                    if ex is None:
-                        return self._send(404, _error(404, "NOT_FOUND", "no such execution"))
-                    return self._send(200, _execution_resource(ex))
-                return self._send(404, _error(404, "NOT_FOUND", f"unknown path {path}"))
+                self._send(*stub.answer_get(self.path.split("?", 1)[0]))
 
             def do_POST(self):
-                path = self.path.split("?", 1)[0]
-                try:
-                    body = self._body()
-                except ValueError:
-                    return self._send(400, _error(400, "INVALID_ARGUMENT", "body is not JSON"))
-                if path.startswith("/v2/") and path.endswith(":run"):
-                    job = path[len("/v2/") : -len(":run")]
-                    parts = job.split("/")
-                    if len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations" or parts[4] != "jobs":
-                        return self._send(400, _error(400, "INVALID_ARGUMENT", f"bad job name {job}"))
-                    fslug = stub.rejects(body)
-                    if fslug:
-                        return self._send(503, _error(503, "UNAVAILABLE", f"fault injected: run rejected for {fslug}"))
-                    ex = stub.run_job(job, body)
-                    return self._send(200, _operation(ex))
-                if path == "/config":
-                    if "start_delay" in body:
-                        stub.start_delay = float(body["start_delay"])
-                    if "env_for_slug" in body:
-                        stub.env_for_slug = {str(k): {str(n): str(v) for n, v in e.items()} for k, e in body["env_for_slug"].items()}
-                    if "reject_slugs" in body:
-                        stub.reject_slugs = {str(x) for x in body["reject_slugs"]}
-                    return self._send(
-                        200,
-                        {"start_delay": stub.start_delay, "env_for_slug": stub.env_for_slug, "reject_slugs": sorted(stub.reject_slugs)},
-                    )
-                return self._send(404, _error(404, "NOT_FOUND", f"unknown path {path}"))
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                self._send(*stub.answer_post(self.path.split("?", 1)[0], raw))
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, name="runstub-http", daemon=True).start()
         return self.httpd
+
+    def answer_get(self, path: str) -> tuple[int, object]:
+        """HTTP status and JSON payload for ``GET path``: the stand-in's own views, or the Run API's."""
+        if path == "/executions":
+            return 200, self.list()
+        if path == "/rejected":
+            return 200, list(self.rejected)
+        if path == "/healthz":
+            return 200, {"ok": True}
+        for marker, render, missing in (
+            ("/operations/", _operation, "no such operation"),
+            ("/executions/", _execution_resource, "no such execution"),
+        ):
+            if path.startswith("/v2/") and marker in path:
+                ex = self.executions.get(path.rsplit("/", 1)[-1])
+                if ex is None:
+                    return 404, _error(404, "NOT_FOUND", missing)
+                return 200, render(ex)
+        return 404, _error(404, "NOT_FOUND", f"unknown path {path}")
+
+    def answer_post(self, path: str, raw: bytes) -> tuple[int, object]:
+        """HTTP status and JSON payload for ``POST path``: a job ``:run``, or ``/config`` (tests)."""
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return 400, _error(400, "INVALID_ARGUMENT", "body is not JSON")
+        if path.startswith("/v2/") and path.endswith(":run"):
+            return self._answer_run(path[len("/v2/") : -len(":run")], body)
+        if path == "/config":
+            return 200, self.configure(body)
+        return 404, _error(404, "NOT_FOUND", f"unknown path {path}")
+
+    def _answer_run(self, job: str, body: dict) -> tuple[int, object]:
+        parts = job.split("/")
+        if len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations" or parts[4] != "jobs":
+            return 400, _error(400, "INVALID_ARGUMENT", f"bad job name {job}")
+        fslug = self.rejects(body)
+        if fslug:
+            return 503, _error(503, "UNAVAILABLE", f"fault injected: run rejected for {fslug}")
+        return 200, _operation(self.run_job(job, body))
+
+    def configure(self, body: dict) -> dict:
+        """``POST /config``: change the start delay, per-slug environment or rejected slugs."""
+        if "start_delay" in body:
+            self.start_delay = float(body["start_delay"])
+        if "env_for_slug" in body:
+            self.env_for_slug = {
+                str(k): {str(n): str(v) for n, v in e.items()} for k, e in body["env_for_slug"].items()
+            }
+        if "reject_slugs" in body:
+            self.reject_slugs = {str(x) for x in body["reject_slugs"]}
+        return {
+            "start_delay": self.start_delay,
+            "env_for_slug": self.env_for_slug,
+            "reject_slugs": sorted(self.reject_slugs),
+        }
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -355,10 +380,8 @@ def _kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
 
 
@@ -414,9 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task-timeout", type=float, default=1800.0)
     p.add_argument("--start-delay", type=float, default=0.0)
     p.add_argument("--log-dir", default=None)
-    p.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="job base environment (repeatable)"
-    )
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="job base environment (repeatable)")
     p.add_argument("--command", default=None, help="job command (default: python -m partybal.pipeline.job)")
     p.add_argument("--job-image", default=None, help="run executions from this local image instead (make image-local)")
     args = p.parse_args(argv)

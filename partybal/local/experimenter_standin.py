@@ -10,6 +10,7 @@ Never deployed (the local stack and tests only)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import threading
 from pathlib import Path
@@ -46,7 +47,7 @@ class StandIn:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "StandIn":
+    def start(self) -> StandIn:
         self.thread.start()
         return self
 
@@ -54,7 +55,7 @@ class StandIn:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> "StandIn":
+    def __enter__(self) -> StandIn:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -62,16 +63,16 @@ class StandIn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m partybal.local.experimenter_standin", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m partybal.local.experimenter_standin", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--port", type=int, default=8099)
     p.add_argument("--fixture", type=Path, default=FIXTURE)
     args = p.parse_args(argv)
     server = StandIn(args.fixture, args.port)
     print(f"Experimenter stand-in: {server.url}{API_PATH}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

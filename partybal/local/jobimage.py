@@ -31,9 +31,11 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+
+from ..errors import ConfigError
 
 PODMAN = os.environ.get("PODMAN", "podman")
 STORAGE = os.environ.get("PARTYBAL_PODMAN_STORAGE", "")  # as scripts/image-local.sh: e.g. vfs
@@ -60,7 +62,7 @@ exec chroot "$@"
 """.replace("DEVICES", " ".join(DEVICES))
 
 
-class ImageError(RuntimeError):
+class ImageError(ConfigError, RuntimeError):
     """The image cannot be run here (one line, says what to do)."""
 
 
@@ -141,7 +143,9 @@ def mounted(image: str) -> Iterator[Path]:
         _podman("rm", "--force", name, check=False)
 
 
-def command_in(root: Path, argv: Sequence[str], env: Mapping[str, str], user: str = "0", workdir: str = "/") -> list[str]:
+def command_in(
+    root: Path, argv: Sequence[str], env: Mapping[str, str], user: str = "0", workdir: str = "/"
+) -> list[str]:
     """The host command line running ``argv`` in the mounted filesystem ``root``: own mount and
     PID namespaces, ``user`` (uid[:gid]), exactly ``env``, from ``workdir``."""
     for tool in ("unshare", "chroot"):
@@ -188,7 +192,13 @@ def stand_in_command(image: str, names: Sequence[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m partybal.local.jobimage", description=__doc__.splitlines()[0])
     p.add_argument("--image", required=True, help="local image (make image-local)")
-    p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="a job variable (repeatable); NAME alone: from this environment")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="a job variable (repeatable); NAME alone: from this environment",
+    )
     args = p.parse_args(argv)
     job_env: dict[str, str] = {}
     for item in args.env:

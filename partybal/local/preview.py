@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import cliargs, layout
-from ..pipeline import status, toc
 from ..page.render import check_settings, render_to_dir
 from ..page.report import Banner
+from ..pipeline import status, toc
+from ..pipeline.state import group_results, listed
 from ..storage import LocalResults, ResultsSource, SizeLimits
 
 EXPIRY_DAYS = layout.PREVIEW_EXPIRY_DAYS
@@ -31,12 +32,11 @@ DEFAULT_ROOT = Path("build") / "preview"
 
 def discover(source: ResultsSource) -> list[str]:
     """File slugs of every experiment with at least one final results object."""
-    listed = [toc.Listed(i.name, i.generation, i.updated) for k in layout.Kind for i in source.list(f"{k.value}/{k.value}_")]
-    return sorted(toc.group_results(listed, ""))
+    return sorted(group_results(listed(source), ""))
 
 
 @dataclass
-class Outcome:
+class PreviewOutcome:
     file_slug: str
     page: Path | None
     error: str  # "" when rendered
@@ -56,21 +56,16 @@ def clean_old_previews(root: Path, now: dt.datetime, keep: Path | None = None) -
     return deleted
 
 
-def write_index(out: Path, source: ResultsSource, outcomes: list[Outcome], now: dt.datetime) -> Path:
+def write_index(out: Path, source: ResultsSource, outcomes: list[PreviewOutcome], now: dt.datetime) -> Path:
     """The preview's own index, built by the TOC code from a listing and status-like records."""
-    listed = [toc.Listed(i.name, i.generation, i.updated) for k in layout.Kind for i in source.list(f"{k.value}/{k.value}_")]
-    experiments = toc.group_results(listed, "")
+    experiments = group_results(listed(source), "")
     statuses = {}
     for o in outcomes:
         exp = experiments.get(o.file_slug)
-        statuses[o.file_slug] = {
-            **o.fields,
-            "state": "failed" if o.error else "ok",
-            "reason": o.error,
-            "input_generations": dict(exp.generations) if exp else {},
-            "page": layout.page_name(o.file_slug) if o.page else None,
-            "page_rendered_at": now.isoformat() if o.page else None,
-        }
+        page = layout.page_name(o.file_slug) if o.page else None
+        statuses[o.file_slug] = status.outcome_record(
+            o.file_slug, exp.generations if exp else {}, o.error, page, now, o.fields
+        )
     page = toc.toc_page({fs: e for fs, e in experiments.items() if fs in statuses}, statuses, set(), "", now=now)
     page = dataclasses.replace(page, title=f"Preview of {source.description}", is_preview=True, other_href="")
     index = out / layout.index_name()
@@ -86,9 +81,9 @@ def run_preview(
     now: dt.datetime | None = None,
     cores: int | None = None,
     catalog=None,
-) -> tuple[Path, list[Outcome]]:
+) -> tuple[Path, list[PreviewOutcome]]:
     """``catalog``: an ``experimenter.Catalog`` for the page headers (None: not consulted)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     source = LocalResults(results)
     out = out_root / now.strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
@@ -101,9 +96,9 @@ def run_preview(
     for fslug in slugs:
         try:
             page, built = render_to_dir(source, fslug, out, cores=cores, banner=the_banner, catalog=catalog)
-            outcomes.append(Outcome(fslug, page, "", status.results_fields(built.results)))
+            outcomes.append(PreviewOutcome(fslug, page, "", status.results_fields(built.results)))
         except Exception as exc:  # noqa: BLE001 - one experiment's failure never stops the others
-            outcomes.append(Outcome(fslug, None, status.failure_reason(exc)))
+            outcomes.append(PreviewOutcome(fslug, None, status.failure_reason(exc)))
     return write_index(out, source, outcomes, now), outcomes
 
 
@@ -133,10 +128,21 @@ def cmd_preview(args) -> int:
 
 def add_command(sub) -> None:
     p = sub.add_parser("preview", help="render every experiment of a local results folder into a temporary site")
-    p.add_argument("--results", required=True, type=cliargs.existing_dir, help="local folder shaped like the results bucket")
+    p.add_argument(
+        "--results", required=True, type=cliargs.existing_dir, help="local folder shaped like the results bucket"
+    )
     p.add_argument("--slug", type=cliargs.slug, help="only this experiment")
     p.add_argument("--open", action="store_true", help="open the preview index in a browser")
-    p.add_argument("--out", type=cliargs.output_dir, default=str(DEFAULT_ROOT), help=f"where preview sites are kept (each expires after 7 days; default {DEFAULT_ROOT})")
-    p.add_argument("--cores", type=cliargs.positive_int, default=None, help="R worker processes for plots (default: all cores)")
-    p.add_argument("--experimenter", type=cliargs.experimenter_url, default=None, metavar="URL|off", help=cliargs.EXPERIMENTER_HELP)
+    p.add_argument(
+        "--out",
+        type=cliargs.output_dir,
+        default=str(DEFAULT_ROOT),
+        help=f"where preview sites are kept (each expires after 7 days; default {DEFAULT_ROOT})",
+    )
+    p.add_argument(
+        "--cores", type=cliargs.positive_int, default=None, help="R worker processes for plots (default: all cores)"
+    )
+    p.add_argument(
+        "--experimenter", type=cliargs.experimenter_url, default=None, metavar="URL|off", help=cliargs.EXPERIMENTER_HELP
+    )
     p.set_defaults(func=cmd_preview)

@@ -18,6 +18,7 @@ SIGKILL).  The site bucket is served by a small loopback proxy (fake-gcs-server 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import importlib.util
@@ -37,8 +38,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .. import cliargs, layout
-from . import uploader
+from ..errors import ConfigError, PartybalError
 from ..pipeline import status as status_mod
+from . import uploader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO_ROOT / "sample"
@@ -60,7 +62,7 @@ PORT_NAMES = ("pubsub", "gcs", "run", "site") + FUNCTIONS
 DEFAULT_PORT_BASE = 9400
 
 
-class StackError(RuntimeError):
+class StackError(PartybalError, RuntimeError):
     pass
 
 
@@ -149,25 +151,19 @@ class Child:
     def signal_group(self, sig: int) -> None:
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def stop(self, grace: float = 8.0) -> None:
         if self.proc is None:
             return
         self.signal_group(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
         # The leader may be gone while its group lives on (gcloud → java): always sweep.
         self.signal_group(signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 @dataclass
@@ -208,6 +204,7 @@ class LocalStack:
         sweep_interval: float = 30.0,
         job_image: str | None = None,
         experimenter_fixture: str | Path | None = None,
+        job_command: list[str] | tuple[str, ...] | None = None,
     ):
         # The Experimenter stand-in (partybal.local.experimenter_standin) serves this recorded list; its
         # snapshot is written into the state bucket at start, as snapshot_experimenter does on GCP.
@@ -230,6 +227,9 @@ class LocalStack:
         self.start_delay = start_delay
         self.max_delivery_attempts = max_delivery_attempts
         self.extra_env = dict(extra_env or {})
+        # the stand-in's job command (default: python -m partybal.pipeline.job); the reliability
+        # suite runs tests/support/faulty_job.py (fault injection stays out of the package)
+        self.job_command = list(job_command) if job_command else None
         self.results_bucket = f"{project}-results"
         self.site_bucket = f"{project}-site"
         self.state_bucket = f"{project}-state"
@@ -338,7 +338,7 @@ class LocalStack:
 
     # --- life cycle ---------------------------------------------------------------------------
 
-    def start(self, timeout: float = 60.0) -> "LocalStack":
+    def start(self, timeout: float = 60.0) -> LocalStack:
         if not self.functions_source.exists():
             raise StackError(f"{self.functions_source} does not exist")
         self.ports = pick_ports(self.port_base)
@@ -371,131 +371,119 @@ class LocalStack:
 
     def _start_children(self, timeout: float) -> None:
         env = _base_env()
-        gcloud = shutil.which("gcloud")
-        if not gcloud:
-            raise StackError("gcloud not found (the Pub/Sub emulator comes with the Cloud SDK)")
-        self.children.append(
-            Child(
-                "pubsub-emulator",
-                [
-                    gcloud,
-                    "beta",
-                    "emulators",
-                    "pubsub",
-                    "start",
-                    f"--host-port=127.0.0.1:{self.ports['pubsub']}",
-                    f"--project={self.project}",
-                    f"--data-dir={self.run_dir / 'pubsub-data'}",
-                    "--verbosity=warning",
-                ],
-                {**env, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
-                self.run_dir / "pubsub-emulator.log",
-                self.ports["pubsub"],
-            )
-        )
-        self.children.append(
-            Child(
-                "fake-gcs-server",
-                [
-                    fake_gcs_server_binary(),
-                    "-scheme", "http",
-                    "-host", "127.0.0.1",
-                    "-port", str(self.ports["gcs"]),
-                    "-backend", "filesystem",
-                    "-filesystem-root", str(self.gcs_root.resolve()),
-                    "-event.pubsub-project-id", self.project,
-                    "-event.pubsub-topic", GCS_TOPIC,
-                    "-event.list", "finalize,delete",
-                    "-external-url", self.storage_host,
-                    "-log-level", "info",
-                ],
-                {**env, "PUBSUB_EMULATOR_HOST": self.pubsub_host},
-                self.run_dir / "fake-gcs-server.log",
-                self.ports["gcs"],
-            )
-        )
-        stub_argv = [
-            sys.executable, "-m", "partybal.local.cloudrun",
-            "--port", str(self.ports["run"]),
-            "--parallelism", str(self.parallelism),
-            "--max-retries", str(self.max_retries),
-            "--start-delay", str(self.start_delay),
-            "--log-dir", str(self.run_dir / "jobs"),
-        ]
-        if self.job_image:
-            stub_argv += ["--job-image", self.job_image]
-        for k, v in self.job_env().items():
-            stub_argv += ["--env", f"{k}={v}"]
-        self.children.append(Child("run-stand-in", stub_argv, env, self.run_dir / "run-stand-in.log", self.ports["run"]))
+        self.children.append(self._pubsub_emulator(env))
+        self.children.append(self._fake_gcs_server(env))
+        self.children.append(self._run_stand_in(env))
         fenv = self.function_env()
-        for fn in FUNCTIONS:
-            self.children.append(
-                Child(
-                    fn,
-                    [
-                        sys.executable, "-m", "functions_framework",
-                        "--target", fn,
-                        "--source", str(self.functions_source),
-                        "--signature-type", "cloudevent",
-                        "--host", "127.0.0.1",
-                        "--port", str(self.ports[fn]),
-                    ],
-                    fenv,
-                    self.run_dir / f"fn-{fn}.log",
-                    self.ports[fn],
-                )
-            )
+        self.children.extend(self._function_child(fn, fenv) for fn in FUNCTIONS)
         for child in self.children:
             child.start(REPO_ROOT)
         for child in self.children:
             wait_port(child.port, timeout, child.proc, child.name)
+
+    def _pubsub_emulator(self, env: dict[str, str]) -> Child:
+        gcloud = shutil.which("gcloud")
+        if not gcloud:
+            raise StackError("gcloud not found (the Pub/Sub emulator comes with the Cloud SDK)")
+        argv = [gcloud, "beta", "emulators", "pubsub", "start"]
+        argv += [
+            f"--host-port=127.0.0.1:{self.ports['pubsub']}",
+            f"--project={self.project}",
+            f"--data-dir={self.run_dir / 'pubsub-data'}",
+            "--verbosity=warning",
+        ]
+        child_env = {**env, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        return Child("pubsub-emulator", argv, child_env, self.run_dir / "pubsub-emulator.log", self.ports["pubsub"])
+
+    def _fake_gcs_server(self, env: dict[str, str]) -> Child:
+        flags = {
+            "-scheme": "http",
+            "-host": "127.0.0.1",
+            "-port": str(self.ports["gcs"]),
+            "-backend": "filesystem",
+            "-filesystem-root": str(self.gcs_root.resolve()),
+            "-event.pubsub-project-id": self.project,
+            "-event.pubsub-topic": GCS_TOPIC,
+            "-event.list": "finalize,delete",
+            "-external-url": self.storage_host,
+            "-log-level": "info",
+        }
+        argv = [fake_gcs_server_binary(), *_flag_args(flags)]
+        child_env = {**env, "PUBSUB_EMULATOR_HOST": self.pubsub_host}
+        return Child("fake-gcs-server", argv, child_env, self.run_dir / "fake-gcs-server.log", self.ports["gcs"])
+
+    def _run_stand_in(self, env: dict[str, str]) -> Child:
+        """The Cloud Run jobs stand-in (partybal.local.cloudrun), with the job's environment."""
+        flags = {
+            "--port": str(self.ports["run"]),
+            "--parallelism": str(self.parallelism),
+            "--max-retries": str(self.max_retries),
+            "--start-delay": str(self.start_delay),
+            "--log-dir": str(self.run_dir / "jobs"),
+        }
+        argv = [sys.executable, "-m", "partybal.local.cloudrun", *_flag_args(flags)]
+        if self.job_image:
+            argv += ["--job-image", self.job_image]
+        if self.job_command:
+            argv += ["--command", " ".join(self.job_command)]
+        for k, v in self.job_env().items():
+            argv += ["--env", f"{k}={v}"]
+        return Child("run-stand-in", argv, env, self.run_dir / "run-stand-in.log", self.ports["run"])
+
+    def _function_child(self, fn: str, fenv: dict[str, str]) -> Child:
+        """One Cloud Function served by functions-framework from the function source."""
+        flags = {
+            "--target": fn,
+            "--source": str(self.functions_source),
+            "--signature-type": "cloudevent",
+            "--host": "127.0.0.1",
+            "--port": str(self.ports[fn]),
+        }
+        argv = [sys.executable, "-m", "functions_framework", *_flag_args(flags)]
+        return Child(fn, argv, fenv, self.run_dir / f"fn-{fn}.log", self.ports[fn])
 
     def _create_resources(self) -> None:
         from google.api_core import exceptions as gexc
 
         pub = self.publisher()
         for topic in (GCS_TOPIC, RENDER_TOPIC, DEAD_LETTER_TOPIC, SWEEP_TOPIC):
-            try:
+            with contextlib.suppress(gexc.AlreadyExists):
                 pub.create_topic(name=self.topic_path(topic))
-            except gexc.AlreadyExists:
-                pass
         client = self.storage()
         for bucket in (self.results_bucket, self.site_bucket, self.state_bucket):
-            try:
+            with contextlib.suppress(gexc.Conflict):
                 client.create_bucket(bucket)
-            except gexc.Conflict:
-                pass
         sub = _subscriber(self.pubsub_host)
         for fn in FUNCTIONS:
-            topic = FUNCTION_TOPICS[fn]
-            request = {
-                "name": f"projects/{self.project}/subscriptions/{fn.replace('_', '-')}",
-                "topic": self.topic_path(topic),
-                # functions-framework turns a raw push into a CloudEvent whose source names the
-                # topic when the path contains projects/P/topics/T.
-                "push_config": {"push_endpoint": f"http://127.0.0.1:{self.ports[fn]}/{self.topic_path(topic)}"},
-                "ack_deadline_seconds": 60,
-                "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}},
-            }
-            if fn == "dispatch_render":
-                request["dead_letter_policy"] = {
-                    "dead_letter_topic": self.topic_path(DEAD_LETTER_TOPIC),
-                    "max_delivery_attempts": self.max_delivery_attempts,
-                }
-            try:
-                sub.create_subscription(request=request)
-            except gexc.AlreadyExists:
-                pass
+            with contextlib.suppress(gexc.AlreadyExists):
+                sub.create_subscription(request=self._push_subscription(fn))
         # Keep dead letters inspectable: a pull subscription on the dead-letter topic.
-        try:
+        with contextlib.suppress(gexc.AlreadyExists):
             sub.create_subscription(
                 request={
                     "name": f"projects/{self.project}/subscriptions/render-dead-letters",
                     "topic": self.topic_path(DEAD_LETTER_TOPIC),
                 }
             )
-        except gexc.AlreadyExists:
-            pass
+
+    def _push_subscription(self, fn: str) -> dict:
+        """The push subscription that delivers function ``fn``'s topic to its port."""
+        topic = FUNCTION_TOPICS[fn]
+        request = {
+            "name": f"projects/{self.project}/subscriptions/{fn.replace('_', '-')}",
+            "topic": self.topic_path(topic),
+            # functions-framework turns a raw push into a CloudEvent whose source names the
+            # topic when the path contains projects/P/topics/T.
+            "push_config": {"push_endpoint": f"http://127.0.0.1:{self.ports[fn]}/{self.topic_path(topic)}"},
+            "ack_deadline_seconds": 60,
+            "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}},
+        }
+        if fn == "dispatch_render":
+            request["dead_letter_policy"] = {
+                "dead_letter_topic": self.topic_path(DEAD_LETTER_TOPIC),
+                "max_delivery_attempts": self.max_delivery_attempts,
+            }
+        return request
 
     def _start_site_proxy(self) -> None:
         self._site_server = serve_bucket(self.ports["site"], self.storage_host, self.site_bucket)
@@ -518,7 +506,9 @@ class LocalStack:
         def tick() -> None:
             while not self._sweep_stop.wait(self.sweep_interval):
                 try:
-                    self.publisher().publish(self.topic_path(SWEEP_TOPIC), b"sweep", origin="scheduler").result(timeout=10)
+                    self.publisher().publish(self.topic_path(SWEEP_TOPIC), b"sweep", origin="scheduler").result(
+                        timeout=10
+                    )
                     self.sweeps_published += 1
                 except Exception:  # noqa: BLE001 - the emulator may be restarting: next tick
                     pass
@@ -579,14 +569,18 @@ class LocalStack:
             child.stop()
         self.children = []
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
     def check_alive(self) -> None:
-        dead = [f"{c.name} (exit {c.proc.returncode}, log {c.log})" for c in self.children if c.proc and c.proc.poll() is not None]
+        dead = [
+            f"{c.name} (exit {c.proc.returncode}, log {c.log})"
+            for c in self.children
+            if c.proc and c.proc.poll() is not None
+        ]
         if dead:
             raise StackError("stopped unexpectedly: " + ", ".join(dead))
 
@@ -624,7 +618,7 @@ class LocalStack:
         client = self.storage()
         state = client.bucket(self.state_bucket)
         status = SiteStatus(complete=False)
-        pending = {b.name for b in client.list_blobs(state, prefix=f"{prefix}pending/")}
+        pending = {b.name for b in client.list_blobs(state, prefix=layout.state_folder(layout.PENDING, prefix))}
         newest = 0.0
         for fslug in fslugs:
             blob = state.get_blob(layout.status_name(fslug, prefix))
@@ -641,7 +635,9 @@ class LocalStack:
         if index is not None and not status.waiting and index.updated.timestamp() >= newest:
             html = index.download_as_text()
             # a rendered experiment is linked; a failed one without a page is at least listed
-            status.toc = all(f"{fslug}.html" in html if fslug in status.ok else fslug in html for fslug in fslugs)
+            status.toc = all(
+                layout.page_name(fslug) in html if fslug in status.ok else fslug in html for fslug in fslugs
+            )
         status.complete = not status.waiting and status.toc
         return status
 
@@ -680,6 +676,11 @@ def _base_env() -> dict[str, str]:
     return env
 
 
+def _flag_args(flags: dict[str, str]) -> list[str]:
+    """``{"--port": "1"}`` -> ``["--port", "1"]``, in order."""
+    return [part for flag, value in flags.items() for part in (flag, value)]
+
+
 def _publisher(host: str):
     import grpc
     from google.cloud import pubsub_v1
@@ -698,20 +699,11 @@ def _subscriber(host: str):
 
 
 def publish_render_request(publisher, topic: str, slug: str, prefix: str = "") -> str:
-    """Publish one render request; the message format is owned by :mod:`partybal.pipeline.dispatch`
-    when it offers a helper, else: data = file slug, attribute ``prefix``."""
-    fslug = layout.file_slug(slug)
-    try:  # prefer the cloud logic's own encoder, so the two cannot drift apart
-        from ..pipeline import dispatch  # type: ignore
+    """Publish one render request by hand (``origin=manual``, no pending marker), in the message
+    format :func:`partybal.pipeline.coalesce.publish_request` owns; the message id."""
+    from ..pipeline import coalesce
 
-        encode = getattr(dispatch, "encode_request", None)
-    except ImportError:
-        encode = None
-    if encode is not None:
-        data, attributes = encode(fslug, prefix)
-    else:
-        data, attributes = fslug.encode(), ({"prefix": prefix} if prefix else {})
-    return publisher.publish(topic, data, **attributes).result(timeout=30)
+    return coalesce.publish_request(publisher, topic, layout.file_slug(slug), prefix, None, origin="manual")
 
 
 def _get_json(url: str):
@@ -757,27 +749,14 @@ def serve_bucket(port: int, storage_host: str, bucket: str) -> ThreadingHTTPServ
             path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
             if path == "" or path.endswith("/"):
                 path += "index.html"
-            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-            try:
-                quoted = urllib.parse.quote(path, safe="")
-                conn.request("GET", f"/storage/v1/b/{bucket}/o/{quoted}?alt=media")
-                resp = conn.getresponse()
-                body = resp.read()
-                ctype = resp.getheader("Content-Type", "") or ""
-            finally:
-                conn.close()
-            if resp.status != 200:
-                body = f"{resp.status}: {path} not found in bucket {bucket}\n".encode()
-                self.send_response(404 if resp.status == 404 else 502)
+            status, body, ctype = _get_object(target, bucket, path)
+            if status != 200:
+                body = f"{status}: {path} not found in bucket {bucket}\n".encode()
+                self.send_response(404 if status == 404 else 502)
                 self.send_header("Content-Type", "text/plain; charset=utf-8")
             else:
-                if ctype.split(";")[0].strip() in _GENERIC_TYPES:
-                    guessed, _ = mimetypes.guess_type(path)
-                    ctype = guessed or "application/octet-stream"
-                    if ctype.startswith("text/"):
-                        ctype += "; charset=utf-8"
                 self.send_response(200)
-                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Type", _served_type(ctype, path))
                 self.send_header("Cache-Control", "no-cache")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -790,8 +769,29 @@ def serve_bucket(port: int, storage_host: str, bucket: str) -> ThreadingHTTPServ
     return server
 
 
+def _get_object(target: urllib.parse.SplitResult, bucket: str, path: str) -> tuple[int, bytes, str]:
+    """Object ``path`` of ``bucket`` from fake-gcs-server: HTTP status, body, stored Content-Type."""
+    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+    try:
+        quoted = urllib.parse.quote(path, safe="")
+        conn.request("GET", f"/storage/v1/b/{bucket}/o/{quoted}?alt=media")
+        resp = conn.getresponse()
+        return resp.status, resp.read(), resp.getheader("Content-Type", "") or ""
+    finally:
+        conn.close()
+
+
+def _served_type(ctype: str, path: str) -> str:
+    """The stored Content-Type, or one guessed from the name when the stored one is generic."""
+    if ctype.split(";")[0].strip() not in _GENERIC_TYPES:
+        return ctype
+    guessed, _ = mimetypes.guess_type(path)
+    ctype = guessed or "application/octet-stream"
+    return ctype + "; charset=utf-8" if ctype.startswith("text/") else ctype
+
+
 def now() -> float:
-    return dt.datetime.now(dt.timezone.utc).timestamp()
+    return dt.datetime.now(dt.UTC).timestamp()
 
 
 # --- command line (wired into partybal.cli) ----------------------------------------------------
@@ -818,7 +818,9 @@ def claim_local_dir(path: Path) -> Path:
     cliargs.writable_dir(path, "--dir")
     mark = path / LOCAL_DIR_MARK
     if foreign:
-        raise cliargs.ConfigError(f"--dir {path} is not empty and was not made by `partybal local up`: choose an empty or new folder")
+        raise ConfigError(
+            f"--dir {path} is not empty and was not made by `partybal local up`: choose an empty or new folder"
+        )
     mark.touch()
     return path
 
@@ -826,65 +828,63 @@ def claim_local_dir(path: Path) -> Path:
 def cmd_local_up(args) -> int:
     """``partybal local up``: start the stack, upload the data Jetstream-style, wait for the site."""
     data = Path(args.data) if args.data else SAMPLE_DIR
-    if not data.is_dir():
-        print(f"partybal: error: data folder {data} does not exist", file=sys.stderr)
-        return 2
-    fslugs = uploader.slugs_in(data)
-    if not fslugs:
-        print(f"partybal: error: no Jetstream results files in {data}", file=sys.stderr)
+    fslugs, problem = _data_to_upload(data)
+    if problem:
+        print(f"partybal: error: {problem}", file=sys.stderr)
         return 2
     local_dir = claim_local_dir(Path(args.dir))
     run_dir = local_dir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # logs of the previous run; the GCS data stays
-    port_base = args.port_base
-    if port_base is None:
-        try:
-            pick_ports(DEFAULT_PORT_BASE)
-            port_base = DEFAULT_PORT_BASE
-        except StackError:
-            port_base = None  # something uses our default ports: any free ones will do
-    if args.job_image:
-        from . import jobimage
-
-        try:
-            jobimage.check_image(args.job_image)
-        except jobimage.ImageError as exc:
-            print(f"partybal: error: --job-image: {exc}", file=sys.stderr)
-            return 2
+    port_base = _port_base(args.port_base)
+    problem = _job_image_problem(args.job_image)
+    if problem:
+        print(f"partybal: error: --job-image: {problem}", file=sys.stderr)
+        return 2
     stack = LocalStack(run_dir=run_dir, gcs_root=local_dir / "gcs", port_base=port_base, job_image=args.job_image)
+    return _until_stopped(stack, lambda: _bring_up(stack, data, fslugs, args))
+
+
+def _data_to_upload(data: Path) -> tuple[list[str], str | None]:
+    """The experiments in the results folder ``data``, or why there is nothing to upload."""
+    if not data.is_dir():
+        return [], f"data folder {data} does not exist"
+    fslugs = uploader.slugs_in(data)
+    if not fslugs:
+        return [], f"no Jetstream results files in {data}"
+    return fslugs, None
+
+
+def _port_base(requested: int | None) -> int | None:
+    """``--port-base``, else the default ports if they are all free, else None (any free ones)."""
+    if requested is not None:
+        return requested
+    try:
+        pick_ports(DEFAULT_PORT_BASE)
+    except StackError:
+        return None  # something uses our default ports: any free ones will do
+    return DEFAULT_PORT_BASE
+
+
+def _job_image_problem(image: str | None) -> str | None:
+    if not image:
+        return None
+    from . import jobimage
+
+    try:
+        jobimage.check_image(image)
+    except jobimage.ImageError as exc:
+        return str(exc)
+    return None
+
+
+def _until_stopped(stack: LocalStack, body) -> int:
+    """Run ``body()`` with the stack's signal handling; stop the stack however it ends."""
+    run_dir = stack.run_dir
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C must stop the stack even when SIGINT was ignored by whoever started us (e.g. `cmd &`).
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        started = time.monotonic()
-        print(f"partybal: starting the local stack (component logs: {run_dir.resolve()}/)", flush=True)
-        stack.start()
-        env_sh = run_dir / "env.sh"
-        env_sh.write_text("".join(f"export {k}={v}\n" for k, v in {**stack.client_env(), **stack.gcloud_env()}.items()))
-        print(f"partybal: stack up in {time.monotonic() - started:.1f} s; to talk to it: source {env_sh.resolve()}", flush=True)
-        print(f"partybal: Experimenter stand-in: {stack.experimenter.url}/api/v6/experiments/ (snapshot in the state bucket)", flush=True)
-        if stack.job_image:
-            print(f"partybal: the render job runs from the image {stack.job_image} (its entrypoint, environment and user)", flush=True)
-        since = now()
-        uploaded = stack.upload(data)
-        print(f"partybal: uploaded {len(uploaded)} results files for {len(fslugs)} experiments from {data}", flush=True)
-        st = stack.wait_for_site(fslugs, since, timeout=args.timeout)
-        if not st.complete:
-            print(f"partybal: error: site not complete after {args.timeout:.0f} s: {st.describe()}", file=sys.stderr)
-            print(f"partybal: see the logs in {run_dir.resolve()}/", file=sys.stderr)
-            if args.once:
-                return 1
-        else:
-            print(f"partybal: site complete in {time.monotonic() - started:.1f} s: {st.describe()}", flush=True)
-        print(f"partybal: site: {stack.site_url}", flush=True)
-        if st.failed:
-            print(f"partybal: error: renders failed: {st.describe()}", file=sys.stderr)
-        if args.once:
-            return 0 if st.complete and not st.failed else 1
-        print("partybal: serving; Ctrl-C to stop", flush=True)
-        while True:
-            time.sleep(1)
-            stack.check_alive()
+        return body()
     except (KeyboardInterrupt, _Terminate):
         print("\npartybal: stopping", flush=True)
         return 0
@@ -898,6 +898,53 @@ def cmd_local_up(args) -> int:
         finally:
             signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous)
+
+
+def _bring_up(stack: LocalStack, data: Path, fslugs: list[str], args) -> int:
+    """Start, upload, wait for the site; with ``--once`` the exit status, else serve forever."""
+    started = time.monotonic()
+    _start_and_announce(stack)
+    since = now()
+    uploaded = stack.upload(data)
+    print(f"partybal: uploaded {len(uploaded)} results files for {len(fslugs)} experiments from {data}", flush=True)
+    st = stack.wait_for_site(fslugs, since, timeout=args.timeout)
+    if not st.complete:
+        print(f"partybal: error: site not complete after {args.timeout:.0f} s: {st.describe()}", file=sys.stderr)
+        print(f"partybal: see the logs in {stack.run_dir.resolve()}/", file=sys.stderr)
+        if args.once:
+            return 1
+    else:
+        print(f"partybal: site complete in {time.monotonic() - started:.1f} s: {st.describe()}", flush=True)
+    print(f"partybal: site: {stack.site_url}", flush=True)
+    if st.failed:
+        print(f"partybal: error: renders failed: {st.describe()}", file=sys.stderr)
+    if args.once:
+        return 0 if st.complete and not st.failed else 1
+    print("partybal: serving; Ctrl-C to stop", flush=True)
+    while True:
+        time.sleep(1)
+        stack.check_alive()
+
+
+def _start_and_announce(stack: LocalStack) -> None:
+    """Start the stack; print how long it took, how to talk to it, and what stands in for what."""
+    started = time.monotonic()
+    run_dir = stack.run_dir
+    print(f"partybal: starting the local stack (component logs: {run_dir.resolve()}/)", flush=True)
+    stack.start()
+    env_sh = run_dir / "env.sh"
+    env_sh.write_text("".join(f"export {k}={v}\n" for k, v in {**stack.client_env(), **stack.gcloud_env()}.items()))
+    print(
+        f"partybal: stack up in {time.monotonic() - started:.1f} s; to talk to it: source {env_sh.resolve()}",
+        flush=True,
+    )
+    experimenter = f"{stack.experimenter.url}/api/v6/experiments/"
+    print(f"partybal: Experimenter stand-in: {experimenter} (snapshot in the state bucket)", flush=True)
+    if stack.job_image:
+        image = stack.job_image
+        print(
+            f"partybal: the render job runs from the image {image} (its entrypoint, environment and user)", flush=True
+        )
 
 
 def cmd_rerender(args) -> int:
@@ -920,9 +967,8 @@ def cmd_rerender(args) -> int:
             return 2
         topic = f"projects/{project}/topics/{RENDER_TOPIC}"
     prefix = layout.PREVIEW_PREFIX if args.preview else ""
-    attributes = {"origin": "manual", **({"prefix": prefix} if prefix else {})}
     try:
-        message_id = pubsub_v1.PublisherClient().publish(topic, fslug.encode(), **attributes).result(timeout=60)
+        message_id = publish_render_request(pubsub_v1.PublisherClient(), topic, fslug, prefix)
     except Exception as exc:  # noqa: BLE001 - one line for the user
         print(f"partybal: error: publishing to {topic} failed: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
         return 1
@@ -935,15 +981,33 @@ def add_commands(sub) -> None:
     """``local up``, ``demo`` and ``rerender`` subcommands for :func:`partybal.cli.parser`."""
 
     def up_options(p, once_default: bool = False) -> None:
-        p.add_argument("--data", default=None, type=cliargs.existing_dir, help=f"bucket-shaped results folder to upload (default: {SAMPLE_DIR})")
-        p.add_argument("--once", action="store_true", default=once_default, help="exit when the site is complete (0) or on timeout (1)")
-        p.add_argument("--port-base", type=int, default=None, help=f"use ports N…N+{len(PORT_NAMES) - 1} (default: {DEFAULT_PORT_BASE}…, else free ones)")
+        p.add_argument(
+            "--data",
+            default=None,
+            type=cliargs.existing_dir,
+            help=f"bucket-shaped results folder to upload (default: {SAMPLE_DIR})",
+        )
+        p.add_argument(
+            "--once",
+            action="store_true",
+            default=once_default,
+            help="exit when the site is complete (0) or on timeout (1)",
+        )
+        p.add_argument(
+            "--port-base",
+            type=int,
+            default=None,
+            help=f"use ports N…N+{len(PORT_NAMES) - 1} (default: {DEFAULT_PORT_BASE}…, else free ones)",
+        )
         p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the site (default 300)")
-        p.add_argument("--dir", default=str(LOCAL_DIR), type=cliargs.output_dir, help="state and logs folder (default build/local)")
+        p.add_argument(
+            "--dir", default=str(LOCAL_DIR), type=cliargs.output_dir, help="state and logs folder (default build/local)"
+        )
         p.add_argument(
             "--job-image",
             default=os.environ.get("PARTYBAL_JOB_IMAGE") or None,
-            help="run the render job from this local image, as in production (make image-local; needs root; default $PARTYBAL_JOB_IMAGE)",
+            help="run the render job from this local image, as in production "
+            "(make image-local; needs root; default $PARTYBAL_JOB_IMAGE)",
         )
         p.set_defaults(func=cmd_local_up)
 

@@ -13,18 +13,23 @@ Bounds (environment settings, read once, a malformed value is a one-line configu
 ``publish_local`` touches only what renders wrote: it never writes through a symlink and deletes
 only the figure folders listed in the experiment's manifest (``.<file-slug>.partybal.json`` in
 the output folder), which it keeps of the folders it created.
+
+Figures are stored by content hash (:mod:`partybal.page.figures`) in ``<file-slug>_files/figures/``,
+shared by the renders into one output folder: ``build(reuse=…)`` is told which hashes are stored,
+R draws only the others (``plots.json`` lists them; R reports what it drew in ``drawn.json``), and
+``publish_local`` deletes the stored figures the new page no longer shows (in a figures folder a
+render created). ``BuiltPage.figure_counts()``: figures drawn / reused / failed / uploaded.
 """
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
-import datetime as dt
 import functools
 import gc
 import json
+import logging
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -34,21 +39,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import layout, logs
+from ..errors import PartybalError
 from ..pipeline import experimenter, status
-from .. import layout
-from . import srm, templating
-from ..errors import PartybalError, int_setting
+from ..settings import int_setting
+from ..storage import ResultsSource
+from . import exports, srm, templating
+from . import figures as figure_ids
 from .report import R_DIR, Banner, FigureSpec, build_page
 from .results import ExperimentResults, load_experiment
-from ..storage import ResultsSource
 
 DEFAULT_R_TIMEOUT_SECONDS = 900
 DEFAULT_MAX_FIGURES = 1500
 MANIFEST_SUFFIX = ".partybal.json"
-_RENDER_FOLDER_RE = re.compile(r"^[0-9]{8}T[0-9]{6,12}Z-[0-9a-f]{6}\Z")  # new_render_id / job.new_render_id
+log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _settings(timeout: str | None, figures: str | None) -> tuple[int, int]:
     env = {k: v for k, v in (("PARTYBAL_R_TIMEOUT", timeout), ("PARTYBAL_MAX_FIGURES", figures)) if v is not None}
     return (
@@ -89,16 +96,24 @@ class BuiltPage:
     results: ExperimentResults
     seconds: float
     srm: list = dataclasses.field(default_factory=list)  # srm.SrmCheck per (basis, segment)
+    # Figures by content hash (figures.py): the files R drew (relative to workdir, under
+    # layout.figures_dir), the hashes the page shows, and the counts.
+    figure_files: list[str] = dataclasses.field(default_factory=list)
+    figure_refs: list[str] = dataclasses.field(default_factory=list)
+    figures_drawn: int = 0
+    figures_reused: int = 0
+    figures_failed: int = 0
+    figures_uploaded: int = 0  # set by publishing (publish_local, job.publish_site)
 
-
-def is_render_id(name: str) -> bool:
-    """A figure folder name a render made (:func:`new_render_id`, ``job.new_render_id``)."""
-    return bool(_RENDER_FOLDER_RE.match(name))
-
-
-def new_render_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    def figure_counts(self) -> dict[str, int]:
+        """``{"figures": …, "drawn": …, "reused": …, "failed": …, "uploaded": …}`` (logs, benchmarks)."""
+        return {
+            "figures": self.figures,
+            "drawn": self.figures_drawn,
+            "reused": self.figures_reused,
+            "failed": self.figures_failed,
+            "uploaded": self.figures_uploaded,
+        }
 
 
 def default_cores() -> int:
@@ -108,9 +123,40 @@ def default_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _write_plots(path: Path, figures: list[FigureSpec]) -> None:
-    with path.open("w") as fh:
-        json.dump({"figures": [dataclasses.asdict(f) for f in figures]}, fh, allow_nan=False)
+@dataclass
+class FigurePlan:
+    """Which figures of a page R draws: each figure's hash, and the hashes already stored."""
+
+    digests: dict[int, str]  # figure number -> hash
+    reusable: set[str]
+
+
+def _write_figure_plan(path: Path, fslug: str, figures: list[FigureSpec], hasher, reuse) -> FigurePlan:
+    """Hash every figure, ask ``reuse(hashes)`` which are stored, and write plots.json for R:
+    the figures to draw (their canonical bytes, :func:`figures.canonical`, with number, alt and
+    the hashed file name), the reused ones and the repeats of a figure on the same page by name."""
+    digests, datas = [], []
+    for f in figures:
+        digest, data = hasher(f)
+        digests.append(digest)
+        datas.append(data)
+    unique = sorted(set(digests))
+    reusable = set(reuse(unique)) & set(unique) if reuse is not None and unique else set()
+    first: dict[str, int] = {}
+    draw, reused, copies = [], [], []
+    for f, digest, data in zip(figures, digests, datas, strict=True):
+        head = {"alt": f.alt, "file": layout.figure_name(fslug, digest), "number": f.number}
+        if digest in reusable:
+            reused.append(head)
+        elif digest in first:
+            copies.append({**head, "of": first[digest]})
+        else:
+            first[digest] = f.number
+            draw.append(json.dumps(head, ensure_ascii=False)[:-1].encode() + b"," + data[1:])  # data: a JSON object
+    with path.open("wb") as fh:
+        fh.write(b'{"figures":[' + b",".join(draw) + b'],"reused":' + json.dumps(reused, ensure_ascii=False).encode())
+        fh.write(b',"copies":' + json.dumps(copies, ensure_ascii=False).encode() + b"}")
+    return FigurePlan({f.number: d for f, d in zip(figures, digests, strict=True)}, reusable)
 
 
 def _return_freed_memory() -> None:
@@ -126,7 +172,15 @@ def run_group(cmd: list[str], timeout: float, cwd: Path | None = None) -> tuple[
     """Run ``cmd`` in its own session (process group); on timeout kill the whole group — the
     command and every process it forked (R's figure workers) — and raise TimeoutExpired. Also kills
     the group when this process is interrupted. (exit status, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        cwd=cwd,
+        start_new_session=True,
+    )
     try:
         _, err = proc.communicate(timeout=timeout)
     except BaseException:  # TimeoutExpired, KeyboardInterrupt, SystemExit: leave no R behind
@@ -153,12 +207,16 @@ def knit(rmd: Path, fragment: Path, plots: Path, fig_dir: str, cores: int) -> No
     except FileNotFoundError:
         raise RenderError("Rscript not found: install R (make setup does)") from None
     except subprocess.TimeoutExpired:
-        raise RenderError(f"R did not finish within {timeout} s (PARTYBAL_R_TIMEOUT); R and its figure workers were stopped") from None
+        raise RenderError(
+            f"R did not finish within {timeout} s (PARTYBAL_R_TIMEOUT); R and its figure workers were stopped"
+        ) from None
     if returncode != 0 or not fragment.exists():
         tail = " | ".join(line for line in stderr.strip().splitlines()[-6:] if line.strip())
         if returncode < 0:
             name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-            raise RenderError(f"R was killed by {name}{' (out of memory?)' if -returncode == signal.SIGKILL else ''}: {tail or 'no output'}")
+            raise RenderError(
+                f"R was killed by {name}{' (out of memory?)' if -returncode == signal.SIGKILL else ''}: {tail or 'no output'}"
+            )
         raise RenderError(f"R exited with status {returncode}: {tail or 'no output'}")
 
 
@@ -171,21 +229,30 @@ def build(
     banner: Banner | None = None,
     index_href: str = "index.html",
     catalog: experimenter.Catalog | None = None,
+    reuse=None,
+    history: tuple | None = None,
 ) -> BuiltPage:
-    """``catalog``: Experimenter's experiments (None: not consulted; the header says nothing)."""
+    """``catalog``: Experimenter's experiments (None: not consulted; the header says nothing).
+    ``reuse(hashes)``: which of the page's figure hashes are stored where the page is published
+    (those are linked, not drawn); None: draw every figure."""
     started = time.monotonic()
-    render_id = render_id or new_render_id()
+    render_id = render_id or layout.new_render_id()
     fslug = results.file_slug
     info = catalog.get(fslug) if catalog is not None else None
     checks = srm.srm_checks(results, info.ratios if info else None)
+    table_exports: list = []  # (number, title, rows) of each table, as build_page makes them
     page, figures = build_page(
         results,
+        render_dir=layout.assets_dir(fslug, render_id),
+        table_exports=table_exports,
         banner=banner,
         srm_checks=checks,
         experiment=info,
         experiment_note=catalog.missing_note(results.slug) if catalog is not None and info is None else None,
         experiment_url=catalog.link(info.slug) if catalog is not None and info else "",
     )
+    if history is not None:  # (report.Changes, [report.HistoryEntry], note) from pipeline/history.py
+        page = dataclasses.replace(page, changes=history[0], history=list(history[1]), history_note=history[2])
     limit = max_figures()
     n_figures = len(figures)
     if n_figures > limit:
@@ -194,8 +261,15 @@ def build(
     work = workdir / "work"
     work.mkdir(parents=True)
     plots = work / "plots.json"
-    _write_plots(plots, figures)
-    del figures
+    # figures by content hash: R draws only those not stored yet (figures.py, reuse)
+    try:
+        hasher = figure_ids.FigureHasher(R_DIR)
+    except figure_ids.FigureCodeError as exc:
+        raise RenderError(str(exc)) from None
+    plan = _write_figure_plan(plots, fslug, figures, hasher, reuse)
+    # the CSV of each figure from the very specs R gets, of each table from its rows (exports.py)
+    exported = exports.write_all(workdir, fig_dir, figures, table_exports)
+    del figures, table_exports
     rmd = work / "report.Rmd"
     rmd.write_text(templating.render("report.Rmd.j2", page=page))
     # While R draws, this process holds only the page model (for page.html.j2): the rows and
@@ -203,7 +277,8 @@ def build(
     results.release_rows(status.window_counts(results))
     _return_freed_memory()
     fragment = workdir / "fragment.html"
-    knit(rmd, fragment, plots, fig_dir, cores or default_cores())
+    knit(rmd, fragment, plots, layout.figures_dir(fslug), cores or default_cores())
+    drawn = _drawn_numbers(work / "drawn.json")
     html = templating.render(
         "page.html.j2",
         page=page,
@@ -211,11 +286,48 @@ def build(
         index_href=index_href,
     )
     page_rel = layout.page_name(fslug)
+    r_versions = workdir / "r-versions.json"  # written by r/render.R
+    doc = exports.manifest(results, render_id, page_rel, exported, r_versions=exports.read_r_versions(r_versions))
+    exports.write_manifest(workdir / layout.render_manifest_name(fslug, render_id), doc)
+    r_versions.unlink(missing_ok=True)
     (workdir / page_rel).write_text(html)
     fragment.unlink()
     shutil.rmtree(work)
-    assets = sorted(p.relative_to(workdir).as_posix() for p in (workdir / fig_dir).rglob("*") if p.is_file()) if (workdir / fig_dir).exists() else []
-    return BuiltPage(workdir, fslug, render_id, page_rel, assets, n_figures, results, time.monotonic() - started, checks)
+    assets = (
+        sorted(p.relative_to(workdir).as_posix() for p in (workdir / fig_dir).rglob("*") if p.is_file())
+        if (workdir / fig_dir).exists()
+        else []
+    )
+    by_number = plan.digests
+    drawn_digests = sorted({by_number[n] for n in drawn["drawn"] if n in by_number})
+    figure_files = [
+        layout.figure_name(fslug, d) for d in drawn_digests if (workdir / layout.figure_name(fslug, d)).is_file()
+    ]
+    return BuiltPage(
+        workdir,
+        fslug,
+        render_id,
+        page_rel,
+        assets,
+        n_figures,
+        results,
+        time.monotonic() - started,
+        checks,
+        figure_files=figure_files,
+        figure_refs=sorted(set(by_number.values()) - {by_number[n] for n in drawn["failed"] if n in by_number}),
+        figures_drawn=len(drawn["drawn"]),
+        figures_reused=n_figures - len(drawn["drawn"]) - len(drawn["failed"]),
+        figures_failed=len(drawn["failed"]),
+    )
+
+
+def _drawn_numbers(path: Path) -> dict[str, list[int]]:
+    """What R reported in drawn.json: the figure numbers it drew, and those that failed."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise RenderError(f"R wrote no readable {path.name}: the figures it drew are unknown") from None
+    return {k: [int(n) for n in doc.get(k) or []] for k in ("drawn", "failed")}
 
 
 def manifest_path(out_dir: Path, fslug: str) -> Path:
@@ -224,9 +336,10 @@ def manifest_path(out_dir: Path, fslug: str) -> Path:
 
 def read_manifest(out_dir: Path, fslug: str) -> dict:
     """What earlier renders into ``out_dir`` wrote for ``fslug``: ``{"root_created": bool,
-    "renders": [render ids]}``; empty when missing, unreadable, or not a plain file (a symlink)."""
+    "renders": [render ids], "figures_created": bool}`` (``figures_created``: the figures folder,
+    :func:`layout.figures_dir`, is ours); empty when missing, unreadable, or not a plain file (a symlink)."""
     path = manifest_path(out_dir, fslug)
-    empty = {"root_created": False, "renders": []}
+    empty = {"root_created": False, "renders": [], "figures_created": False}
     if path.is_symlink() or not path.is_file():
         return empty
     try:
@@ -235,8 +348,12 @@ def read_manifest(out_dir: Path, fslug: str) -> dict:
         return empty
     if not isinstance(doc, dict) or not isinstance(doc.get("renders"), list):
         return empty
-    renders = [r for r in doc["renders"] if isinstance(r, str) and _RENDER_FOLDER_RE.match(r)]
-    return {"root_created": doc.get("root_created") is True, "renders": renders}
+    renders = [r for r in doc["renders"] if isinstance(r, str) and layout.is_render_id(r)]
+    return {
+        "root_created": doc.get("root_created") is True,
+        "renders": renders,
+        "figures_created": doc.get("figures_created") is True,
+    }
 
 
 def _write_manifest(out_dir: Path, fslug: str, doc: dict) -> None:
@@ -251,23 +368,82 @@ def check_publishable(out_dir: Path, fslug: str) -> None:
     replace something that is not ours (checked before a render starts, and again at publishing)."""
     root = out_dir / layout.assets_root(fslug)
     if root.is_symlink():
-        raise RenderError(f"{root} is a symbolic link: refusing to write figures through it (remove it, or choose another --out)")
+        raise RenderError(
+            f"{root} is a symbolic link: refusing to write figures through it (remove it, or choose another --out)"
+        )
     if root.exists() and not root.is_dir():
-        raise RenderError(f"{root} exists and is not a folder: refusing to replace it (remove it, or choose another --out)")
+        raise RenderError(
+            f"{root} exists and is not a folder: refusing to replace it (remove it, or choose another --out)"
+        )
+    figs = out_dir / layout.figures_dir(fslug)
+    if figs.is_symlink() or (figs.exists() and not figs.is_dir()):
+        raise RenderError(
+            f"{figs} is not a plain folder: refusing to write figures into it (remove it, or choose another --out)"
+        )
     page = out_dir / layout.page_name(fslug)
     if page.is_dir() and not page.is_symlink():
         raise RenderError(f"{page} is a folder: refusing to replace it")
 
 
+def stored_figures(out_dir: Path, fslug: str) -> set[str]:
+    """The figure hashes stored in ``out_dir`` for ``fslug`` (plain files named ``<sha256>.png`` in
+    :func:`layout.figures_dir`; one directory listing). Renders into the same ``--out`` share them."""
+    figs = Path(out_dir) / layout.figures_dir(fslug)
+    if figs.is_symlink() or not figs.is_dir():
+        return set()
+    found = set()
+    with os.scandir(figs) as it:
+        for entry in it:
+            digest = layout.figure_hash_of(entry.name)
+            if digest and entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size > 0:
+                found.add(digest)
+    return found
+
+
+def _publish_figures(built: BuiltPage, out_dir: Path, manifest: dict) -> None:
+    """Move the figures R drew into the experiment's figures folder (atomic renames)."""
+    figs = out_dir / layout.figures_dir(built.file_slug)
+    if built.figure_files and not figs.exists():
+        if not figs.parent.exists():
+            figs.parent.mkdir(parents=True)
+            manifest["root_created"] = True
+        figs.mkdir()
+        manifest["figures_created"] = True
+        _write_manifest(out_dir, built.file_slug, manifest)  # before the moves: a crash leaves it owned, not orphaned
+    for rel in built.figure_files:
+        os.replace(built.workdir / rel, out_dir / rel)  # a symlink at the target is replaced, never followed
+    built.figures_uploaded = len(built.figure_files)
+
+
+def _delete_unreferenced_figures(built: BuiltPage, out_dir: Path, manifest: dict) -> int:
+    """Figures in our figures folder that the page now live does not show (locally there is no
+    grace period: a page is replaced on disk at once). Only in a folder a render created."""
+    figs = out_dir / layout.figures_dir(built.file_slug)
+    if not manifest.get("figures_created") or figs.is_symlink() or not figs.is_dir():
+        return 0
+    keep, deleted = set(built.figure_refs), 0
+    for p in list(figs.iterdir()):
+        digest = layout.figure_hash_of(p.name)
+        if digest and digest not in keep and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            deleted += 1
+    if not any(figs.iterdir()):
+        figs.rmdir()
+        manifest["figures_created"] = False
+    return deleted
+
+
 def publish_local(built: BuiltPage, out_dir: Path) -> Path:
     """Move a built page into ``out_dir``: figures first, then the page (atomic rename), then
     remove the figures of earlier renders — only folders an earlier render created (its manifest
-    says so); never through a symlink, never anything else in the folder."""
+    says so) and figures by hash the page does not show; never through a symlink, never anything
+    else in the folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fslug, rid = built.file_slug, built.render_id
     check_publishable(out_dir, fslug)
     manifest = read_manifest(out_dir, fslug)
     root = out_dir / layout.assets_root(fslug)
+    _publish_figures(built, out_dir, manifest)
     src_assets = built.workdir / layout.assets_dir(fslug, rid)
     if src_assets.exists():
         if not root.exists():
@@ -292,12 +468,17 @@ def publish_local(built: BuiltPage, out_dir: Path) -> Path:
             shutil.rmtree(folder, ignore_errors=True)  # rmtree unlinks symlinks inside, never follows them
         if folder.exists():
             kept.append(old)
+    _delete_unreferenced_figures(built, out_dir, manifest)
     root_created = manifest["root_created"]
     if root_created and root.is_dir() and not root.is_symlink() and not any(root.iterdir()):
         root.rmdir()
         root_created = False
-    if kept or root_created:
-        _write_manifest(out_dir, fslug, {"root_created": root_created, "renders": kept})
+    if kept or root_created or manifest["figures_created"]:
+        _write_manifest(
+            out_dir,
+            fslug,
+            {"root_created": root_created, "renders": kept, "figures_created": manifest["figures_created"]},
+        )
     else:
         manifest_path(out_dir, fslug).unlink(missing_ok=True)
     return target
@@ -322,5 +503,16 @@ def render_to_dir(
     check_publishable(out, layout.file_slug(slug))
     results = load_experiment(source, slug)
     with tempfile.TemporaryDirectory(dir=out, prefix=f".partybal-{results.file_slug}-") as tmp:
-        built = build(results, Path(tmp), cores=cores, banner=banner, catalog=catalog)
-        return publish_local(built, out), built
+        built = build(
+            results,
+            Path(tmp),
+            cores=cores,
+            banner=banner,
+            catalog=catalog,
+            reuse=lambda hashes: stored_figures(out, results.file_slug),
+        )
+        target = publish_local(built, out)
+        logs.log(
+            log, logging.INFO, "figures", slug=results.file_slug, render_id=built.render_id, **built.figure_counts()
+        )
+        return target, built

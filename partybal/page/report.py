@@ -9,12 +9,14 @@ import datetime as dt
 import re
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mozilla_nimbus_schemas.jetstream import Metadata, Statistic
 
 from .. import layout
+from ..times import fmt_time
+from .exports import ExportRow
 from .results import ExperimentResults, finite, out_of_bounds, pct
 
 R_DIR = Path(__file__).resolve().parents[2] / "r"
@@ -71,12 +73,14 @@ class Table:
     columns: list[str]
     rows: list[list[Cell]]
     note: str = ""
+    csv: str = ""  # link to the CSV of its numbers (exports.py); "" when not exported
 
 
 @dataclass(frozen=True)
 class Figure:
     number: int
     alt: str
+    csv: str = ""  # link to the CSV of exactly the rows R drew (exports.py)
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ class Summary:
     rows: list[SummaryRow]
     populations: Table | None
     ci_label: str = "confidence intervals"  # e.g. "95% confidence intervals", from the rows
+    csv: str = ""  # link to the CSV of the uplift table's numbers
 
 
 @dataclass(frozen=True)
@@ -178,14 +183,14 @@ class Banner:
     text: str
 
     @classmethod
-    def preview(cls, source: str, rendered_at: dt.datetime) -> "Banner":
+    def preview(cls, source: str, rendered_at: dt.datetime) -> Banner:
         """The banner of a preview page (expires with the bucket's preview lifecycle rule)."""
         days = layout.PREVIEW_EXPIRY_DAYS
-        expires = (rendered_at + dt.timedelta(days=days)).astimezone(dt.timezone.utc)
+        expires = (rendered_at + dt.timedelta(days=days)).astimezone(dt.UTC)
         return cls(
             title="Preview — not final results.",
             text=(
-                f"Rendered from {source} on {rendered_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+                f"Rendered from {source} on {rendered_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC; "
                 f"this preview expires on {expires:%Y-%m-%d} ({days} days)."
             ),
         )
@@ -314,6 +319,43 @@ class ExperimentContext:
     url: str = ""
 
 
+# --- render history (partybal/pipeline/history.py): what changed since the previous render ----
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # css class: window, better, worse, unclear, significant, metric-added, metric-removed, error-new, error-cleared, config
+    text: str
+
+
+@dataclass(frozen=True)
+class ChangeGroup:
+    title: str
+    changes: list[Change]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The page's "Changes since <previous render>" (``first``: there is no earlier render)."""
+
+    first: bool
+    since: str = ""  # when the previous render was made ("2026-11-25 04:10 UTC")
+    since_href: str = ""  # its summary
+    groups: list[ChangeGroup] = field(default_factory=list)
+    note: str = ""  # "Nothing changed …", "… and 12 more"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One render of this experiment in the History section (newest first)."""
+
+    rendered_at: str
+    render_id: str
+    href: str  # its summary (JSON)
+    summary: str  # "first render", "2 significance changes, 1 new window", "no changes"
+    current: bool = False
+
+
 @dataclass(frozen=True)
 class Page:
     slug: str
@@ -343,6 +385,10 @@ class Page:
     srm: SrmSection | None = None  # the sample-ratio check (None: no counts for two branches)
     context: ExperimentContext | None = None  # from Experimenter (None: not looked up)
     completeness: CompletenessMap | None = None
+    manifest: str = ""  # link to the render's manifest.json ("" when the page is not built by a render)
+    changes: Changes | None = None  # since the previous render (None: no history kept, e.g. partybal render)
+    history: list[HistoryEntry] = field(default_factory=list)
+    history_note: str = ""  # "12 earlier renders not listed" / how long summaries are kept
 
 
 @dataclass
@@ -364,14 +410,22 @@ class FigureSpec:
     height: float = 0.0
     legend_rows: int = 1
     caption: str = ""
+    # What the rows are (metric, period, basis, segment, labels, raw branch names by label): the
+    # figure's CSV export is written from rows + context (exports.figure_rows); R does not read it.
+    context: dict = field(default_factory=dict)
+    # Segments side by side (one column each, in this order; rows carry a ``segment`` column):
+    # one figure for every segment view of a basis (SEGMENT_COLUMNS). Empty: one segment.
+    segments: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if not self.layout or self.height <= 0:
             self.layout, self.width, self.height, self.legend_rows = figure_layout(
-                self.statistic, self.reference, self.branches, self.windows, self.series
+                self.statistic, self.reference, self.branches, self.windows, self.series, len(self.segments)
             )
             # caption lines under the plot: the given caption, and the small multiples' key
-            lines = (1 if self.caption else 0) + (1 if self.layout == "small-multiples" else 0)
+            lines = (1 if self.caption else 0) + (
+                1 if self.layout in ("small-multiples", "segments-small-multiples") else 0
+            )
             self.height = round(self.height + 0.2 * lines, 2)
 
 
@@ -383,13 +437,18 @@ DISTRIBUTION_STATISTICS = ("kernel_density_estimate", "empirical_cdf")
 # Above these, a series of intervals is drawn as lines + ribbons in one small multiple per branch.
 DODGE_MAX_WINDOWS = 8
 DODGE_MAX_COMPARED = 3
+# A series of intervals in a basis with 2 to this many segments is one figure with a column per
+# segment, shown in each segment's view (drawn once instead of once per segment).
+SEGMENT_COLUMNS = 4
 # Distribution figures of a series draw at most this many windows (first, latest, evenly between).
 SHOWN_WINDOWS = {"deciles": 4, "kernel_density_estimate": 8, "empirical_cdf": 8}
+# ... and with the segments of a basis side by side (a column each): fewer rows of windows.
+SHOWN_WINDOWS_SEGMENTS = {"deciles": 2, "kernel_density_estimate": 4, "empirical_cdf": 4}
 
 
-def shown_windows(statistic: str, windows: list[int]) -> list[int]:
+def shown_windows(statistic: str, windows: list[int], limits: dict[str, int] | None = None) -> list[int]:
     """The windows a figure draws: all of them, except for distributions of a long series."""
-    limit = SHOWN_WINDOWS.get(statistic)
+    limit = (SHOWN_WINDOWS if limits is None else limits).get(statistic)
     if limit is None or len(windows) <= limit:
         return list(windows)
     idx = sorted({round(i * (len(windows) - 1) / (limit - 1)) for i in range(limit)})
@@ -405,8 +464,11 @@ def legend_rows(branches: list[str], width: float = FIGURE_WIDTH_IN) -> int:
     return -(-len(branches) // per_row)
 
 
-def figure_layout(statistic: str, reference: str, branches: list[str], windows: list[int], series: bool) -> tuple[str, float, float, int]:
-    """(layout, width, height in inches, legend rows) for one figure, from what it shows."""
+def figure_layout(
+    statistic: str, reference: str, branches: list[str], windows: list[int], series: bool, segments: int = 1
+) -> tuple[str, float, float, int]:
+    """(layout, width, height in inches, legend rows) for one figure, from what it shows.
+    ``segments`` > 1: a series with one column per segment (``segments-*`` layouts)."""
     n_windows = len(windows)
     rows = legend_rows(branches)
     legend = 0.25 * rows + 0.2
@@ -414,10 +476,26 @@ def figure_layout(statistic: str, reference: str, branches: list[str], windows: 
         if not series:
             return "intervals", FIGURE_WIDTH_IN, round(max(2.2, 0.9 + 0.45 * len(branches)), 2), rows
         compared = [b for b in branches if b != reference] or list(branches)
+        if segments > 1:
+            # rows: the values, then the uplift (all compared branches side by side in a short
+            # series; one row per compared branch in a long one); one column per segment
+            if n_windows <= DODGE_MAX_WINDOWS and len(compared) <= DODGE_MAX_COMPARED:
+                return "segments-dodged", FIGURE_WIDTH_IN, round(1.0 + 2 * 1.6 + legend, 2), rows
+            per_row = 1.3 if len(compared) <= 3 else 1.1
+            return (
+                "segments-small-multiples",
+                FIGURE_WIDTH_IN,
+                round(1.0 + per_row * (1 + len(compared)) + legend, 2),
+                rows,
+            )
         if n_windows <= DODGE_MAX_WINDOWS and len(compared) <= DODGE_MAX_COMPARED:
             return "dodged", FIGURE_WIDTH_IN, round(3.0 + legend, 2), rows
         per_row = 1.6 if len(compared) <= 3 else 1.25
         return "small-multiples", FIGURE_WIDTH_IN, round(1.0 + per_row * len(compared), 2), 0
+    if segments > 1:  # distributions: a row per window (deciles: values and uplift), a column per segment
+        per_window = 2 if statistic == "deciles" else 1
+        n_rows = per_window * (n_windows if series else 1)
+        return "lines", FIGURE_WIDTH_IN, round(0.9 + 1.5 * n_rows + legend, 2), rows
     if statistic == "deciles":
         panels = n_windows if series else 1
         return "lines", FIGURE_WIDTH_IN, round(0.7 + (1.7 if series else 2.6) * panels + legend, 2), rows
@@ -426,17 +504,6 @@ def figure_layout(statistic: str, reference: str, branches: list[str], windows: 
 
 
 # --- formatting ---------------------------------------------------------------------------------
-
-
-def fmt_time(t: dt.datetime | None) -> str:
-    if t is None:
-        return "unknown"
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    try:
-        return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    except OverflowError:  # 0001-01-01T00:00+01:00, 9999-12-31T23:59-01:00: no UTC value; shown as written
-        return t.isoformat(sep=" ", timespec="minutes")
 
 
 def fmt_num(x: float | None) -> str:
@@ -504,7 +571,9 @@ def bar_for(r: Statistic, scale: tuple[float, float] | None) -> Bar | None:
 
     lo = pos(lower if lower is not None else point)
     hi = pos(upper if upper is not None else point)
-    return Bar(lower=lo, width=round(max(hi - lo, 0.0), 2), point=pos(point), zero=pos(0.0) if low <= 0 <= high else None)
+    return Bar(
+        lower=lo, width=round(max(hi - lo, 0.0), 2), point=pos(point), zero=pos(0.0) if low <= 0 <= high else None
+    )
 
 
 def anchor(*parts: str) -> str:
@@ -632,7 +701,9 @@ class Targets:
     def __init__(self, statistics: dict[str, list[Statistic]]):
         self.implied: dict[tuple, str] = {}
         self.global_implied: str | None = None
-        self.unstated = any(r.comparison is not None and not r.comparison_to_branch for rows in statistics.values() for r in rows)
+        self.unstated = any(
+            r.comparison is not None and not r.comparison_to_branch for rows in statistics.values() for r in rows
+        )
         if self.unstated:
             plain: dict[tuple, set[str]] = defaultdict(set)
             compared: dict[tuple, set[str]] = defaultdict(set)
@@ -702,7 +773,9 @@ def choose_reference(results: ExperimentResults, targets: Targets | None = None)
     branches = {r.branch for rows in results.statistics.values() for r in rows}
     notes: list[str] = []
     md = results.metadata
-    configured = (md.external_config.reference_branch if md and md.external_config else None) or results.legacy_reference_branch
+    configured = (
+        md.external_config.reference_branch if md and md.external_config else None
+    ) or results.legacy_reference_branch
     if configured:
         why = "set in the experiment's analysis configuration (metadata)"
         if configured in branches or not branches:
@@ -710,13 +783,21 @@ def choose_reference(results: ExperimentResults, targets: Targets | None = None)
         folded = [b for b in branches if b.casefold() == configured.casefold()]
         if len(folded) == 1:
             b = folded[0]
-            notes.append(f"The analysis configuration names the reference branch “{shown(configured)}”; the data spells it “{shown(b)}”, which is used.")
+            notes.append(
+                f"The analysis configuration names the reference branch “{shown(configured)}”; the data spells it “{shown(b)}”, which is used."
+            )
             return Reference(b, b, why + ", matched ignoring case", tuple(notes) + _check_config(b, targets))
-        notes.append(f"The analysis configuration names the reference branch “{shown(configured)}”, but no rows have that branch.")
+        notes.append(
+            f"The analysis configuration names the reference branch “{shown(configured)}”, but no rows have that branch."
+        )
     compared = targets.compared
     if len(compared) == 1:
         (t,) = compared
-        how = "every comparison row is against it" if not targets.unstated else "the branch the others are compared to: the one without comparison rows of its own"
+        how = (
+            "every comparison row is against it"
+            if not targets.unstated
+            else "the branch the others are compared to: the one without comparison rows of its own"
+        )
         return Reference(t, t, how, tuple(notes))
     central = sorted(t for t, bs in compared.items() if bs >= targets.comparable - {t})
     if len(central) == 1:
@@ -734,13 +815,20 @@ def choose_reference(results: ExperimentResults, targets: Targets | None = None)
             "the others to; comparisons against other branches are listed with each metric",
             tuple(notes),
         )
-    return Reference(None, None, "The data has no comparisons between branches, so it does not say which is the reference", tuple(notes))
+    return Reference(
+        None,
+        None,
+        "The data has no comparisons between branches, so it does not say which is the reference",
+        tuple(notes),
+    )
 
 
 def _check_config(branch: str, targets: Targets) -> tuple[str, ...]:
     if targets.compared and branch not in targets.compared:
         others = ", ".join(shown(t) for t in sorted(targets.compared))
-        return (f"No comparison row is against {shown(branch)}; the data compares branches to {others} (listed with each metric).",)
+        return (
+            f"No comparison row is against {shown(branch)}; the data compares branches to {others} (listed with each metric).",
+        )
     return ()
 
 
@@ -804,9 +892,19 @@ class _Metrics:
 
 
 class _Builder:
-    def __init__(self, results: ExperimentResults, plotted: frozenset[str]):
+    def __init__(
+        self,
+        results: ExperimentResults,
+        plotted: frozenset[str],
+        render_dir: str = "",
+        table_exports: list | None = None,
+    ):
         self.results = results
         self.plotted = plotted
+        # exports (exports.py): the render's asset folder the page links them in ("" : no links),
+        # and where each table's rows go as it is built: (number, title, [ExportRow])
+        self.render_dir = render_dir
+        self.table_exports = table_exports
         self.metrics = _Metrics(results.metadata)
         self.targets = Targets(results.statistics)
         self.ref = choose_reference(results, self.targets)
@@ -816,6 +914,11 @@ class _Builder:
         all_branches = {r.branch for rows in results.statistics.values() for r in rows}
         self.branches = ordered(all_branches, (self.reference,) if self.reference else ())
         self.figures: list[FigureSpec] = []
+        # series figures with the segments of a basis side by side (segments_figure): the rows of
+        # each period by (basis, segment), set by build_page before its views are built
+        self.period_groups: dict[str, dict[tuple[str, str], list[Statistic]]] = {}
+        self.segment_figures: dict[tuple, tuple[Figure, list[str]] | None] = {}
+        self._segment_index: tuple[tuple, dict] = ((), {})
         self.ids = _Ids()
         self.segment_keys = _Keys(("all",))
         self.statistic_keys = _Keys()
@@ -825,10 +928,56 @@ class _Builder:
             for group in problems.conflicts:
                 r = group[0]
                 comp = comparison_of(r, self.targets.of(period, r), self.reference)
-                self.conflicts[(period, r.metric, r.statistic, r.segment, basis_of(r))].add((r.branch, comp, window_of(r)))
+                self.conflicts[(period, r.metric, r.statistic, r.segment, basis_of(r))].add(
+                    (r.branch, comp, window_of(r))
+                )
 
     def segment_key(self, segment: str) -> str:
         return "all" if segment == "all" else self.segment_keys(segment)
+
+    # --- exports: every table's numbers as rows, as the table is built ---------------------------
+    def export_href(self, kind: str, number: int) -> str:
+        return f"{self.render_dir}/{layout.export_file(kind, number)}" if self.render_dir else ""
+
+    def export_row(self, period: str, r: Statistic, column: str = "", text: str = "") -> ExportRow:
+        """One statistics row as an export row: exact names and numbers, the page's labels."""
+        interval = r.lower is not None or r.upper is not None
+        return ExportRow(
+            r.metric,
+            shown(self.metrics.name(r.metric)),
+            r.statistic,
+            STATISTIC_LABELS.get(r.statistic, shown(r.statistic)),
+            r.branch,
+            shown(r.branch),
+            r.comparison or "absolute",
+            "" if r.comparison is None else (self.targets.of(period, r) or ""),
+            basis_of(r),
+            r.segment,
+            period,
+            window_of(r),
+            finite(r.parameter),
+            finite(r.point),
+            finite(r.lower),
+            finite(r.upper),
+            finite(r.ci_width) if interval else None,
+            column,
+            text,
+        )
+
+    def exported(self, table: Table, title: str, rows: list[ExportRow]) -> Table:
+        """``table`` linked to the CSV of ``rows`` (the numbers its cells show)."""
+        if self.table_exports is None:
+            return table
+        number = len(self.table_exports) + 1
+        self.table_exports.append((number, title, rows))
+        return replace(table, csv=self.export_href("table", number))
+
+    def export_title(self, what: str, period: str, first: Statistic | None) -> str:
+        where = f", {layout.PERIOD_LABELS.get(period, period).lower()}" if period else ""
+        if first is not None:
+            where += f", {basis_of(first)}, segment {shown(first.segment)}"
+            what = f"{what} of {shown(self.metrics.name(first.metric))}"
+        return what + where
 
     # one (period, basis, segment) view
     def view(self, period: str, basis: str, segment: str, rows: list[Statistic]) -> View:
@@ -864,20 +1013,34 @@ class _Builder:
             key = self.statistic_keys(stat)
             conflicted = self.conflicts.get((period, metric, stat, segment, basis), set())
             if stat in TABLE_STATISTICS:
-                blocks.append(StatisticBlock(stat, label, table=self.value_table(mine, windows), key=key))
+                blocks.append(StatisticBlock(stat, label, table=self.value_table(mine, windows, period), key=key))
             elif stat in SUMMARY_STATISTICS and not series:
                 # One window: a table with the intervals drawn in it says it all, and costs no plot.
-                table = self.ci_table(mine, self.metrics.bigger_is_better(metric), conflicted)
+                table = self.ci_table(mine, self.metrics.bigger_is_better(metric), conflicted, period)
                 blocks.append(StatisticBlock(stat, label, table=table, key=key))
             elif stat in self.plotted:
                 flagged = [(c, r) for c, r in mine if out_of_bounds(r)]
                 notes = []
                 if flagged:
                     mine = [(c, r) for c, r in mine if not out_of_bounds(r)]
-                    notes.append(f"{len(flagged)} row{'s' if len(flagged) != 1 else ''} whose interval does not contain the estimate not drawn (see Data problems).")
+                    notes.append(
+                        f"{len(flagged)} row{'s' if len(flagged) != 1 else ''} whose interval does not contain the estimate not drawn (see Data problems)."
+                    )
                 if conflicted:
-                    notes.append(f"{len(conflicted)} estimate{'s' if len(conflicted) != 1 else ''} with conflicting rows not drawn (see Data problems).")
-                fig = self.figure(stat, name, mine, windows, series, period, basis, segment)
+                    notes.append(
+                        f"{len(conflicted)} estimate{'s' if len(conflicted) != 1 else ''} with conflicting rows not drawn (see Data problems)."
+                    )
+                fig = self.segments_figure(stat, name, period, basis, metric)
+                if fig is not None and segment not in fig[1]:  # nothing of this segment to draw there
+                    fig = None
+                if fig is not None:
+                    fig, shown_segments = fig
+                    notes.append(
+                        f"The {len(shown_segments)} segments of {basis} side by side ({', '.join(map(shown, shown_segments))}): "
+                        f"this view's segment {shown(segment)} is the column of that name."
+                    )
+                else:
+                    fig = self.figure(stat, name, mine, windows, series, period, basis, segment)
                 blocks.append(StatisticBlock(stat, label, figure=fig, note=" ".join(notes), key=key))
             else:
                 blocks.append(
@@ -900,18 +1063,60 @@ class _Builder:
             pairwise=pairwise,
         )
 
-    def figure(self, stat, metric_name, rows, windows, series, period, basis, segment) -> Figure:
+    def segments_figure(self, stat, metric_name, period, basis, metric) -> tuple[Figure, list[str]] | None:
+        """One figure of a series of intervals, or of a distribution, for every segment of ``basis``
+        side by side (2 to SEGMENT_COLUMNS segments with rows), drawn once and shown in each
+        segment's view; None:
+        a figure per view instead. Rows whose interval misses the estimate are left out, as in
+        the per-view figure (each view's note says so for its segment)."""
+        if stat not in (*INTERVAL_STATISTICS, *DISTRIBUTION_STATISTICS, "deciles"):
+            return None
+        key = (period, basis, metric, stat)
+        if key in self.segment_figures:
+            return self.segment_figures[key]
+        groups = self.period_groups.get(period) or {}
+        segments = ordered({s for b_, s in groups if b_ == basis}, ("all",))
+        if not 2 <= len(segments) <= SEGMENT_COLUMNS:
+            return None
+        if self._segment_index[0] != (period, basis):  # one pass over the basis's rows, once
+            index: dict[tuple[str, str], list[Statistic]] = defaultdict(list)
+            for seg in segments:
+                for r in groups[(basis, seg)]:
+                    index[(r.metric, r.statistic)].append(r)
+            self._segment_index = ((period, basis), index)
+        rows = []
+        for r in self._segment_index[1].get((metric, stat), ()):
+            c = comparison_of(r, self.targets.of(period, r), self.reference)
+            if c is not None and not out_of_bounds(r):
+                rows.append((c, r))
+        present = [s for s in segments if any(r.segment == s for _, r in rows)]
+        if len(present) < 2:
+            self.segment_figures[key] = None
+            return None
+        windows = sorted({window_of(r) for _, r in rows})
+        if stat in INTERVAL_STATISTICS and len(windows) < 2:  # one window of intervals: the view's own figure
+            self.segment_figures[key] = None
+            return None
+        fig = self.figure(stat, metric_name, rows, windows, len(windows) > 1, period, basis, "", segments=present)
+        self.segment_figures[key] = (fig, present)
+        return fig, present
+
+    def figure(
+        self, stat, metric_name, rows, windows, series, period, basis, segment, segments: list[str] | None = None
+    ) -> Figure:
         number = len(self.figures) + 1
         # the windows this figure has rows in, not every window of the view (metrics present in
         # different windows would make figures × windows quadratic)
         windows = sorted({window_of(r) for _, r in rows}) or windows[-1:]
-        drawn = shown_windows(stat, windows) if series else windows
+        drawn = shown_windows(stat, windows, SHOWN_WINDOWS_SEGMENTS if segments else None) if series else windows
         caption = ""
         if len(drawn) < len(windows):
             caption = f"{len(drawn)} of {len(windows)} windows shown: {', '.join(map(str, drawn))}."
             keep = set(drawn)
             rows = [(c, r) for c, r in rows if window_of(r) in keep]
-        cols: dict[str, list] = {k: [] for k in ("branch", "comparison", "window", "parameter", "point", "lower", "upper")}
+        cols: dict[str, list] = {
+            k: [] for k in ("branch", "comparison", "window", "parameter", "point", "lower", "upper", "ci_level")
+        }
         for comparison, r in rows:
             cols["branch"].append(r.branch)
             cols["comparison"].append(comparison)
@@ -920,10 +1125,22 @@ class _Builder:
             cols["point"].append(finite(r.point))
             cols["lower"].append(finite(r.lower))
             cols["upper"].append(finite(r.upper))
+            cols["ci_level"].append(finite(r.ci_width) if r.lower is not None or r.upper is not None else None)
+        metrics = {r.metric for _, r in rows}
+        if len(metrics) > 1:  # one metric per figure today; a figure of several names each row's
+            cols["metric"] = [r.metric for _, r in rows]
+        where = (
+            f"segments {', '.join(shown(s) for s in segments)} side by side"
+            if segments
+            else f"segment {shown(segment)}"
+        )
         alt = (
             f"{STATISTIC_LABELS.get(stat, shown(stat))} of {shown(metric_name)}, {layout.PERIOD_LABELS[period].lower()}, "
-            f"{basis}, segment {shown(segment)}, by branch"
+            f"{basis}, {where}, by branch"
         )
+        segment_labels: dict[str, str] = shown_unique(segments) if segments else {}
+        if segments:  # one column per segment: each row says its own (as the figure labels it)
+            cols["segment"] = [segment_labels[r.segment] for _, r in rows]
         branches = ordered({r.branch for _, r in rows}, (self.reference,) if self.reference else ())
         # R gets names as the page shows them (no control characters), distinct per branch
         names = shown_unique(branches + ([self.reference] if self.reference and self.reference not in branches else []))
@@ -934,15 +1151,37 @@ class _Builder:
             caption = (caption + " " if caption else "") + f"Intervals: {level}."
         if caption:
             alt += f" ({caption[:-1]})"
+        context = {
+            "metric": next(iter(metrics)) if len(metrics) == 1 else "",
+            "metric_label": shown(metric_name),
+            "statistic_label": STATISTIC_LABELS.get(stat, shown(stat)),
+            "period": period,
+            "basis": basis,
+            "segment": segment,
+            "compared_to": self.reference or "",
+            "branch_names": {label: name for name, label in names.items()},
+        }
+        if segments:
+            context["segment_names"] = {label: name for name, label in segment_labels.items()}
         self.figures.append(
             FigureSpec(
-                number, stat, shown(metric_name, _ESCAPED), names[self.reference] if self.reference else "", branches, series, drawn, alt, cols,
+                number,
+                stat,
+                shown(metric_name, _ESCAPED),
+                names[self.reference] if self.reference else "",
+                branches,
+                series,
+                drawn,
+                alt,
+                cols,
                 caption=caption,
+                context=context,
+                segments=[segment_labels[s] for s in segments or ()],
             )
         )
-        return Figure(number, alt)
+        return Figure(number, alt, csv=self.export_href("figure", number))
 
-    def value_table(self, rows, windows) -> Table:
+    def value_table(self, rows, windows, period: str = "") -> Table:
         values: dict[str, dict[int, Statistic]] = defaultdict(dict)
         for c, r in rows:
             if c == "absolute":
@@ -955,6 +1194,7 @@ class _Builder:
         else:  # the latest window first, then one compact column per window (the table scrolls)
             columns = ["Branch", f"Latest (window {windows[-1]})"] + [str(w) for w in windows]
         body = []
+        exported: list[ExportRow] = []
         for b in ordered(values, (self.reference,) if self.reference else ()):
             cells = [Cell(shown(b))]
             if len(windows) > 1:
@@ -963,11 +1203,16 @@ class _Builder:
             for w in windows:
                 r = values[b].get(w)
                 cells.append(Cell(fmt_num(r.point) if r else "—", "num"))
+                if r is not None:  # the "Latest" column repeats one of these: exported once
+                    exported.append(
+                        self.export_row(period, r, columns[-1] if len(windows) == 1 else str(w), cells[-1].text)
+                    )
             body.append(cells)
         note = f"Columns {windows[0]}–{windows[-1]}: the value in each window." if len(windows) > 1 else ""
-        return Table(columns, body, note)
+        first = next((r for by_window in values.values() for r in by_window.values()), None)
+        return self.exported(Table(columns, body, note), self.export_title("Values", period, first), exported)
 
-    def ci_table(self, rows, bigger_is_better: bool, conflicted: set[tuple] = frozenset()) -> Table:
+    def ci_table(self, rows, bigger_is_better: bool, conflicted: set[tuple] = frozenset(), period: str = "") -> Table:
         """Value, uplift and difference per branch with their intervals, drawn as bars. Headers
         name the rows' CI level and the branch the comparisons are against; a comparison column
         exists only when there are rows for it."""
@@ -983,11 +1228,21 @@ class _Builder:
             if comp == "absolute" or any(comp in d for d in by_branch.values()) or any(c == comp for _, c in held)
         ]
         scales = {comp: interval_scale(d.get(comp) for d in by_branch.values()) for comp, _ in columns}
+        ref = shown(self.reference) if self.reference else ""
+        titles = {
+            "absolute": "Value",
+            "relative_uplift": f"Relative uplift vs {ref}",
+            "difference": f"Difference vs {ref}",
+        }
+        header = ["Branch"] + [
+            f"{titles[comp]} [{ci_label(d.get(comp) for d in by_branch.values())}]" for comp, _ in columns
+        ]
         body = []
+        exported: list[ExportRow] = []
         for b in ordered(by_branch, (self.reference,) if self.reference else ()):
             d = by_branch[b]
             cells = [Cell(shown(b))]
-            for comp, fmt in columns:
+            for i, (comp, fmt) in enumerate(columns, start=1):
                 r = d.get(comp)
                 if r is None:
                     cells.append(problem_cell() if (b, comp) in held else Cell("—", "num"))
@@ -995,14 +1250,14 @@ class _Builder:
                 text = fmt_ci(r.point, r.lower, r.upper, fmt)
                 if out_of_bounds(r):
                     cells.append(Cell(text + " " + OUT_OF_BOUNDS, "num problem"))
-                    continue
-                css = "num" if comp == "absolute" else "num " + significance(r.lower, r.upper, bigger_is_better)
-                cells.append(Cell(text, css, bar_for(r, scales[comp])))
+                else:
+                    css = "num" if comp == "absolute" else "num " + significance(r.lower, r.upper, bigger_is_better)
+                    cells.append(Cell(text, css, bar_for(r, scales[comp])))
+                exported.append(self.export_row(period, r, header[i], cells[-1].text))
             body.append(cells)
-        ref = shown(self.reference) if self.reference else ""
-        titles = {"absolute": "Value", "relative_uplift": f"Relative uplift vs {ref}", "difference": f"Difference vs {ref}"}
-        header = ["Branch"] + [f"{titles[comp]} [{ci_label(d.get(comp) for d in by_branch.values())}]" for comp, _ in columns]
-        return Table(header, body)
+        first = next((r for d in by_branch.values() for r in d.values()), None)
+        label = STATISTIC_LABELS.get(first.statistic, shown(first.statistic)) if first is not None else "Estimates"
+        return self.exported(Table(header, body), self.export_title(label, period, first), exported)
 
     def compared_to(self, period: str, r: Statistic) -> str:
         """The branch a comparison row is against, as the page says it."""
@@ -1011,7 +1266,11 @@ class _Builder:
         if r.comparison_to_branch:
             return shown(r.comparison_to_branch)
         t = self.targets.of(period, r)
-        return f"{shown(t)} (not stated in the row; the branch without comparisons of its own)" if t else "not stated in the data"
+        return (
+            f"{shown(t)} (not stated in the row; the branch without comparisons of its own)"
+            if t
+            else "not stated in the data"
+        )
 
     def pairwise_table(self, rows: list[Statistic], period: str) -> Table:
         body = [
@@ -1031,9 +1290,18 @@ class _Builder:
             for r in rows[:MAX_TABLE_ROWS]
         ]
         note = f"First {MAX_TABLE_ROWS} of {len(rows)} rows." if len(rows) > MAX_TABLE_ROWS else ""
-        return Table(["Statistic", "Branch", "Compared to", "Comparison", "Parameter", "Estimate [CI]"], body, note)
+        exported = [
+            self.export_row(period, r, "Estimate [CI]", cells[-1].text)
+            for r, cells in zip(rows[:MAX_TABLE_ROWS], body, strict=True)
+        ]
+        table = Table(["Statistic", "Branch", "Compared to", "Comparison", "Parameter", "Estimate [CI]"], body, note)
+        return self.exported(
+            table, self.export_title("Pairwise comparisons", period, rows[0] if rows else None), exported
+        )
 
     def raw_table(self, rows: list[Statistic], period: str) -> Table:
+        # the latest window first: a long series cut at MAX_TABLE_ROWS keeps the recent windows
+        listed = sorted(rows, key=lambda r: -window_of(r))[:MAX_TABLE_ROWS]
         body = [
             [
                 Cell(shown(r.branch)),
@@ -1047,11 +1315,31 @@ class _Builder:
                 Cell(pct(r.ci_width) if r.lower is not None or r.upper is not None else ""),
                 Cell(OUT_OF_BOUNDS if out_of_bounds(r) else "", "problem" if out_of_bounds(r) else ""),
             ]
-            # the latest window first: a long series cut at MAX_TABLE_ROWS keeps the recent windows
-            for r in sorted(rows, key=lambda r: -window_of(r))[:MAX_TABLE_ROWS]
+            for r in listed
         ]
-        note = f"First {MAX_TABLE_ROWS} of {len(rows)} rows, latest windows first." if len(rows) > MAX_TABLE_ROWS else ""
-        return Table(["Branch", "Comparison", "Compared to", "Window", "Parameter", "Point", "Lower", "Upper", "CI level", "Check"], body, note)
+        note = (
+            f"First {MAX_TABLE_ROWS} of {len(rows)} rows, latest windows first." if len(rows) > MAX_TABLE_ROWS else ""
+        )
+        exported = [self.export_row(period, r, "Point", cells[5].text) for r, cells in zip(listed, body, strict=True)]
+        table = Table(
+            [
+                "Branch",
+                "Comparison",
+                "Compared to",
+                "Window",
+                "Parameter",
+                "Point",
+                "Lower",
+                "Upper",
+                "CI level",
+                "Check",
+            ],
+            body,
+            note,
+        )
+        first = listed[0] if listed else None
+        label = STATISTIC_LABELS.get(first.statistic, shown(first.statistic)) if first is not None else "Rows"
+        return self.exported(table, self.export_title(label, period, first), exported)
 
     def problems_table(self) -> Table | None:
         """Rows set aside or flagged: conflicting duplicates and intervals that miss their estimate."""
@@ -1062,10 +1350,19 @@ class _Builder:
             listed.extend((period, "interval does not contain the estimate", r) for r in problems.out_of_bounds)
         if not listed:
             return None
+
         def estimate(period: str, r: Statistic) -> str:
             what = f"{shown(r.comparison)} vs {self.compared_to(period, r)}" if r.comparison else "value"
-            parts = [layout.PERIOD_LABELS.get(period, period), shown(r.metric), shown(r.statistic), shown(r.branch), what,
-                     f"segment {shown(r.segment)}", basis_of(r), f"window {shown(r.window_index or '1')}"]
+            parts = [
+                layout.PERIOD_LABELS.get(period, period),
+                shown(r.metric),
+                shown(r.statistic),
+                shown(r.branch),
+                what,
+                f"segment {shown(r.segment)}",
+                basis_of(r),
+                f"window {shown(r.window_index or '1')}",
+            ]
             if r.parameter is not None:
                 parts.append(f"parameter {fmt_num(r.parameter)}")
             return " · ".join(parts)
@@ -1083,7 +1380,8 @@ class _Builder:
         ]
         note = f"First {MAX_TABLE_ROWS} of {len(listed)} rows." if len(listed) > MAX_TABLE_ROWS else ""
         columns = ["Estimate", "CI level", "Point", "Lower", "Upper", "Problem"]
-        return Table(columns, body, note)
+        exported = [self.export_row(period, r, "Problem", problem) for period, problem, r in listed[:MAX_TABLE_ROWS]]
+        return self.exported(Table(columns, body, note), "Data problems: rows not shown as results", exported)
 
     # the summary at the top
     def summary(self) -> Summary | None:
@@ -1127,6 +1425,7 @@ class _Builder:
         level = ci_label(shown_rows)
         mixed = level.startswith("CI (")
         body = []
+        exported: list[ExportRow] = []
         for metric in self.metrics.order(uplift):
             stat = next(s for s in SUMMARY_STATISTICS if s in uplift[metric])
             cells = []
@@ -1134,7 +1433,8 @@ class _Builder:
                 r = uplift[metric][stat].get(b)
                 if r is None:
                     cells.append(problem_cell() if b in held[metric][stat] else Cell("—", "neutral"))
-                elif out_of_bounds(r):
+                    continue
+                if out_of_bounds(r):
                     cells.append(Cell(fmt_ci(r.point, r.lower, r.upper, fmt_pct) + " " + OUT_OF_BOUNDS, "problem"))
                 else:
                     css = significance(r.lower, r.upper, self.metrics.bigger_is_better(metric))
@@ -1142,10 +1442,12 @@ class _Builder:
                     if mixed and (r.lower is not None or r.upper is not None):
                         text += f" ({pct(r.ci_width)})"
                     cells.append(Cell(text, css))
+                exported.append(self.export_row(period, r, shown(b), cells[-1].text))
             body.append(SummaryRow(shown(self.metrics.name(metric)), metric, cells))
         populations = None
         if counts:
             total = sum(finite(c.point) or 0 for c in counts.values())
+            branch_order = ordered(counts, (self.reference,) if self.reference else ())
             populations = Table(
                 ["Branch", "Clients", "Share"],
                 [
@@ -1154,7 +1456,15 @@ class _Builder:
                         Cell(fmt_num(counts[b].point), "num"),
                         Cell(f"{(finite(counts[b].point) or 0) / total * 100:.1f}%" if total else "—", "num"),
                     ]
-                    for b in ordered(counts, (self.reference,) if self.reference else ())
+                    for b in branch_order
+                ],
+            )
+            populations = self.exported(
+                populations,
+                f"Branch populations, {label}",
+                [
+                    self.export_row(period, counts[b], "Clients", cells[1].text)
+                    for b, cells in zip(branch_order, populations.rows, strict=True)
                 ],
             )
         if mixed:
@@ -1163,7 +1473,13 @@ class _Builder:
             ci_text = "intervals whose confidence level the data does not state"
         else:
             ci_text = level.replace("CI", "confidence intervals")
-        return Summary(label, [shown(b) for b in others], body, populations, ci_text)
+        summary = Summary(label, [shown(b) for b in others], body, populations, ci_text)
+        if body and others and self.table_exports is not None:
+            summary = replace(
+                summary,
+                csv=self.exported(Table([], []), f"Relative uplift vs {shown(self.reference)}, {label}", exported).csv,
+            )
+        return summary
 
 
 def grouped_notes(notes) -> list[str]:
@@ -1200,7 +1516,11 @@ def srm_result(check, segment_key) -> SrmResult:
     """One :class:`partybal.page.srm.SrmCheck` as the page shows it."""
     shares = []
     for b, n, obs, exp in zip(check.branches, check.observed, check.observed_shares, check.expected_shares):
-        shares.append(SrmShare(shown(b), fmt_num(n), f"{obs * 100:.2f}%", f"{exp * 100:.2f}%", "off" if abs(obs - exp) > 0.01 else ""))
+        shares.append(
+            SrmShare(
+                shown(b), fmt_num(n), f"{obs * 100:.2f}%", f"{exp * 100:.2f}%", "off" if abs(obs - exp) > 0.01 else ""
+            )
+        )
     summary = ", ".join(f"{s.branch} {s.observed} (expected {s.expected})" for s in shares)
     return SrmResult(
         basis=check.basis,
@@ -1231,7 +1551,13 @@ def srm_cell(check) -> tuple[str, str, str]:
     return f"ratio ok, {r.p_text}", "srm-ok", f"No sample-ratio mismatch ({r.p_text}, {check.source}): {r.summary}"
 
 
-STATUS_LABELS = {"live": "live (enrolling)", "observing": "enrollment ended, still running", "complete": "complete", "scheduled": "scheduled", "unknown": "not started"}
+STATUS_LABELS = {
+    "live": "live (enrolling)",
+    "observing": "enrollment ended, still running",
+    "complete": "complete",
+    "scheduled": "scheduled",
+    "unknown": "not started",
+}
 
 
 def app_label(app_name: str) -> str:
@@ -1244,15 +1570,22 @@ def _days(n: int | None) -> str:
     return f"{n} day{'s' if n != 1 else ''}" if n is not None else "not stated"
 
 
-def experiment_context(info, note: str, url: str, analysis_reference: str | None, today: dt.date | None = None) -> ExperimentContext:
+def experiment_context(
+    info, note: str, url: str, analysis_reference: str | None, today: dt.date | None = None
+) -> ExperimentContext:
     """The header's Experimenter part from an ``experimenter.ExperimentInfo`` (None: ``note``
     says why there is none)."""
     if info is None:
         return ExperimentContext(False, note=note)
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     total = sum(b.ratio for b in info.branches if b.ratio > 0)
     branches = [
-        ContextBranch(shown(b.slug), str(b.ratio), f"{b.ratio / total * 100:.3g}%" if total and b.ratio > 0 else "—", b.slug == info.reference_branch)
+        ContextBranch(
+            shown(b.slug),
+            str(b.ratio),
+            f"{b.ratio / total * 100:.3g}%" if total and b.ratio > 0 else "—",
+            b.slug == info.reference_branch,
+        )
         for b in info.branches
     ]
     start = info.start_date.isoformat() if info.start_date else "not started"
@@ -1261,9 +1594,16 @@ def experiment_context(info, note: str, url: str, analysis_reference: str | None
         ContextFact("Type", "Rollout" if info.is_rollout else "Experiment"),
         ContextFact("Status", STATUS_LABELS.get(info.status(today), info.status(today))),
         ContextFact("Start", start),
-        ContextFact("Enrollment end", info.enrollment_end_date.isoformat() if info.enrollment_end_date else ("paused" if info.is_enrollment_paused else "not yet")),
+        ContextFact(
+            "Enrollment end",
+            info.enrollment_end_date.isoformat()
+            if info.enrollment_end_date
+            else ("paused" if info.is_enrollment_paused else "not yet"),
+        ),
         ContextFact("End", info.end_date.isoformat() if info.end_date else "not yet"),
-        ContextFact("Proposed", f"enrollment {_days(info.proposed_enrollment)}, duration {_days(info.proposed_duration)}"),
+        ContextFact(
+            "Proposed", f"enrollment {_days(info.proposed_enrollment)}, duration {_days(info.proposed_duration)}"
+        ),
     ]
     ref_note = ""
     ref = info.reference_branch
@@ -1284,12 +1624,17 @@ def build_page(
     experiment=None,
     experiment_note: str | None = None,
     experiment_url: str = "",
+    render_dir: str = "",
+    table_exports: list | None = None,
 ) -> tuple[Page, list[FigureSpec]]:
     """The page model and the figures R must draw for it. ``srm_checks``: the sample-ratio tests
     (:func:`partybal.page.srm.srm_checks`; computed by the renderer, which has scipy). ``experiment``:
     the ``experimenter.ExperimentInfo`` of this experiment; without one, ``experiment_note`` says
-    why (None: Experimenter was not consulted, the header says nothing about it)."""
-    b = _Builder(results, plotted if plotted is not None else plotted_statistics())
+    why there is none (None: Experimenter was not consulted, the header says nothing about it).
+    ``render_dir``: the render's asset folder, relative to the page: tables, figures and the page
+    link their exports there (``layout.export_file``, ``layout.RENDER_MANIFEST``); ``table_exports``:
+    a list each exported table's ``(number, title, [ExportRow])`` is appended to (exports.py)."""
+    b = _Builder(results, plotted if plotted is not None else plotted_statistics(), render_dir, table_exports)
     context = None
     if experiment is not None or experiment_note is not None:
         context = experiment_context(experiment, experiment_note or "", experiment_url, b.ref.branch)
@@ -1307,7 +1652,10 @@ def build_page(
         for r in rows:
             groups[(basis_of(r), r.segment)].append(r)
             statistics.add(r.statistic)
-        keys = sorted(groups, key=lambda k: (ordered({k[0]} | set(BASIS_ORDER), BASIS_ORDER).index(k[0]), k[1] != "all", k[1]))
+        keys = sorted(
+            groups, key=lambda k: (ordered({k[0]} | set(BASIS_ORDER), BASIS_ORDER).index(k[0]), k[1] != "all", k[1])
+        )
+        b.period_groups[period] = groups
         views = [b.view(period, basis, seg, groups[(basis, seg)]) for basis, seg in keys]
         bases.update(k[0] for k in keys)
         segments.update(k[1] for k in keys)
@@ -1349,7 +1697,7 @@ def build_page(
         branches=[shown(x) for x in b.branches],
         analysis_start_time=fmt_time(md.analysis_start_time) if md and md.analysis_start_time else "unknown",
         results_updated=fmt_time(results.updated),
-        rendered_at=fmt_time(rendered_at or dt.datetime.now(dt.timezone.utc)),
+        rendered_at=fmt_time(rendered_at or dt.datetime.now(dt.UTC)),
         periods_line=periods_line,
         summary=b.summary(),
         tabs=tabs,
@@ -1357,7 +1705,10 @@ def build_page(
         sources=[SourceLink(f.name, f.url, fmt_time(f.updated)) for f in sorted(results.files, key=lambda f: f.name)],
         bases=[Option(x, x.capitalize()) for x in ordered(bases, BASIS_ORDER)],
         segments=[Option(b.segment_key(x), shown(x)) for x in ordered(segments, ("all",))],
-        statistics=[Option(b.statistic_keys(x), STATISTIC_LABELS.get(x, shown(x))) for x in ordered(statistics, tuple(STATISTIC_ORDER))],
+        statistics=[
+            Option(b.statistic_keys(x), STATISTIC_LABELS.get(x, shown(x)))
+            for x in ordered(statistics, tuple(STATISTIC_ORDER))
+        ],
         ignored=[f"{name} ({why})" for name, why in results.ignored],
         banner=banner,
         reference_known=b.ref.branch is not None,
@@ -1368,11 +1719,14 @@ def build_page(
         srm=srm_section(srm_checks or [], b.segment_key),
         context=context,
         completeness=_completeness(results, tabs, errors, b, srm_checks),
+        manifest=f"{render_dir}/{layout.RENDER_MANIFEST}" if render_dir else "",
     )
     return page, b.figures
 
 
-def _completeness(results: ExperimentResults, tabs: list[PeriodTab], errors: list[ErrorRow], b: _Builder, srm_checks) -> CompletenessMap | None:
+def _completeness(
+    results: ExperimentResults, tabs: list[PeriodTab], errors: list[ErrorRow], b: _Builder, srm_checks
+) -> CompletenessMap | None:
     from .completeness import completeness_map  # it builds on this module's names
 
     return completeness_map(

@@ -7,8 +7,9 @@ import datetime as dt
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Iterator
+from typing import IO
 
 import pydantic
 from mozilla_nimbus_schemas.jetstream import AnalysisError, AnalysisErrors, Metadata, Statistic
@@ -40,8 +41,20 @@ class Row:
     written before September 2020 have none; ``segment`` then reads ``"all"`` as in the schema)."""
 
     __slots__ = (
-        "metric", "statistic", "branch", "parameter", "comparison", "comparison_to_branch", "ci_width",
-        "point", "lower", "upper", "segment", "analysis_basis", "window_index", "segment_given",
+        "metric",
+        "statistic",
+        "branch",
+        "parameter",
+        "comparison",
+        "comparison_to_branch",
+        "ci_width",
+        "point",
+        "lower",
+        "upper",
+        "segment",
+        "analysis_basis",
+        "window_index",
+        "segment_given",
     )
     FIELDS = __slots__[:-1]
 
@@ -241,92 +254,118 @@ def _where(buf: str, pos: int, lines_before: int, column_before: int) -> str:
 def iter_json_array(fh: IO[bytes], name: str) -> Iterator[object]:
     """The elements of the JSON array in ``fh``, decoded one at a time from chunks; InputError
     (naming ``name``, the row and the place) when the text is not one JSON array."""
-    decode = codecs.getincrementaldecoder("utf-8")("strict").decode
-    buf, pos, lines_before, column_before, eof = "", 0, 0, 0, False
-
-    def more() -> bool:
-        nonlocal buf, pos, lines_before, column_before, eof
-        if eof:
-            return False
-        chunk = fh.read(CHUNK_BYTES)
-        eof = not chunk
-        try:
-            text = decode(chunk, final=eof)
-        except UnicodeDecodeError as exc:
-            raise InputError(name, f"not valid JSON (not UTF-8: {exc.reason} near byte {exc.start} of a chunk)") from None
-        if eof and not text:
-            return False  # buf and pos unchanged: an error's position still refers to them
-        newline = buf.rfind("\n", 0, pos)
-        if newline >= 0:
-            lines_before += buf.count("\n", 0, pos)
-            column_before = pos - newline - 1
-        else:
-            column_before += pos
-        buf, pos = buf[pos:] + text, 0
-        return True
-
-    def skip_ws() -> str:
-        """The next non-blank character ('' at the end of the file)."""
-        nonlocal pos
-        while True:
-            pos = _WS.match(buf, pos).end()
-            if pos < len(buf):
-                return buf[pos]
-            if not more():
-                return ""
-
-    def broken(msg: str, at: int, row: int | None = None) -> InputError:
-        in_row = f", in row {row}" if row else ""
-        return InputError(name, f"not valid JSON ({msg} at {_where(buf, at, lines_before, column_before)}{in_row})")
-
-    more()
-    if buf.startswith("\ufeff"):
-        pos = 1
-    first = skip_ws()
-    if not first:
-        raise InputError(name, "file is empty (expected a JSON document)")
-    if first != "[":
-        kind = _KINDS.get(first, "a number" if first in "-0123456789NI" else None)
-        if kind is None:
-            raise broken("expected '['", pos)
-        raise InputError(name, f"Input should be a valid array (the file holds {kind}, not a list of rows)")
-    pos += 1
-    row = 0
-    if skip_ws() == "]":
-        pos += 1
+    reader = _ArrayReader(fh, name)
+    reader.open_array()
+    if reader.skip_ws() == "]":
+        reader.pos += 1
     else:
+        row = 0
         while True:
             row += 1
-            skip_ws()
-            while True:
-                try:
-                    value, end = _DECODER.raw_decode(buf, pos)
-                except json.JSONDecodeError as exc:
-                    # more text can only help a row cut at the chunk's end (the decoder looks at
-                    # most a few characters past where it stops, or to the end for a string)
-                    cut = exc.pos >= len(buf) - 16 or exc.msg.startswith("Unterminated string")
-                    if cut and len(buf) - pos <= MAX_ROW_CHARS and more():
-                        continue
-                    if len(buf) - pos > MAX_ROW_CHARS:
-                        raise InputError(name, f"not valid JSON, or row {row} is over {MAX_ROW_CHARS // 1024 // 1024} MiB of JSON text ({exc.msg})") from None
-                    raise broken(exc.msg, exc.pos, row) from None
-                if end < len(buf) or not more():  # a value cut at the chunk's end (a number) is read again whole
-                    break
-            pos = end
-            yield value
-            sep = skip_ws()
+            yield reader.row(row)
+            sep = reader.skip_ws()
             if sep == ",":
-                pos += 1
+                reader.pos += 1
                 continue
             if sep == "]":
-                pos += 1
+                reader.pos += 1
                 break
-            raise broken("expected ',' or ']' after a row" if sep else "the array is not closed", pos, row)
-    if skip_ws():
-        raise broken("trailing characters after the array", pos)
+            raise reader.broken(
+                "expected ',' or ']' after a row" if sep else "the array is not closed", reader.pos, row
+            )
+    if reader.skip_ws():
+        raise reader.broken("trailing characters after the array", reader.pos)
 
 
-def read_statistics(fh: IO[bytes], name: str, intern: _Interner | None = None, max_rows: int | None = None, rows_before: int = 0) -> list[Row]:
+class _ArrayReader:
+    """The text of one file read in chunks: ``buf[pos:]`` is what is not parsed yet; ``buf``
+    starts ``column_before`` characters into line ``lines_before + 1`` of the file."""
+
+    def __init__(self, fh: IO[bytes], name: str) -> None:
+        self.fh, self.name = fh, name
+        self.decode = codecs.getincrementaldecoder("utf-8")("strict").decode
+        self.buf, self.pos, self.lines_before, self.column_before, self.eof = "", 0, 0, 0, False
+
+    def more(self) -> bool:
+        """Append the next chunk (dropping what is parsed); False at the end of the file."""
+        if self.eof:
+            return False
+        chunk = self.fh.read(CHUNK_BYTES)
+        self.eof = not chunk
+        try:
+            text = self.decode(chunk, final=self.eof)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                self.name, f"not valid JSON (not UTF-8: {exc.reason} near byte {exc.start} of a chunk)"
+            ) from None
+        if self.eof and not text:
+            return False  # buf and pos unchanged: an error's position still refers to them
+        buf, pos = self.buf, self.pos
+        newline = buf.rfind("\n", 0, pos)
+        if newline >= 0:
+            self.lines_before += buf.count("\n", 0, pos)
+            self.column_before = pos - newline - 1
+        else:
+            self.column_before += pos
+        self.buf, self.pos = buf[pos:] + text, 0
+        return True
+
+    def skip_ws(self) -> str:
+        """The next non-blank character ('' at the end of the file)."""
+        while True:
+            self.pos = _WS.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
+
+    def broken(self, msg: str, at: int, row: int | None = None) -> InputError:
+        in_row = f", in row {row}" if row else ""
+        where = _where(self.buf, at, self.lines_before, self.column_before)
+        return InputError(self.name, f"not valid JSON ({msg} at {where}{in_row})")
+
+    def open_array(self) -> None:
+        """Read up to and past the opening ``[`` (after a byte-order mark and blanks)."""
+        self.more()
+        if self.buf.startswith("\ufeff"):
+            self.pos = 1
+        first = self.skip_ws()
+        if not first:
+            raise InputError(self.name, "file is empty (expected a JSON document)")
+        if first != "[":
+            kind = _KINDS.get(first, "a number" if first in "-0123456789NI" else None)
+            if kind is None:
+                raise self.broken("expected '['", self.pos)
+            raise InputError(self.name, f"Input should be a valid array (the file holds {kind}, not a list of rows)")
+        self.pos += 1
+
+    def row(self, row: int) -> object:
+        """The value at the read position (row ``row``), reading more chunks while it is cut."""
+        self.skip_ws()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                # more text can only help a row cut at the chunk's end (the decoder looks at
+                # most a few characters past where it stops, or to the end for a string)
+                cut = exc.pos >= len(self.buf) - 16 or exc.msg.startswith("Unterminated string")
+                if cut and len(self.buf) - self.pos <= MAX_ROW_CHARS and self.more():
+                    continue
+                if len(self.buf) - self.pos > MAX_ROW_CHARS:
+                    mib = MAX_ROW_CHARS // 1024 // 1024
+                    raise InputError(
+                        self.name, f"not valid JSON, or row {row} is over {mib} MiB of JSON text ({exc.msg})"
+                    ) from None
+                raise self.broken(exc.msg, exc.pos, row) from None
+            if end < len(self.buf) or not self.more():  # a value cut at the chunk's end (a number) is read again whole
+                break
+        self.pos = end
+        return value
+
+
+def read_statistics(
+    fh: IO[bytes], name: str, intern: _Interner | None = None, max_rows: int | None = None, rows_before: int = 0
+) -> list[Row]:
     """Every row of one statistics file, validated with ``Statistic`` (the first problem in one
     line naming the file and the row), as :class:`Row` objects. ``max_rows``: the experiment's
     row limit (``PARTYBAL_MAX_ROWS``), ``rows_before`` of them read from its other files."""
@@ -340,36 +379,45 @@ def read_statistics(fh: IO[bytes], name: str, intern: _Interner | None = None, m
             models = _ROWS_ADAPTER.validate_python(batch)
         except pydantic.ValidationError as exc:
             raise InputError(name, describe_validation_error(exc, offset=len(rows))) from None
-        new = Row.__new__
-        for m in models:
-            d = m.__dict__
-            r = new(Row)
-            r.metric = intern(d["metric"])
-            r.statistic = intern(d["statistic"])
-            r.branch = intern(d["branch"])
-            r.parameter = intern(d["parameter"])
-            r.comparison = intern(d["comparison"])
-            r.comparison_to_branch = intern(d["comparison_to_branch"])
-            r.ci_width = intern(d["ci_width"])
-            r.point = d["point"]
-            r.lower = d["lower"]
-            r.upper = d["upper"]
-            r.segment = intern(d["segment"])
-            r.analysis_basis = d["analysis_basis"]  # an enum member: already shared
-            r.window_index = intern(d["window_index"])
-            r.segment_given = "segment" in m.__pydantic_fields_set__
-            rows.append(r)
+        _append_rows(models, intern, rows)
         batch.clear()
 
     for value in iter_json_array(fh, name):
         if room is not None and len(rows) + len(batch) >= room:
-            raise InputError(name, f"the experiment has more than {max_rows:,} statistics rows, over the limit of {max_rows:,} rows (PARTYBAL_MAX_ROWS)")
+            raise InputError(
+                name,
+                f"the experiment has more than {max_rows:,} statistics rows, "
+                f"over the limit of {max_rows:,} rows (PARTYBAL_MAX_ROWS)",
+            )
         batch.append(value)
         if len(batch) >= VALIDATE_BATCH:
             flush()
     if batch:
         flush()
     return rows
+
+
+def _append_rows(models: list, intern: _Interner, rows: list[Row]) -> None:
+    """Validated ``Statistic`` models as :class:`Row` objects (their strings shared), onto ``rows``."""
+    new = Row.__new__
+    for m in models:
+        d = m.__dict__
+        r = new(Row)
+        r.metric = intern(d["metric"])
+        r.statistic = intern(d["statistic"])
+        r.branch = intern(d["branch"])
+        r.parameter = intern(d["parameter"])
+        r.comparison = intern(d["comparison"])
+        r.comparison_to_branch = intern(d["comparison_to_branch"])
+        r.ci_width = intern(d["ci_width"])
+        r.point = d["point"]
+        r.lower = d["lower"]
+        r.upper = d["upper"]
+        r.segment = intern(d["segment"])
+        r.analysis_basis = d["analysis_basis"]  # an enum member: already shared
+        r.window_index = intern(d["window_index"])
+        r.segment_given = "segment" in m.__pydantic_fields_set__
+        rows.append(r)
 
 
 def load_metadata(data: bytes, name: str, notes: list[DataNote]) -> tuple[Metadata, str | None]:
@@ -395,7 +443,9 @@ def load_metadata(data: bytes, name: str, notes: list[DataNote]) -> tuple[Metada
     legacy = raw.get("reference_branch") if isinstance(raw, dict) else None
     legacy = legacy if isinstance(legacy, str) and legacy else None
     missing = [
-        "external_config (since August 2021); its older top-level reference_branch is used" if key == "external_config" and legacy else text
+        "external_config (since August 2021); its older top-level reference_branch is used"
+        if key == "external_config" and legacy
+        else text
         for key, text in LATER_METADATA_FIELDS.items()
         if key not in metadata.model_fields_set
     ]
@@ -410,8 +460,16 @@ def load_metadata(data: bytes, name: str, notes: list[DataNote]) -> tuple[Metada
 
 def _key(r: Row, with_ci: bool = True) -> tuple:
     return (
-        r.metric, r.statistic, r.branch, r.parameter, r.comparison, r.comparison_to_branch,
-        r.ci_width if with_ci else None, r.segment, r.analysis_basis, r.window_index,
+        r.metric,
+        r.statistic,
+        r.branch,
+        r.parameter,
+        r.comparison,
+        r.comparison_to_branch,
+        r.ci_width if with_ci else None,
+        r.segment,
+        r.analysis_basis,
+        r.window_index,
     )
 
 
@@ -474,29 +532,52 @@ def check_statistics(rows: list[Row], name: str, notes: list[DataNote]) -> tuple
         by_width: dict[float | None, list[int]] = {}
         for i in idxs:
             by_width.setdefault(rows[i].ci_width, []).append(i)
-        for same in by_width.values():
-            if len(same) < 2:
-                continue
-            first = _numbers(rows[same[0]])
-            if all(_numbers(rows[i]) == first for i in same[1:]):
-                drop.update(same[1:])
-                exact += len(same) - 1
-            else:
-                drop.update(same)
-                problems.conflicts.append([rows[i] for i in same])
-        live = {w for w, same in by_width.items() if not (set(same) <= drop)}
-        if len(live) < 2:
-            continue
-        best = max(live, key=lambda w: -1.0 if w is None else w)
-        levels.update(pct(w) for w in live)
-        for w, same in by_width.items():
-            if w != best:
-                for i in same:
-                    if i not in drop:
-                        drop.add(i)
-                        narrower += 1
+        exact += _drop_duplicates(rows, by_width, drop, problems)
+        narrower += _keep_widest(by_width, drop, levels)
     kept = [r for i, r in enumerate(rows) if i not in drop] if drop else rows
     problems.out_of_bounds = [r for r in kept if out_of_bounds(r)]
+    _note_row_problems(name, notes, problems, exact, narrower, levels)
+    _note_missing_fields(kept, name, notes)
+    return kept, problems
+
+
+def _drop_duplicates(rows: list[Row], by_width: dict, drop: set[int], problems: RowProblems) -> int:
+    """Rows of one key and one ci_width: exact copies are dropped (their count is returned),
+    rows with different numbers are all set aside as a conflict."""
+    exact = 0
+    for same in by_width.values():
+        if len(same) < 2:
+            continue
+        first = _numbers(rows[same[0]])
+        if all(_numbers(rows[i]) == first for i in same[1:]):
+            drop.update(same[1:])
+            exact += len(same) - 1
+        else:
+            drop.update(same)
+            problems.conflicts.append([rows[i] for i in same])
+    return exact
+
+
+def _keep_widest(by_width: dict, drop: set[int], levels: set[str]) -> int:
+    """Of one key's rows at several ci_widths, drop all but the widest; the number dropped."""
+    live = {w for w, same in by_width.items() if not (set(same) <= drop)}
+    if len(live) < 2:
+        return 0
+    best = max(live, key=lambda w: -1.0 if w is None else w)
+    levels.update(pct(w) for w in live)
+    narrower = 0
+    for w, same in by_width.items():
+        if w != best:
+            for i in same:
+                if i not in drop:
+                    drop.add(i)
+                    narrower += 1
+    return narrower
+
+
+def _note_row_problems(
+    name: str, notes: list[DataNote], problems: RowProblems, exact: int, narrower: int, levels: set[str]
+) -> None:
     if exact:
         notes.append(DataNote(name, f"{exact} exact duplicate row{'s' if exact != 1 else ''} dropped."))
     if problems.conflicts:
@@ -504,7 +585,8 @@ def check_statistics(rows: list[Row], name: str, notes: list[DataNote]) -> tuple
         notes.append(
             DataNote(
                 name,
-                f"{len(problems.conflicts)} estimate{'s have' if len(problems.conflicts) != 1 else ' has'} conflicting rows "
+                f"{len(problems.conflicts)} estimate{'s have' if len(problems.conflicts) != 1 else ' has'} "
+                "conflicting rows "
                 f"(same key, different numbers; {n} rows): not shown, listed under Data problems.",
             )
         )
@@ -513,20 +595,66 @@ def check_statistics(rows: list[Row], name: str, notes: list[DataNote]) -> tuple
             DataNote(
                 name,
                 f"Some estimates are published at several confidence levels ({', '.join(sorted(levels))}): "
-                f"the widest interval is shown for each; {narrower} narrower row{'s' if narrower != 1 else ''} not shown.",
+                f"the widest interval is shown for each; "
+                f"{narrower} narrower row{'s' if narrower != 1 else ''} not shown.",
             )
         )
     if problems.out_of_bounds:
         n = len(problems.out_of_bounds)
         notes.append(
-            DataNote(name, f"{n} row{'s have' if n != 1 else ' has'} an interval that does not contain the estimate: flagged, listed under Data problems.")
+            DataNote(
+                name,
+                f"{n} row{'s have' if n != 1 else ' has'} an interval that does not contain the estimate: "
+                "flagged, listed under Data problems.",
+            )
         )
-    _note_missing_fields(kept, name, notes)
-    return kept, problems
 
 
 def _note_missing_fields(rows: list[Row], name: str, notes: list[DataNote]) -> None:
     """Say which fields of the current schema the rows do not have, where that changes the page."""
+    no_basis, no_segment, no_window, no_ci, no_target = _missing_field_counts(rows)
+    total = len(rows)
+
+    def of(n: int) -> str:
+        return "All rows" if n == total else f"{n} of {total} rows"
+
+    for n, text in (
+        (
+            no_basis,
+            "have no analysis_basis (Jetstream before June 2021 analysed enrollments only): shown as enrollments.",
+        ),
+        (no_segment, "have no segment (Jetstream before September 2020 had no segments): shown as segment all."),
+        (no_window, "have no window_index: shown as window 1."),
+    ):
+        if n:
+            notes.append(DataNote(name, f"{of(n)} {text}"))
+    with_interval = sum(1 for r in rows if r.lower is not None or r.upper is not None) if no_ci else 0
+    comparisons = sum(1 for r in rows if r.comparison is not None) if no_target else 0
+    if no_ci:
+        which = (
+            "No row with an interval states"
+            if no_ci == with_interval
+            else f"{no_ci} of {with_interval} rows with an interval do not state"
+        )
+        notes.append(DataNote(name, f'{which} its ci_width: those intervals are labelled "CI, level not stated".'))
+    if no_target:
+        which = (
+            "No comparison row names"
+            if no_target == comparisons
+            else f"{no_target} of {comparisons} comparison rows do not name"
+        )
+        notes.append(
+            DataNote(
+                name,
+                f"{which} the branch it is compared to (comparison_to_branch): read as against the branch that has "
+                "no comparison rows of its own.",
+            )
+        )
+
+
+def _missing_field_counts(rows: list[Row]) -> tuple[int, int, int, int, int]:
+    """Rows without analysis_basis, segment, window_index, ci_width (of those with an interval)
+    and comparison_to_branch (of comparison rows), in one pass."""
     no_basis = no_segment = no_window = no_ci = no_target = 0
     for r in rows:
         if r.analysis_basis is None:
@@ -539,31 +667,7 @@ def _note_missing_fields(rows: list[Row], name: str, notes: list[DataNote]) -> N
             no_ci += 1
         if r.comparison is not None and not r.comparison_to_branch:
             no_target += 1
-    total = len(rows)
-
-    def of(n: int) -> str:
-        return "All rows" if n == total else f"{n} of {total} rows"
-
-    if no_basis:
-        notes.append(DataNote(name, f"{of(no_basis)} have no analysis_basis (Jetstream before June 2021 analysed enrollments only): shown as enrollments."))
-    if no_segment:
-        notes.append(DataNote(name, f"{of(no_segment)} have no segment (Jetstream before September 2020 had no segments): shown as segment all."))
-    if no_window:
-        notes.append(DataNote(name, f"{of(no_window)} have no window_index: shown as window 1."))
-    with_interval = sum(1 for r in rows if r.lower is not None or r.upper is not None) if no_ci else 0
-    comparisons = sum(1 for r in rows if r.comparison is not None) if no_target else 0
-    if no_ci:
-        which = "No row with an interval states" if no_ci == with_interval else f"{no_ci} of {with_interval} rows with an interval do not state"
-        notes.append(DataNote(name, f"{which} its ci_width: those intervals are labelled \"CI, level not stated\"."))
-    if no_target:
-        which = "No comparison row names" if no_target == comparisons else f"{no_target} of {comparisons} comparison rows do not name"
-        notes.append(
-            DataNote(
-                name,
-                f"{which} the branch it is compared to (comparison_to_branch): read as against the branch that has "
-                "no comparison rows of its own.",
-            )
-        )
+    return no_basis, no_segment, no_window, no_ci, no_target
 
 
 def finite(x: float | None) -> float | None:
@@ -573,7 +677,9 @@ def finite(x: float | None) -> float | None:
     return x
 
 
-def list_experiment_files(source: ResultsSource, fslug: str) -> tuple[list[tuple[layout.ResultBlob, ObjectInfo]], list[tuple[str, str]]]:
+def list_experiment_files(
+    source: ResultsSource, fslug: str
+) -> tuple[list[tuple[layout.ResultBlob, ObjectInfo]], list[tuple[str, str]]]:
     """The final results objects of one experiment, and the names in its namespace we skip
     (ambiguous statistics names decided by the listing: :func:`storage.list_experiment_objects`)."""
     from ..storage import list_experiment_objects
@@ -592,15 +698,40 @@ def load_experiment(source: ResultsSource, slug: str) -> ExperimentResults:
             f"{source.description}",
             f"no statistics, metadata or errors files for experiment {fslug!r}",
         )
-    statistics: dict[str, list[Row]] = {}
-    metadata = None
-    errors: list[AnalysisError] = []
-    notes: list[DataNote] = []
-    problems: dict[str, RowProblems] = {}
-    legacy_reference = None
     limits = SizeLimits.from_env()
     side = frozenset(info.name for blob, info in found if blob.kind is not layout.Kind.STATISTICS)
     check_sizes([info for _, info in found], limits, side)  # before any download: the listing's sizes
+    read = _read_found(source, found, limits)
+    return ExperimentResults(
+        file_slug=fslug,
+        slug=_display_slug(slug, fslug, read.errors),
+        statistics=read.statistics,
+        metadata=read.metadata,
+        errors=read.errors,
+        files=[info for _, info in found],
+        ignored=ignored,
+        notes=read.notes,
+        problems=read.problems,
+        legacy_reference_branch=read.legacy_reference,
+    )
+
+
+@dataclass
+class _Read:
+    """What the files of one experiment hold, checked."""
+
+    statistics: dict[str, list[Row]] = field(default_factory=dict)
+    problems: dict[str, RowProblems] = field(default_factory=dict)
+    metadata: Metadata | None = None
+    legacy_reference: str | None = None
+    errors: list[AnalysisError] = field(default_factory=list)
+    notes: list[DataNote] = field(default_factory=list)
+
+
+def _read_found(source: ResultsSource, found: list, limits: SizeLimits) -> _Read:
+    """Download and validate each listed file: statistics streamed row by row (and checked),
+    metadata and errors files whole."""
+    out = _Read()
     intern = _Interner()
     read = 0
     for blob, info in found:
@@ -608,31 +739,26 @@ def load_experiment(source: ResultsSource, slug: str) -> ExperimentResults:
             with open_object(source, info) as fh:
                 rows = read_statistics(fh, info.name, intern, limits.rows, read)
             read += len(rows)
-            statistics[blob.period], problems[blob.period] = check_statistics(rows, info.name, notes)
+            out.statistics[blob.period], out.problems[blob.period] = check_statistics(rows, info.name, out.notes)
             del rows
             continue
         with open_object(source, info, SIDE_FILE_BYTES) as fh:
             data = fh.read()
         if blob.kind is layout.Kind.METADATA:
-            metadata, legacy_reference = load_metadata(data, info.name, notes)
+            out.metadata, out.legacy_reference = load_metadata(data, info.name, out.notes)
         else:
-            errors = _validate(AnalysisErrors, data, info.name, row_word="entry").root
-    display = slug
-    if display == fslug:
-        named = {e.experiment for e in errors if e.experiment}
-        if len(named) == 1:
-            candidate = named.pop()
-            if layout.file_slug(candidate) == fslug:
-                display = candidate
-    return ExperimentResults(
-        file_slug=fslug,
-        slug=display,
-        statistics=statistics,
-        metadata=metadata,
-        errors=errors,
-        files=[info for _, info in found],
-        ignored=ignored,
-        notes=notes,
-        problems=problems,
-        legacy_reference_branch=legacy_reference,
-    )
+            out.errors = _validate(AnalysisErrors, data, info.name, row_word="entry").root
+    return out
+
+
+def _display_slug(slug: str, fslug: str, errors: list[AnalysisError]) -> str:
+    """The slug as asked; given in file form, the dotted form the analysis errors name, if they
+    agree on one."""
+    if slug != fslug:
+        return slug
+    named = {e.experiment for e in errors if e.experiment}
+    if len(named) == 1:
+        candidate = named.pop()
+        if layout.file_slug(candidate) == fslug:
+            return candidate
+    return slug

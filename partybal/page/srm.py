@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from scipy.stats import chisquare
 
@@ -79,7 +79,9 @@ def expected_for(branches: list[str], ratios: Mapping[str, float] | None) -> tup
         shares = [w / total for w in weights]
         equal = len(set(round(s, 12) for s in shares)) == 1
         return shares, "the branch ratios configured in Experimenter" + (" (equal)" if equal else "")
-    return [1 / len(branches)] * len(branches), "equal shares" + (" (Experimenter's ratios do not name every branch)" if ratios else "")
+    return [1 / len(branches)] * len(branches), "equal shares" + (
+        " (Experimenter's ratios do not name every branch)" if ratios else ""
+    )
 
 
 def _counts(rows) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
@@ -125,5 +127,9 @@ def srm_checks(results: ExperimentResults, ratios: Mapping[str, float] | None = 
         shares, shares_from = expected_for(branches, ratios)
         observed = [counts[b] for b in branches]
         stat, p = chi_square(observed, shares)
-        checks.append(SrmCheck(basis, segment, source, metric, tuple(branches), tuple(observed), tuple(shares), shares_from, stat, p))
+        checks.append(
+            SrmCheck(
+                basis, segment, source, metric, tuple(branches), tuple(observed), tuple(shares), shares_from, stat, p
+            )
+        )
     return checks

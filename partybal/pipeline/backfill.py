@@ -2,9 +2,9 @@
 
     partybal backfill [--results gs://bucket[/prefix] | DIR] [--only-stale] [--parallel N] [--out DIR]
 
-Which experiments: every one the results listing shows (``toc.group_results``, junk skipped). With
+Which experiments: every one the results listing shows (``group_results``, junk skipped). With
 ``--only-stale``, only those whose last status record does not match the listing — the TOC's own
-rule (``toc.row_state`` not ``ok``: new, stale, failed, pending).
+rule (``row_state`` not ``ok``: new, stale, failed, pending).
 
 Where it renders:
 
@@ -30,14 +30,17 @@ import os
 import sys
 import tempfile
 import time
-import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, TextIO
 
 from .. import cliargs, layout
-from . import toc
+from ..errors import ConfigError, one_line
+from ..settings import env
 from ..storage import GcsResults, LocalResults, ResultsSource, open_results
+from . import status
+from .state import Experiment, group_results, listed, read_state, row_state
 
 LOCAL_STATUS_DIR = ".partybal/status"
 
@@ -45,17 +48,8 @@ LOCAL_STATUS_DIR = ".partybal/status"
 # --- which experiments ------------------------------------------------------------------------------
 
 
-def list_source(source: ResultsSource) -> list[toc.Listed]:
-    """One listing of the results (the three folders), as the TOC sees it."""
-    out = []
-    for folder in layout.results_listing_prefixes():
-        for info in source.list(folder):
-            out.append(toc.Listed(info.name, int(info.generation), info.updated))
-    return out
-
-
 def select(
-    experiments: Mapping[str, toc.Experiment],
+    experiments: Mapping[str, Experiment],
     statuses: Mapping[str, Mapping[str, Any]],
     pending: set[str] = frozenset(),
     only_stale: bool = False,
@@ -64,7 +58,7 @@ def select(
     chosen = []
     for fslug, exp in experiments.items():
         if only_stale:
-            state, _ = toc.row_state(exp, statuses.get(fslug), fslug in pending)
+            state, _ = row_state(exp, statuses.get(fslug), fslug in pending)
             if state == "ok":
                 continue
         chosen.append(fslug)
@@ -97,7 +91,7 @@ def write_local_status(out_dir: Path, fslug: str, record: Mapping[str, Any]) -> 
 
 
 @dataclass
-class Outcome:
+class RenderOutcome:
     slug: str
     ok: bool
     reason: str = ""
@@ -115,7 +109,10 @@ class Progress:
 
     def line(self) -> str:
         remaining = self.total - self.done - self.failed
-        return f"backfill: {self.done + self.failed}/{self.total} finished, {self.done} done, {self.failed} failed, {remaining} remaining"
+        finished = self.done + self.failed
+        return (
+            f"backfill: {finished}/{self.total} finished, {self.done} done, {self.failed} failed, {remaining} remaining"
+        )
 
     def show(self) -> None:
         text = self.line()
@@ -128,7 +125,7 @@ class Progress:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: RenderOutcome) -> None:
         if outcome.ok:
             self.done += 1
         else:
@@ -141,7 +138,7 @@ class Progress:
             self.stream.flush()
 
 
-def summary(outcomes: list[Outcome], seconds: float) -> str:
+def summary(outcomes: list[RenderOutcome], seconds: float) -> str:
     failed = [o for o in outcomes if not o.ok]
     lines = [f"backfill: {len(outcomes) - len(failed)} ok, {len(failed)} failed of {len(outcomes)} in {seconds:.1f} s"]
     if failed:
@@ -160,44 +157,45 @@ def split_cores(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or default_cores()) // max(1, workers))
 
 
-def render_local(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> Outcome:
+def render_local(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> RenderOutcome:
     """Worker: one experiment into ``out`` (a folder) with its local status record."""
     from ..page.render import RenderError, render_to_dir
     from ..page.results import InputError
 
     started = time.monotonic()
     out_dir = Path(out)
-    record: dict[str, Any] = {"file_slug": fslug, "input_generations": dict(generations)}
     try:
         from . import experimenter
 
         target, built = render_to_dir(LocalResults(src), fslug, out_dir, cores=cores, catalog=experimenter.for_worker())
-        record.update(state="ok", reason="", page=target.name, page_rendered_at=dt.datetime.now(dt.timezone.utc).isoformat())
-        outcome = Outcome(fslug, True, seconds=time.monotonic() - started)
+        record = status.outcome_record(fslug, generations, "", target.name, dt.datetime.now(dt.UTC))
+        outcome = RenderOutcome(fslug, True, seconds=time.monotonic() - started)
     except (InputError, RenderError, OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:500] or type(exc).__name__
-        record.update(state="failed", reason=reason)
-        outcome = Outcome(fslug, False, reason, time.monotonic() - started)
+        reason = one_line(exc, 500)
+        record = status.outcome_record(fslug, generations, reason, None, dt.datetime.now(dt.UTC))
+        outcome = RenderOutcome(fslug, False, reason, time.monotonic() - started)
     write_local_status(out_dir, fslug, record)
     return outcome
 
 
-def render_gcs(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> Outcome:
+def render_gcs(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> RenderOutcome:
     """Worker: one experiment with the render job's own code (site and state buckets from the env)."""
     from . import job
 
     started = time.monotonic()
-    bucket, _, prefix = src[len("gs://") :].partition("/")
+    bucket, prefix = layout.parse_gs_url(src)
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
     try:
-        settings = job.JobSettings.from_env({**os.environ, "PARTYBAL_SLUG": fslug, "PARTYBAL_PREFIX": prefix, "RESULTS_BUCKET": bucket})
+        settings = job.JobSettings.from_env(
+            {**os.environ, "PARTYBAL_SLUG": fslug, "PARTYBAL_PREFIX": prefix, "RESULTS_BUCKET": bucket}
+        )
         record = job.run(settings, cores=cores)
     except Exception as exc:  # noqa: BLE001 - reported per slug
-        return Outcome(fslug, False, "crashed: " + " ".join(str(exc).split())[:400], time.monotonic() - started)
-    return Outcome(fslug, record["state"] == "ok", record.get("reason") or "", time.monotonic() - started)
+        return RenderOutcome(fslug, False, "crashed: " + " ".join(str(exc).split())[:400], time.monotonic() - started)
+    return RenderOutcome(fslug, record["state"] == "ok", record.get("reason") or "", time.monotonic() - started)
 
 
-Renderer = Callable[[str, str, str, int, Mapping[str, int]], Outcome]
+Renderer = Callable[[str, str, str, int, Mapping[str, int]], RenderOutcome]
 
 
 def run_workers(
@@ -210,12 +208,12 @@ def run_workers(
     cores: int,
     generations: Mapping[str, Mapping[str, int]] | None = None,
     progress: Progress | None = None,
-) -> list[Outcome]:
+) -> list[RenderOutcome]:
     """Render ``slugs`` on ``workers`` processes; every slug gets an outcome, in slug order."""
     generations = generations or {}
     progress = progress or Progress(len(slugs))
     progress.show()
-    outcomes: dict[str, Outcome] = {}
+    outcomes: dict[str, RenderOutcome] = {}
     if not slugs:
         return []
     with cf.ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -225,7 +223,9 @@ def run_workers(
             try:
                 outcome = fut.result()
             except Exception as exc:  # noqa: BLE001 - a worker died; the others go on
-                outcome = Outcome(slug, False, f"worker failed: {' '.join(str(exc).split())[:400] or type(exc).__name__}")
+                outcome = RenderOutcome(
+                    slug, False, f"worker failed: {' '.join(str(exc).split())[:400] or type(exc).__name__}"
+                )
             outcomes[slug] = outcome
             progress.add(outcome)
     progress.close()
@@ -235,42 +235,32 @@ def run_workers(
 # --- Cloud Run -------------------------------------------------------------------------------------
 
 
-def new_run_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
-
 def write_slug_list(client, state_bucket: str, slugs: list[str], prefix: str, run_id: str) -> str:
     name = layout.backfill_list_name(run_id)
-    doc = {"prefix": prefix, "slugs": slugs, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": run_id}
+    doc = {"prefix": prefix, "slugs": slugs, "created_at": dt.datetime.now(dt.UTC).isoformat(), "run_id": run_id}
     blob = client.bucket(state_bucket).blob(name)
     blob.cache_control = "no-store"
     blob.upload_from_string(json.dumps(doc), content_type="application/json")
-    return f"gs://{state_bucket}/{name}"
+    return layout.gs_url(state_bucket, name)
 
 
 def backfill_job_request(job: str, slugs_uri: str, tasks: int):
     """One execution of the renderer job: ``tasks`` tasks sharing the slug list."""
-    from google.cloud import run_v2
+    from . import dispatch
 
-    env = [run_v2.EnvVar(name="PARTYBAL_SLUGS_URI", value=slugs_uri)]
-    return run_v2.RunJobRequest(
-        name=job,
-        overrides=run_v2.RunJobRequest.Overrides(
-            container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(env=env)],
-            task_count=tasks,
-        ),
-    )
+    return dispatch.run_job_request(job, env={"PARTYBAL_SLUGS_URI": slugs_uri}, task_count=tasks)
 
 
-def start_cloud_run(slugs: list[str], prefix: str, tasks: int, *, environ: Mapping[str, str], storage_client=None, jobs_client=None) -> str:
+def start_cloud_run(
+    slugs: list[str], prefix: str, tasks: int, *, environ: Mapping[str, str], storage_client=None, jobs_client=None
+) -> str:
     """Write the list, start one execution; the operation (or execution) name."""
-    from . import dispatch, events
     from ..storage import gcs_client
+    from . import dispatch
 
-    job = events.env("RUN_JOB", environ)
-    state_bucket = events.env("STATE_BUCKET", environ)
-    uri = write_slug_list(storage_client or gcs_client(), state_bucket, slugs, prefix, new_run_id())
+    job = env("RUN_JOB", environ)
+    state_bucket = env("STATE_BUCKET", environ)
+    uri = write_slug_list(storage_client or gcs_client(), state_bucket, slugs, prefix, layout.new_render_id())
     jobs_client = jobs_client or dispatch.jobs_client(environ.get("RUN_API_ENDPOINT") or None)
     operation = jobs_client.run_job(request=backfill_job_request(job, uri, max(1, min(tasks, len(slugs)))))
     name = getattr(getattr(operation, "operation", None), "name", "") or ""
@@ -280,80 +270,135 @@ def start_cloud_run(slugs: list[str], prefix: str, tasks: int, *, environ: Mappi
 # --- command ---------------------------------------------------------------------------------------
 
 
-def cmd_backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None, renderer: Renderer | None = None) -> int:
+def cmd_backfill(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None, renderer: Renderer | None = None
+) -> int:
     environ = os.environ if environ is None else environ
-    src = args.results or (f"gs://{environ['RESULTS_BUCKET']}" if environ.get("RESULTS_BUCKET") else "")
-    if not src:
-        print("partybal backfill: give --results (gs://bucket[/prefix] or a folder) or set RESULTS_BUCKET", file=sys.stderr)
+    try:
+        plan = _plan(args, environ)
+    except _Refused as exc:
+        print(exc, file=sys.stderr)
         return 2
+    print(
+        f"backfill: {len(plan.slugs)} of {len(plan.experiments)} experiments to render from {plan.src}", file=sys.stderr
+    )
+    if not plan.slugs:
+        return 0
     workers = max(1, args.parallel)
+    if plan.gcs_mode and environ.get("RUN_JOB") and renderer is None:
+        started = start_cloud_run(plan.slugs, plan.prefix, workers, environ=environ, storage_client=plan.source.client)
+        tasks = min(workers, len(plan.slugs))
+        print(f"backfill: started one execution of {environ['RUN_JOB']} with {tasks} tasks: {started}")
+        return 0
+    renderer = renderer or (render_gcs if plan.gcs_mode else render_local)
+    started_at = time.monotonic()
+    outcomes = _render_here(plan, args, renderer, workers)
+    print(summary(outcomes, time.monotonic() - started_at), file=sys.stderr)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+class _Refused(ConfigError):
+    """A usage or configuration mistake: its message is the whole line to print (exit 2)."""
+
+
+@dataclass
+class _Plan:
+    src: str  # gs:// URL or the results folder's absolute path
+    source: ResultsSource
+    prefix: str  # the source's object-name prefix (gs://bucket/prefix), "" locally
+    gcs_mode: bool  # render into the site bucket (no --out)
+    experiments: dict[str, Experiment]
+    slugs: list[str]  # the experiments to render
+
+
+def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> _Plan:
+    """Where the results are, what is known of their pages, and which experiments to render."""
+    src = args.results or (layout.gs_url(environ["RESULTS_BUCKET"]) if environ.get("RESULTS_BUCKET") else "")
+    if not src:
+        raise _Refused("partybal backfill: give --results (gs://bucket[/prefix] or a folder) or set RESULTS_BUCKET")
     try:
         source = open_results(src)
-        if not src.startswith("gs://"):
+        if not layout.is_gs_url(src):
             src = str(Path(src).resolve())
-        experiments = toc.group_results(list_source(source), "")
+        experiments = group_results(listed(source), "")
     except (FileNotFoundError, ValueError) as exc:
-        print(f"partybal backfill: error: {exc}", file=sys.stderr)
-        return 2
+        raise _Refused(f"partybal backfill: error: {exc}") from exc
     prefix = source.prefix if isinstance(source, GcsResults) else ""
     gcs_mode = isinstance(source, GcsResults) and not args.out
-    pending: set[str] = set()
-    if args.out:
-        statuses = local_statuses(Path(args.out))
-    elif gcs_mode:
-        from . import events
-
-        try:
-            state_bucket = events.env("STATE_BUCKET", environ)
-            if not environ.get("RUN_JOB"):  # local workers publish with the job's code
-                events.env("SITE_BUCKET", environ)
-        except events.ConfigError as exc:
-            print(f"partybal backfill: {exc} (or give --out DIR)", file=sys.stderr)
-            return 2
-        statuses, pending = (toc.read_state(source.client, state_bucket, prefix) if args.only_stale else ({}, set()))
-    else:
-        print("partybal backfill: a local results folder needs --out DIR", file=sys.stderr)
-        return 2
+    statuses, pending = _known_pages(args, environ, source, prefix, gcs_mode)
     # The listing names objects relative to the source's prefix; status records name them in full.
     if prefix:
         for exp in experiments.values():
             exp.generations = {prefix + k: v for k, v in exp.generations.items()}
     slugs = select(experiments, statuses, pending, args.only_stale)
-    print(f"backfill: {len(slugs)} of {len(experiments)} experiments to render from {src}", file=sys.stderr)
-    if not slugs:
-        return 0
-    if gcs_mode and environ.get("RUN_JOB") and renderer is None:
-        started = start_cloud_run(slugs, prefix, workers, environ=environ, storage_client=source.client)
-        print(f"backfill: started one execution of {environ['RUN_JOB']} with {min(workers, len(slugs))} tasks: {started}")
-        return 0
-    renderer = renderer or (render_gcs if gcs_mode else render_local)
+    return _Plan(src, source, prefix, gcs_mode, experiments, slugs)
+
+
+def _known_pages(args, environ: Mapping[str, str], source: ResultsSource, prefix: str, gcs_mode: bool):
+    """Status records of the pages there are, and the experiments already pending a render."""
+    if args.out:
+        return local_statuses(Path(args.out)), set()
+    if not gcs_mode:
+        raise _Refused("partybal backfill: a local results folder needs --out DIR")
+    try:
+        state_bucket = env("STATE_BUCKET", environ)
+        if not environ.get("RUN_JOB"):  # local workers publish with the job's code
+            env("SITE_BUCKET", environ)
+    except ConfigError as exc:
+        raise _Refused(f"partybal backfill: {exc} (or give --out DIR)") from exc
+    return read_state(source.client, state_bucket, prefix) if args.only_stale else ({}, set())
+
+
+def _render_here(plan: _Plan, args: argparse.Namespace, renderer: Renderer, workers: int) -> list:
+    """Render ``plan.slugs`` in ``workers`` processes on this machine."""
     cores = args.cores or split_cores(workers)
-    gens = {s: experiments[s].generations for s in slugs}
-    started_at = time.monotonic()
+    gens = {s: plan.experiments[s].generations for s in plan.slugs}
+    out = str(Path(args.out).resolve()) if args.out else ""
     with tempfile.TemporaryDirectory(prefix="partybal-experimenter-") as tmp:
-        if not gcs_mode:  # read Experimenter once; the job reads the state bucket's snapshot
+        if not plan.gcs_mode:  # read Experimenter once; the job reads the state bucket's snapshot
             from . import experimenter
 
             snapshot = Path(tmp) / "experiments.json"
-            experimenter.write_for_workers(experimenter.load(experimenter.configured(getattr(args, "experimenter", None))), snapshot)
+            experimenter.write_for_workers(
+                experimenter.load(experimenter.configured(getattr(args, "experimenter", None))), snapshot
+            )
             os.environ[experimenter.SNAPSHOT_ENV] = str(snapshot)
         try:
-            outcomes = run_workers(slugs, renderer, src=src, out=str(Path(args.out).resolve()) if args.out else "", workers=workers, cores=cores, generations=gens)
+            return run_workers(
+                plan.slugs, renderer, src=plan.src, out=out, workers=workers, cores=cores, generations=gens
+            )
         finally:
-            if not gcs_mode:
+            if not plan.gcs_mode:
                 os.environ.pop(experimenter.SNAPSHOT_ENV, None)
-    print(summary(outcomes, time.monotonic() - started_at), file=sys.stderr)
-    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def add_command(sub) -> None:
     b = sub.add_parser("backfill", help="re-render every (or every stale) experiment, in parallel")
-    b.add_argument("--results", default=None, type=cliargs.results_source, help="gs://bucket[/prefix] or a local folder (default: gs://$RESULTS_BUCKET)")
+    b.add_argument(
+        "--results",
+        default=None,
+        type=cliargs.results_source,
+        help="gs://bucket[/prefix] or a local folder (default: gs://$RESULTS_BUCKET)",
+    )
     b.add_argument("--only-stale", action="store_true", help="only experiments whose results are newer than their page")
-    b.add_argument("--parallel", type=cliargs.positive_int, default=2, help="worker processes locally, Cloud Run tasks on GCP (default 2)")
-    b.add_argument("--out", default=None, type=cliargs.output_dir, help="render into this folder instead of the site bucket")
-    b.add_argument("--cores", type=cliargs.positive_int, default=None, help="R cores per worker (default: machine cores // N)")
-    b.add_argument("--experimenter", type=cliargs.experimenter_url, default=None, metavar="URL|off",
-                   help=cliargs.EXPERIMENTER_HELP + "; read once for every --out render (the job reads the state bucket's snapshot)")
+    b.add_argument(
+        "--parallel",
+        type=cliargs.positive_int,
+        default=2,
+        help="worker processes locally, Cloud Run tasks on GCP (default 2)",
+    )
+    b.add_argument(
+        "--out", default=None, type=cliargs.output_dir, help="render into this folder instead of the site bucket"
+    )
+    b.add_argument(
+        "--cores", type=cliargs.positive_int, default=None, help="R cores per worker (default: machine cores // N)"
+    )
+    b.add_argument(
+        "--experimenter",
+        type=cliargs.experimenter_url,
+        default=None,
+        metavar="URL|off",
+        help=cliargs.EXPERIMENTER_HELP
+        + "; read once for every --out render (the job reads the state bucket's snapshot)",
+    )
     b.set_defaults(func=cmd_backfill)
-

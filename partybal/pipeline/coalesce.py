@@ -23,18 +23,17 @@ import datetime as dt
 import json
 import logging
 import uuid
-from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from google.api_core import exceptions as gexc
 
-from . import events
 from .. import layout, logs
+from ..settings import DEFAULT_STALE_SECONDS, CoalesceSettings
 from ..storage import GcsResults, gcs_client, list_experiment_objects
+from . import events
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STALE_SECONDS = 900
 PUBLISH_TIMEOUT_SECONDS = 60
 
 PUBLISHED = "published"  # we created the marker and published the request
@@ -49,26 +48,7 @@ class Publisher(Protocol):
     def publish(self, topic: str, data: bytes, **attributes: str) -> Any: ...
 
 
-@dataclass(frozen=True)
-class Settings:
-    results_bucket: str
-    state_bucket: str
-    topic: str
-    stale_seconds: int = DEFAULT_STALE_SECONDS
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        stale = events.env("COALESCE_STALE_SECONDS", environ, str(DEFAULT_STALE_SECONDS))
-        try:
-            stale_seconds = int(stale)
-        except ValueError:
-            raise events.ConfigError(f"COALESCE_STALE_SECONDS={stale!r} is not a whole number") from None
-        return cls(
-            results_bucket=events.env("RESULTS_BUCKET", environ),
-            state_bucket=events.env("STATE_BUCKET", environ),
-            topic=events.env("RENDER_TOPIC", environ),
-            stale_seconds=stale_seconds,
-        )
+Settings = CoalesceSettings  # RESULTS_BUCKET, STATE_BUCKET, RENDER_TOPIC, COALESCE_STALE_SECONDS
 
 
 _publisher: Any = None
@@ -103,7 +83,9 @@ def publish_request(
 
 
 def _marker_body(fslug: str, prefix: str, token: str, now: dt.datetime, trigger: str) -> str:
-    return json.dumps({"slug": fslug, "prefix": prefix, "token": token, "requested_at": now.isoformat(), "trigger": trigger})
+    return json.dumps(
+        {"slug": fslug, "prefix": prefix, "token": token, "requested_at": now.isoformat(), "trigger": trigger}
+    )
 
 
 def _write_marker(bucket, name: str, body: str, token: str, if_generation_match: int):
@@ -128,7 +110,7 @@ def claim_marker(
     the caller must publish the render request, (COALESCED, None) when a fresh marker exists."""
     name = layout.pending_name(fslug, prefix)
     for _ in range(attempts):
-        now_ = now or dt.datetime.now(dt.timezone.utc)
+        now_ = now or dt.datetime.now(dt.UTC)
         body = _marker_body(fslug, prefix, token, now_, trigger)
         try:
             return PUBLISHED, _write_marker(bucket, name, body, token, 0).generation
@@ -166,7 +148,9 @@ def request_render(
         bucket, fslug, prefix, token=token or uuid.uuid4().hex, stale_seconds=stale_seconds, now=now, trigger=trigger
     )
     if outcome == COALESCED:
-        logs.log(log, logging.INFO, "render already pending; upload coalesced", slug=fslug, prefix=prefix, trigger=trigger)
+        logs.log(
+            log, logging.INFO, "render already pending; upload coalesced", slug=fslug, prefix=prefix, trigger=trigger
+        )
         return outcome
     message_id = publish_request(publisher, topic, fslug, prefix, generation)
     logs.log(
@@ -211,7 +195,14 @@ def handle_results_event(
     if blob.alternatives:
         owners = owners_of(blob, client, settings.results_bucket)
         if len(owners) != 1:
-            events.ignored(log, events.NotUnderstood(f"ambiguous statistics name {blob.name}: the listing names no single owner among {[s for s, _ in blob.readings]}"), event_id=event_id)
+            events.ignored(
+                log,
+                events.NotUnderstood(
+                    f"ambiguous statistics name {blob.name}: "
+                    f"the listing names no single owner among {[s for s, _ in blob.readings]}"
+                ),
+                event_id=event_id,
+            )
             return IGNORED
         fslug = owners[0]
     return request_render(

@@ -19,22 +19,23 @@ import datetime as dt
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from . import events
-from .. import layout, logs
+from .. import layout, logs, settings
+from ..errors import Rejected
 from ..storage import gcs_client
+from . import events
 
 log = logging.getLogger(__name__)
 
-ALLOWED_PREFIXES = ("", layout.PREVIEW_PREFIX)
 MAX_SLUG_BYTES = 1024
 
 
-class BadRequest(Exception):
+class BadRequest(Rejected):
     """A render request we cannot act on (one-line reason)."""
 
 
@@ -65,21 +66,32 @@ def parse_request(event_type: str, data: Any) -> RenderRequest:
     if not layout.is_file_slug(fslug):
         raise BadRequest(f"not a valid experiment slug: {slug[:200]!r}")
     prefix = msg.attributes.get("prefix", "")
-    if prefix not in ALLOWED_PREFIXES:
-        raise BadRequest(f"prefix {prefix[:100]!r} is not one of {ALLOWED_PREFIXES!r}")
+    if prefix not in layout.ALLOWED_PREFIXES:
+        raise BadRequest(f"prefix {prefix[:100]!r} is not one of {layout.ALLOWED_PREFIXES!r}")
     return RenderRequest(slug=slug, file_slug=fslug, prefix=prefix, attributes=msg.attributes)
 
 
-def run_job_request(job: str, request: RenderRequest):
+def run_job_request(
+    job: str, request: RenderRequest | None = None, *, env: Mapping[str, str] | None = None, task_count: int = 0
+):
+    """The one way partybal starts the renderer job: one execution of ``job`` whose container gets
+    per-execution environment overrides only — a render request's ``PARTYBAL_SLUG`` and
+    ``PARTYBAL_PREFIX``, and/or ``env`` (``partybal backfill``: ``PARTYBAL_SLUGS_URI``) — with
+    ``task_count`` tasks (0: the job's own, one)."""
     from google.cloud import run_v2
 
-    env = [
-        run_v2.EnvVar(name="PARTYBAL_SLUG", value=request.slug),
-        run_v2.EnvVar(name="PARTYBAL_PREFIX", value=request.prefix),
-    ]
+    overrides = []
+    if request is not None:
+        overrides += [
+            run_v2.EnvVar(name="PARTYBAL_SLUG", value=request.slug),
+            run_v2.EnvVar(name="PARTYBAL_PREFIX", value=request.prefix),
+        ]
+    overrides += [run_v2.EnvVar(name=k, value=v) for k, v in (env or {}).items()]
     return run_v2.RunJobRequest(
         name=job,
-        overrides=run_v2.RunJobRequest.Overrides(container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(env=env)]),
+        overrides=run_v2.RunJobRequest.Overrides(
+            container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(env=overrides)], task_count=task_count
+        ),
     )
 
 
@@ -114,10 +126,12 @@ def mark_dispatched(state_bucket, request: RenderRequest, execution: str, now: d
     on GCS (fake-gcs-server gives it a new generation and ignores the precondition on PATCH; the
     sweeper re-reads generations from its listing, so neither matters)."""
     raw = request.attributes.get("generation", "")
-    if not execution or not re.fullmatch(r"[0-9]{1,30}", raw):  # not str.isdigit(): '²'.isdigit() is True, int('²') raises
+    if not execution or not re.fullmatch(
+        r"[0-9]{1,30}", raw
+    ):  # not str.isdigit(): '²'.isdigit() is True, int('²') raises
         return False  # a request published by hand has no marker (or another version's attribute)
     marker = state_bucket.blob(layout.pending_name(request.file_slug, request.prefix))
-    marker.metadata = {"execution": execution, "dispatched_at": (now or dt.datetime.now(dt.timezone.utc)).isoformat()}
+    marker.metadata = {"execution": execution, "dispatched_at": (now or dt.datetime.now(dt.UTC)).isoformat()}
     try:
         marker.patch(if_generation_match=int(raw))
     except (gexc.NotFound, gexc.PreconditionFailed):
@@ -136,7 +150,7 @@ def handle_render_request(
 ) -> RenderRequest | None:
     """Start one job execution for a valid request; the request, or None when it was rejected."""
     environ = environ if environ is not None else os.environ
-    job = events.env("RUN_JOB", environ)
+    job = settings.env("RUN_JOB", environ)
     try:
         request = parse_request(event_type, data)
     except BadRequest as why:
@@ -154,7 +168,13 @@ def handle_render_request(
             storage_client = storage_client or gcs_client()
             marked = mark_dispatched(storage_client.bucket(state_bucket), request, execution)
         except Exception as why:  # noqa: BLE001 - never redeliver a request whose job already started
-            logs.log(log, logging.WARNING, f"could not mark the pending marker dispatched: {why}", slug=request.file_slug, prefix=request.prefix)
+            logs.log(
+                log,
+                logging.WARNING,
+                f"could not mark the pending marker dispatched: {why}",
+                slug=request.file_slug,
+                prefix=request.prefix,
+            )
     logs.log(
         log,
         logging.INFO,

@@ -19,12 +19,12 @@ import base64
 import binascii
 import json
 import logging
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .. import layout, logs
-from ..errors import ConfigError  # noqa: F401 - re-exported: callers catch events.ConfigError
+from ..errors import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +39,8 @@ _NOTIFICATION_KINDS = {"OBJECT_FINALIZE": FINALIZE, "OBJECT_DELETE": DELETE}
 MAX_NAME_LENGTH = 1024  # Cloud Storage's own limit, in bytes
 
 
-class NotUnderstood(Exception):
+class NotUnderstood(Rejected):
     """The event is not one we act on; the message says why (one line)."""
-
-
-def env(name: str, environ: Mapping[str, str] | None = None, default: str | None = None) -> str:
-    value = (environ if environ is not None else os.environ).get(name, default)
-    if not value:
-        raise ConfigError(f"environment variable {name} is not set")
-    return value
 
 
 @dataclass(frozen=True)
@@ -167,7 +160,7 @@ def state_blob(event_type: str, data: Any, state_bucket: str) -> layout.StateBlo
     blob = layout.parse_state_name(change.name)
     if blob is None:
         raise NotUnderstood(f"not a status record or pending marker: {change.name[:200]!r}")
-    if blob.what == "running":
+    if blob.what == layout.RUNNING:
         raise NotUnderstood(f"a running record does not change the table of contents: {change.name[:200]!r}")
     return blob
 

@@ -23,14 +23,16 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import pydantic
 from mozilla_nimbus_schemas.experimenter_apis.experiments import DesktopAllVersionsNimbusExperiment, SdkNimbusExperiment
 
 from .. import layout, logs
 from ..errors import ConfigError
+from ..settings import env
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,10 @@ class Catalog:
         """What the page says when ``slug`` has no entry."""
         if self.note:
             return self.note
-        return f"Experimenter ({self.source}) lists no published experiment with this slug: what follows comes from the results alone."
+        return (
+            f"Experimenter ({self.source}) lists no published experiment with this slug: "
+            "what follows comes from the results alone."
+        )
 
 
 # --- validating entries ------------------------------------------------------------------------------
@@ -166,8 +171,14 @@ def parse_entries(entries: Iterable[Any], source: str) -> tuple[list[dict], dict
             slug = entry.get("slug") if isinstance(entry, dict) else None
             what = exc.errors(include_url=False)[0] if isinstance(exc, pydantic.ValidationError) else {"msg": str(exc)}
             where = ".".join(str(p) for p in what.get("loc", ()))
-            logs.log(log, logging.WARNING, f"Experimenter entry skipped: {(where + ': ') if where else ''}{what.get('msg', 'invalid')}"[:300],
-                     slug=str(slug)[:200] if slug else None, entry=i, source=source)
+            logs.log(
+                log,
+                logging.WARNING,
+                f"Experimenter entry skipped: {(where + ': ') if where else ''}{what.get('msg', 'invalid')}"[:300],
+                slug=str(slug)[:200] if slug else None,
+                entry=i,
+                source=source,
+            )
             continue
         valid.append(entry)
         infos[layout.file_slug(info.slug)] = info
@@ -211,7 +222,10 @@ def catalog_from_list(data: bytes, source: str, base_url: str) -> Catalog:
     try:
         entries = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        return Catalog(note=f"Experimenter's answer ({source}) is not JSON ({str(exc)[:80]}): no experiment details.", source=source)
+        return Catalog(
+            note=f"Experimenter's answer ({source}) is not JSON ({str(exc)[:80]}): no experiment details.",
+            source=source,
+        )
     if not isinstance(entries, list):
         return Catalog(note=f"Experimenter's answer ({source}) is not a list: no experiment details.", source=source)
     valid, infos, skipped = parse_entries(entries, source)
@@ -221,16 +235,30 @@ def catalog_from_list(data: bytes, source: str, base_url: str) -> Catalog:
 def load(value: str) -> Catalog:
     """The catalog for a checked ``--experimenter`` value (:func:`configured`); never raises."""
     if value == OFF:
-        return Catalog(note="Experimenter lookup is off (--experimenter off): what follows comes from the results alone.", source=OFF)
+        return Catalog(
+            note="Experimenter lookup is off (--experimenter off): what follows comes from the results alone.",
+            source=OFF,
+        )
     url = value.rstrip("/") + API_PATH
     try:
         data = fetch_raw(value)
     except (OSError, ValueError) as exc:
         why = " ".join(str(getattr(exc, "reason", None) or exc).split())[:200]
         logs.log(log, logging.WARNING, f"Experimenter unreachable: {why}", slug=None, url=url)
-        return Catalog(note=f"Experimenter ({url}) could not be read ({why}): what follows comes from the results alone.", source=url)
+        return Catalog(
+            note=f"Experimenter ({url}) could not be read ({why}): what follows comes from the results alone.",
+            source=url,
+        )
     catalog = catalog_from_list(data, url, value)
-    logs.log(log, logging.INFO, "Experimenter list read", slug=None, url=url, experiments=len(catalog.experiments), skipped=catalog.skipped)
+    logs.log(
+        log,
+        logging.INFO,
+        "Experimenter list read",
+        slug=None,
+        url=url,
+        experiments=len(catalog.experiments),
+        skipped=catalog.skipped,
+    )
     return catalog
 
 
@@ -239,7 +267,7 @@ def snapshot_bytes(valid_entries: list[dict], source: str, fetched_at: dt.dateti
     unchanged list gives the same ``experiments``)."""
     doc = {
         "source": source,
-        "fetched_at": fetched_at.astimezone(dt.timezone.utc).isoformat(),
+        "fetched_at": fetched_at.astimezone(dt.UTC).isoformat(),
         "experiments": sorted(valid_entries, key=lambda e: str(e.get("slug"))),
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -256,9 +284,15 @@ def catalog_from_snapshot(data: bytes | None, name: str) -> Catalog:
         entries = doc["experiments"]
         base = doc.get("source", "")
     except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
-        return Catalog(note=f"The Experimenter snapshot ({name}) is unreadable: what follows comes from the results alone.", source=name)
+        return Catalog(
+            note=f"The Experimenter snapshot ({name}) is unreadable: what follows comes from the results alone.",
+            source=name,
+        )
     if not isinstance(entries, list):
-        return Catalog(note=f"The Experimenter snapshot ({name}) is unreadable: what follows comes from the results alone.", source=name)
+        return Catalog(
+            note=f"The Experimenter snapshot ({name}) is unreadable: what follows comes from the results alone.",
+            source=name,
+        )
     _, infos, skipped = parse_entries(entries, name)
     base_url = base[: -len(API_PATH)] if isinstance(base, str) and base.endswith(API_PATH) else ""
     return Catalog(infos, "", name, skipped, base_url)
@@ -284,7 +318,7 @@ def write_for_workers(catalog: Catalog, path) -> None:
     if catalog.note:
         data = json.dumps({"note": catalog.note, "source": catalog.source}).encode()
     else:
-        data = snapshot_bytes(catalog.entries, catalog.source, dt.datetime.now(dt.timezone.utc))
+        data = snapshot_bytes(catalog.entries, catalog.source, dt.datetime.now(dt.UTC))
     with open(path, "wb") as fh:
         fh.write(data)
 
@@ -328,7 +362,7 @@ def refresh_snapshot(state_bucket, base_url: str, now: dt.datetime | None = None
     if entries and not valid:
         logs.log(log, logging.ERROR, f"no entry of {url} validates: snapshot kept", slug=None, entries=len(entries))
         return "kept"
-    data = snapshot_bytes(valid, url, now or dt.datetime.now(dt.timezone.utc))
+    data = snapshot_bytes(valid, url, now or dt.datetime.now(dt.UTC))
     current = state_bucket.get_blob(name)
     generation = int(current.generation) if current is not None else 0
     compact = state_bucket.blob(layout.experimenter_toc_name())
@@ -336,7 +370,9 @@ def refresh_snapshot(state_bucket, base_url: str, now: dt.datetime | None = None
     if current is not None and snapshot_experiments(current.download_as_bytes()) == json.loads(data)["experiments"]:
         if state_bucket.get_blob(compact.name) is None:  # written by a version without the TOC's copy
             compact.upload_from_string(toc_bytes(infos.values()), content_type="application/json")
-        logs.log(log, logging.INFO, "Experimenter snapshot unchanged", slug=None, experiments=len(valid), skipped=skipped)
+        logs.log(
+            log, logging.INFO, "Experimenter snapshot unchanged", slug=None, experiments=len(valid), skipped=skipped
+        )
         return "unchanged"
     # the TOC's compact copy first: the snapshot's own finalize is what rebuilds the TOC
     compact.upload_from_string(toc_bytes(infos.values()), content_type="application/json")
@@ -346,7 +382,15 @@ def refresh_snapshot(state_bucket, base_url: str, now: dt.datetime | None = None
         blob.upload_from_string(data, content_type="application/json", if_generation_match=generation)
     except gexc.PreconditionFailed:  # another tick wrote it meanwhile: theirs is as fresh
         return "unchanged"
-    logs.log(log, logging.INFO, "Experimenter snapshot written", slug=None, experiments=len(valid), skipped=skipped, object=name)
+    logs.log(
+        log,
+        logging.INFO,
+        "Experimenter snapshot written",
+        slug=None,
+        experiments=len(valid),
+        skipped=skipped,
+        object=name,
+    )
     return "written"
 
 
@@ -354,11 +398,10 @@ def handle_snapshot_event(event_type: str = "", data=None, event_id: str = "", *
     """``snapshot_experimenter``: a scheduler tick → :func:`refresh_snapshot` into $STATE_BUCKET
     from $EXPERIMENTER_URL (``off``: nothing). Experimenter being down is logged, not raised (the
     next tick tries again; renders keep the last snapshot)."""
-    from . import events
     from ..storage import gcs_client
 
     environ = os.environ if environ is None else environ
-    state_bucket = events.env("STATE_BUCKET", environ)
+    state_bucket = env("STATE_BUCKET", environ)
     url = configured(None, environ)
     if url == OFF:
         logs.log(log, logging.INFO, "Experimenter snapshot off (EXPERIMENTER_URL=off)", slug=None, event_id=event_id)
@@ -368,7 +411,14 @@ def handle_snapshot_event(event_type: str = "", data=None, event_id: str = "", *
         return refresh_snapshot(client.bucket(state_bucket), url)
     except (OSError, ValueError) as exc:
         why = " ".join(str(getattr(exc, "reason", None) or exc).split())[:300]
-        logs.log(log, logging.WARNING, f"Experimenter unreachable, snapshot kept: {why}", slug=None, url=url + API_PATH, event_id=event_id)
+        logs.log(
+            log,
+            logging.WARNING,
+            f"Experimenter unreachable, snapshot kept: {why}",
+            slug=None,
+            url=url + API_PATH,
+            event_id=event_id,
+        )
         return "failed"
 
 
@@ -384,7 +434,17 @@ def _date(value: Any) -> dt.date | None:
         return None
 
 
-TOC_FIELDS = ("slug", "name", "app_name", "channel", "is_rollout", "start_date", "enrollment_end_date", "end_date", "is_enrollment_paused")
+TOC_FIELDS = (
+    "slug",
+    "name",
+    "app_name",
+    "channel",
+    "is_rollout",
+    "start_date",
+    "enrollment_end_date",
+    "end_date",
+    "is_enrollment_paused",
+)
 
 
 def toc_bytes(infos: Iterable[ExperimentInfo]) -> bytes:
@@ -417,9 +477,19 @@ def toc_entries(data: bytes | None) -> dict[str, ExperimentInfo]:
         if not isinstance(slug, str) or not slug:
             continue
         out[layout.file_slug(slug)] = ExperimentInfo(
-            slug=slug, name=name if isinstance(name, str) else "", description="", app_name=app if isinstance(app, str) else "",
-            channel=channel if isinstance(channel, str) else "", is_rollout=rollout is True, start_date=_date(start),
-            enrollment_end_date=_date(enr_end), end_date=_date(end), proposed_enrollment=None, proposed_duration=None,
-            reference_branch=None, branches=(), is_enrollment_paused=paused is True,
+            slug=slug,
+            name=name if isinstance(name, str) else "",
+            description="",
+            app_name=app if isinstance(app, str) else "",
+            channel=channel if isinstance(channel, str) else "",
+            is_rollout=rollout is True,
+            start_date=_date(start),
+            enrollment_end_date=_date(enr_end),
+            end_date=_date(end),
+            proposed_enrollment=None,
+            proposed_duration=None,
+            reference_branch=None,
+            branches=(),
+            is_enrollment_paused=paused is True,
         )
     return out

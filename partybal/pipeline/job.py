@@ -11,10 +11,13 @@ Environment: ``PARTYBAL_SLUG`` (either form), ``PARTYBAL_PREFIX`` (optional, ``p
 1. delete the pending marker (before reading anything: an upload landing after this makes a new
    marker and so another render);
 2. load and validate the results; build the page in a temp folder;
-3. publish to the site bucket: figures under a fresh ``<slug>_files/<render-id>/`` first, then the
-   page — unless the live page is of a render that started after ours (then ours is dropped) —
-   then remove earlier renders' figures that no page, open tab or cached copy can still ask for
-   (:func:`assets_to_delete`) — a reader never sees a page without its figures;
+3. publish to the site bucket: the render's ``<slug>_files/<render-id>/figures.json`` (the figure
+   hashes its page shows), the figures R drew (``<slug>_files/figures/<sha256>.png``: figures the
+   live page already shows are reused, neither drawn nor uploaded) and the render folder first, then
+   the page — unless the live page is of a render that started after ours (then ours is dropped) —
+   then remove earlier render folders and figures that no page, open tab or cached copy can still
+   ask for (:func:`assets_to_delete`, :func:`delete_unreferenced_figures`) — a reader never sees a
+   page without its figures;
 4. write ``status/<slug>.json`` in the state bucket (which triggers the TOC rebuild), unless the
    record there is of a later render.
 
@@ -46,16 +49,18 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from . import events, experimenter, status
 from .. import layout, logs
+from ..errors import ConfigError, one_line
 from ..page import render
-from ..errors import int_setting, one_line
 from ..page.results import ExperimentResults, InputError, list_experiment_files, load_experiment
+from ..settings import env, int_setting
 from ..storage import GcsResults, SizeLimits, gcs_client
+from . import experimenter, history, status
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +70,6 @@ STATUS_CACHE_CONTROL = "no-store"
 DEFAULT_ASSET_GRACE_SECONDS = 3600
 PAGE_RENDER_ID = "render_id"  # custom metadata on the page object: the render it shows
 PUBLISH_ATTEMPTS = 5  # conditional writes lost to a concurrent render of the same experiment
-ALLOWED_PREFIXES = ("", layout.PREVIEW_PREFIX)
 OK, FAILED = status.OK, status.FAILED
 
 
@@ -86,27 +90,27 @@ class JobSettings:
         return layout.file_slug(self.slug)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "JobSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
         environ = os.environ if environ is None else environ
         settings = cls(
-            slug=events.env("PARTYBAL_SLUG", environ).strip(),
+            slug=env("PARTYBAL_SLUG", environ).strip(),
             prefix=environ.get("PARTYBAL_PREFIX", "") or "",
-            results_bucket=events.env("RESULTS_BUCKET", environ),
-            site_bucket=events.env("SITE_BUCKET", environ),
-            state_bucket=events.env("STATE_BUCKET", environ),
+            results_bucket=env("RESULTS_BUCKET", environ),
+            site_bucket=env("SITE_BUCKET", environ),
+            state_bucket=env("STATE_BUCKET", environ),
             attempt=environ.get("CLOUD_RUN_TASK_ATTEMPT", ""),
             execution=execution_name(environ),
-            asset_grace_seconds=_int_env(environ, "ASSET_GRACE_SECONDS", DEFAULT_ASSET_GRACE_SECONDS),
+            asset_grace_seconds=int_setting(environ, "ASSET_GRACE_SECONDS", DEFAULT_ASSET_GRACE_SECONDS),
             max_attempts=max_attempts(environ),
         )
         if settings.asset_grace_seconds < 0:
-            raise events.ConfigError(f"ASSET_GRACE_SECONDS={settings.asset_grace_seconds} is negative")
+            raise ConfigError(f"ASSET_GRACE_SECONDS={settings.asset_grace_seconds} is negative")
         render.check_settings()  # PARTYBAL_R_TIMEOUT, PARTYBAL_MAX_FIGURES
         SizeLimits.from_env(environ)  # PARTYBAL_MAX_FILE_BYTES, PARTYBAL_MAX_EXPERIMENT_BYTES
         if not layout.is_file_slug(settings.file_slug):
-            raise events.ConfigError(f"PARTYBAL_SLUG={settings.slug[:200]!r} is not a valid experiment slug")
-        if settings.prefix not in ALLOWED_PREFIXES:
-            raise events.ConfigError(f"PARTYBAL_PREFIX={settings.prefix[:100]!r} is not one of {ALLOWED_PREFIXES!r}")
+            raise ConfigError(f"PARTYBAL_SLUG={settings.slug[:200]!r} is not a valid experiment slug")
+        if settings.prefix not in layout.ALLOWED_PREFIXES:
+            raise ConfigError(f"PARTYBAL_PREFIX={settings.prefix[:100]!r} is not one of {layout.ALLOWED_PREFIXES!r}")
         return settings
 
 
@@ -131,14 +135,25 @@ def mark_running(state_bucket, settings: JobSettings, run_id: str = "") -> int |
     and its run id: a record that outlives its execution tells of an attempt killed from outside.
     Best effort (the render matters more): the generation written, or None."""
     blob = state_bucket.blob(layout.running_name(settings.file_slug, settings.prefix))
-    fields = {"execution": settings.execution, "attempt": settings.attempt, "run_id": run_id, "max_attempts": str(settings.max_attempts or "")}
+    fields = {
+        "execution": settings.execution,
+        "attempt": settings.attempt,
+        "run_id": run_id,
+        "max_attempts": str(settings.max_attempts or ""),
+    }
     blob.metadata = fields
-    body = {**fields, "slug": settings.slug, "started_at": status.iso(dt.datetime.now(dt.timezone.utc))}
+    body = {**fields, "slug": settings.slug, "started_at": status.iso(dt.datetime.now(dt.UTC))}
     try:
         blob.upload_from_string(json.dumps(body), content_type="application/json")
         return int(blob.generation)
     except Exception as exc:  # noqa: BLE001
-        logs.log(log, logging.WARNING, f"could not write the running record: {exc}", slug=settings.file_slug, prefix=settings.prefix)
+        logs.log(
+            log,
+            logging.WARNING,
+            f"could not write the running record: {exc}",
+            slug=settings.file_slug,
+            prefix=settings.prefix,
+        )
         return None
 
 
@@ -158,17 +173,30 @@ def record_killed_attempt(state_bucket, settings: JobSettings, list_inputs=None)
         if meta.get("execution") != settings.execution or str(meta.get("attempt", "")) == settings.attempt:
             return None  # another execution's (it may be running now: the sweeper asks Cloud Run)
         previous = read_status(state_bucket, settings.file_slug, settings.prefix)
-        record = status.killed_record(previous, meta, settings.slug, settings.file_slug, settings.prefix, dt.datetime.now(dt.timezone.utc))
+        record = status.killed_record(
+            previous, meta, settings.slug, settings.file_slug, settings.prefix, dt.datetime.now(dt.UTC)
+        )
         if list_inputs is not None:
             record["input_generations"] = dict(list_inputs())
         written = status.write(state_bucket, record, settings.prefix, not_over_run=record["run_id"])
         logs.log(
-            log, logging.ERROR, f"previous attempt {record['reason']}", slug=settings.file_slug, prefix=settings.prefix,
-            attempt=settings.attempt, status_written=written,
+            log,
+            logging.ERROR,
+            f"previous attempt {record['reason']}",
+            slug=settings.file_slug,
+            prefix=settings.prefix,
+            attempt=settings.attempt,
+            status_written=written,
         )
         return record["reason"] if written else None
     except Exception as exc:  # noqa: BLE001 - the render of this attempt matters more
-        logs.log(log, logging.WARNING, f"could not check for a killed earlier attempt: {exc}", slug=settings.file_slug, prefix=settings.prefix)
+        logs.log(
+            log,
+            logging.WARNING,
+            f"could not check for a killed earlier attempt: {exc}",
+            slug=settings.file_slug,
+            prefix=settings.prefix,
+        )
         return None
 
 
@@ -179,20 +207,19 @@ def clear_running(state_bucket, settings: JobSettings, generation: int | None) -
     if generation is None:
         return
     try:
-        state_bucket.blob(layout.running_name(settings.file_slug, settings.prefix)).delete(if_generation_match=generation)
+        state_bucket.blob(layout.running_name(settings.file_slug, settings.prefix)).delete(
+            if_generation_match=generation
+        )
     except (gexc.NotFound, gexc.PreconditionFailed):
         pass
     except Exception as exc:  # noqa: BLE001 - a leftover record only makes the sweeper ask Cloud Run
-        logs.log(log, logging.WARNING, f"could not delete the running record: {exc}", slug=settings.file_slug, prefix=settings.prefix)
-
-
-def new_render_id(now: dt.datetime | None = None) -> str:
-    """Like :func:`render.new_render_id` but to the microsecond, so that render ids of one
-    experiment sort in start order (old figures are deleted by that order)."""
-    import secrets
-
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+        logs.log(
+            log,
+            logging.WARNING,
+            f"could not delete the running record: {exc}",
+            slug=settings.file_slug,
+            prefix=settings.prefix,
+        )
 
 
 def page_url(bucket: str, name: str) -> str:
@@ -215,14 +242,11 @@ def delete_marker(state_bucket, fslug: str, prefix: str) -> bool:
         return False
 
 
-def fault(point: str) -> None:
-    """TEST-ONLY fault injection (tests/reliability): with ``PARTYBAL_FAULT=<point>`` in the
-    execution's environment the job dies here like a SIGKILL/OOM would (``os._exit(137)``: no
-    status record, no clean-up). Points: ``after-assets``, ``after-page``. Never set in terraform."""
-    if os.environ.get("PARTYBAL_FAULT") == point:
-        logs.log(log, logging.ERROR, f"fault injected: exiting at {point}", slug=None)
-        logging.shutdown()
-        os._exit(137)
+def step(point: str) -> None:
+    """A named point of publishing: ``after-assets`` (figures uploaded, page not yet), ``after-page``
+    (page live, old figures not yet cleaned up). Logged at DEBUG; the reliability tests' job
+    (tests/support/faulty_job.py) replaces it to die there as a killed job would."""
+    logs.log(log, logging.DEBUG, f"publish step reached: {point}", slug=None)
 
 
 @dataclass(frozen=True)
@@ -234,9 +258,13 @@ class Published:
     replaced: str | None = None  # render id of the page ours replaced (None: no page, or unknown)
     superseded_by: str | None = None
     assets_deleted: int = 0
+    figures_uploaded: int = 0
+    figures_deleted: int = 0
 
 
-def publish_site(site_bucket, built: render.BuiltPage, prefix: str, grace_seconds: int = DEFAULT_ASSET_GRACE_SECONDS) -> Published:
+def publish_site(
+    site_bucket, built: render.BuiltPage, prefix: str, grace_seconds: int = DEFAULT_ASSET_GRACE_SECONDS
+) -> Published:
     """Figures, then the page, then the figures nobody can still need.
 
     The page is written only over a page of an earlier render (render ids sort in start order, so
@@ -246,44 +274,229 @@ def publish_site(site_bucket, built: render.BuiltPage, prefix: str, grace_second
 
     fslug, rid = built.file_slug, built.render_id
     folder = layout.assets_dir(fslug, rid, prefix) + "/"
+    # The hashes the page shows, first: a clean-up by another render keeps them from now on.
+    figure_list = site_bucket.blob(layout.figure_list_name(fslug, rid, prefix))
+    figure_list.cache_control = ASSET_CACHE_CONTROL
+    figure_list.upload_from_string(json.dumps({"figures": built.figure_refs}), content_type="application/json")
+    built.figures_uploaded = upload_figures(site_bucket, built, prefix)
     for rel in built.assets:
-        name = prefix + rel
-        if not name.startswith(folder):  # build() only writes under assets_dir; never publish elsewhere
+        if not (prefix + rel).startswith(folder):  # build() only writes under assets_dir; never publish elsewhere
             raise render.RenderError(f"asset {rel!r} is outside {folder!r}")
-        blob = site_bucket.blob(name)
+
+    def upload(rel: str) -> None:
+        blob = site_bucket.blob(prefix + rel)
         blob.cache_control = ASSET_CACHE_CONTROL
-        blob.upload_from_filename(str(built.workdir / rel), content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
-    fault("after-assets")
+        blob.upload_from_filename(
+            str(built.workdir / rel), content_type=mimetypes.guess_type(rel)[0] or "application/octet-stream"
+        )
+
+    in_parallel(upload, built.assets)  # a real-size page has ~1,000 (a CSV per table and figure)
+    step("after-assets")
     page_name = layout.page_name(fslug, prefix)
     for _ in range(PUBLISH_ATTEMPTS):
         live = site_bucket.get_blob(page_name)
         live_rid = (live.metadata or {}).get(PAGE_RENDER_ID) if live is not None else None
         if live_rid is not None and live_rid > rid:
-            dropped = _delete_blobs(site_bucket.blob(prefix + rel) for rel in built.assets)  # no page ever showed them
-            return Published(page=None, superseded_by=live_rid, assets_deleted=dropped)
+            dropped = _delete_blobs(
+                site_bucket.blob(prefix + rel) for rel in [*built.assets, layout.figure_list_name(fslug, rid)]
+            )  # no page ever showed them
+            folders, stored = list_assets(site_bucket, fslug, prefix)
+            figures_deleted = delete_unreferenced_figures(
+                site_bucket, fslug, prefix, folders, stored, set(folders), {}, newer_than=live_rid
+            )
+            return Published(
+                page=None,
+                superseded_by=live_rid,
+                assets_deleted=dropped,
+                figures_uploaded=built.figures_uploaded,
+                figures_deleted=figures_deleted,
+            )
         page = site_bucket.blob(page_name)
         page.cache_control = PAGE_CACHE_CONTROL
         page.metadata = {PAGE_RENDER_ID: rid}
         try:
             page.upload_from_filename(
-                str(built.workdir / built.page), content_type="text/html; charset=utf-8", if_generation_match=live.generation if live is not None else 0
+                str(built.workdir / built.page),
+                content_type="text/html; charset=utf-8",
+                if_generation_match=live.generation if live is not None else 0,
             )
             break
         except gexc.PreconditionFailed:
             continue  # another render of this experiment wrote the page meanwhile: decide again
     else:
         raise RuntimeError(f"{page_name} changed {PUBLISH_ATTEMPTS} times while publishing; giving up this attempt")
-    fault("after-page")
-    folders = asset_folders(site_bucket, fslug, prefix)
+    step("after-page")
+    folders, stored = list_assets(site_bucket, fslug, prefix)
     if live is not None and live_rid is None:  # a page written before pages named their render
         live_rid = max((f for f in folders if f < rid), default=None)
-    doomed = assets_to_delete(set(folders), rid, live_rid, live.updated if live is not None else None, dt.datetime.now(dt.timezone.utc), grace_seconds)
+    doomed = assets_to_delete(
+        set(folders),
+        rid,
+        live_rid,
+        live.updated if live is not None else None,
+        dt.datetime.now(dt.UTC),
+        grace_seconds,
+    )
     deleted = _delete_blobs(blob for f in sorted(doomed) for blob in folders[f])
-    return Published(page=page_name, replaced=live_rid, assets_deleted=deleted)
+    kept = (set(folders) - doomed) | {rid}
+    figures_deleted = delete_unreferenced_figures(
+        site_bucket, fslug, prefix, folders, stored, kept, {rid: set(built.figure_refs)}, newer_than=rid
+    )
+    return Published(
+        page=page_name,
+        replaced=live_rid,
+        assets_deleted=deleted,
+        figures_uploaded=built.figures_uploaded,
+        figures_deleted=figures_deleted,
+    )
+
+
+# --- figures by content hash (partybal/page/figures.py) -------------------------------------------
+#
+# ``<slug>_files/figures/<sha256>.png``, per experiment: a job touches only its own experiment's
+# objects, and an experiment's figures are deleted with its render folders' references. Each render
+# folder holds ``figures.json``, the hashes its page shows (written before anything else of it).
+#
+# Reuse: a render reuses a stored figure only if the live page shows it. That page is kept at least
+# ``ASSET_GRACE_SECONDS`` after it is replaced (assets_to_delete), so a reused figure outlives the
+# render that reuses it (renders take minutes; the grace is an hour). A figure uploaded again
+# replaces the object (a new generation): a clean-up that listed the old one deletes it only with
+# ``ifGenerationMatch`` on the listed generation, so it never deletes a figure uploaded meanwhile.
+#
+# Clean-up: after a page goes live, the figures no kept render folder lists are deleted (kept: the
+# live page's, the one it replaced, those in their grace period, later renders'); nothing when a
+# later render's list cannot be read yet.
+
+# Preview objects are deleted by a bucket lifecycle rule PREVIEW_EXPIRY_DAYS after they were
+# created: a preview figure older than this is drawn and uploaded again instead of reused.
+PREVIEW_REUSE_SECONDS = (layout.PREVIEW_EXPIRY_DAYS - 1) * 86400
+
+
+def list_assets(site_bucket, fslug: str, prefix: str) -> tuple[dict[str, list], dict[str, Any]]:
+    """One listing of ``<slug>_files/``: the render folders (render id → blobs) and the stored
+    figures (hash → blob, with its generation and creation time). Objects named otherwise (put there
+    by anybody else) are in neither, so never deleted."""
+    root = layout.assets_root(fslug, prefix) + "/"
+    figures_root = layout.FIGURES_FOLDER + "/"
+    folders: dict[str, list] = {}
+    stored: dict[str, Any] = {}
+    for blob in site_bucket.client.list_blobs(
+        site_bucket, prefix=root, fields="items(name,generation,timeCreated),nextPageToken"
+    ):
+        rest = blob.name[len(root) :]
+        if rest.startswith(figures_root):
+            digest = layout.figure_hash_of(rest[len(figures_root) :])
+            if digest:
+                stored[digest] = blob
+            continue
+        folder, sep, _ = rest.partition("/")
+        if sep and layout.is_render_id(folder):
+            folders.setdefault(folder, []).append(blob)
+    return folders, stored
+
+
+def read_figure_list(site_bucket, fslug: str, render_id: str, prefix: str) -> set[str] | None:
+    """The hashes render ``render_id``'s page shows (its ``figures.json``); None when absent or unreadable."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        doc = json.loads(site_bucket.blob(layout.figure_list_name(fslug, render_id, prefix)).download_as_bytes())
+    except (gexc.NotFound, ValueError):
+        return None
+    figures = doc.get("figures") if isinstance(doc, dict) else None
+    if not isinstance(figures, list):
+        return None
+    return {f for f in figures if isinstance(f, str) and layout.figure_hash_of(f + ".png")}
+
+
+def reusable_figures(site_bucket, fslug: str, prefix: str, hashes, now: dt.datetime | None = None) -> set[str]:
+    """Of ``hashes``, the figures stored in the site bucket that the live page shows (one listing,
+    one read of the page's metadata, one of its ``figures.json``)."""
+    _, stored = list_assets(site_bucket, fslug, prefix)
+    wanted = set(hashes) & set(stored)
+    if not wanted:
+        return set()
+    live = site_bucket.get_blob(layout.page_name(fslug, prefix))
+    live_rid = (live.metadata or {}).get(PAGE_RENDER_ID) if live is not None else None
+    shown = (
+        read_figure_list(site_bucket, fslug, live_rid, prefix) if live_rid and layout.is_render_id(live_rid) else None
+    )
+    if not shown:
+        return set()
+    wanted &= shown
+    if prefix == layout.PREVIEW_PREFIX:
+        now = now or dt.datetime.now(dt.UTC)
+        wanted = {
+            h
+            for h in wanted
+            if stored[h].time_created is not None
+            and (now - stored[h].time_created).total_seconds() < PREVIEW_REUSE_SECONDS
+        }
+    return wanted
+
+
+def upload_figures(site_bucket, built: render.BuiltPage, prefix: str) -> int:
+    """Upload the figures R drew (the reused ones are stored already); the number uploaded."""
+    folder = layout.figures_dir(built.file_slug, prefix) + "/"
+    for rel in built.figure_files:
+        name = prefix + rel
+        if not name.startswith(folder) or not layout.figure_hash_of(name[len(folder) :]):  # never publish elsewhere
+            raise render.RenderError(f"figure {rel!r} is not a figure file in {folder!r}")
+        blob = site_bucket.blob(name)
+        blob.cache_control = ASSET_CACHE_CONTROL  # content-addressed: never changes
+        blob.upload_from_filename(str(built.workdir / rel), content_type="image/png")
+    return len(built.figure_files)
+
+
+def figures_to_delete(stored, referenced: set[str]) -> set[str]:
+    """The stored figure hashes no kept page shows."""
+    return set(stored) - referenced
+
+
+def delete_unreferenced_figures(
+    site_bucket,
+    fslug: str,
+    prefix: str,
+    folders: dict[str, list],
+    stored: dict[str, Any],
+    kept: set[str],
+    known: dict[str, set[str]],
+    newer_than: str | None = None,
+) -> int:
+    """Delete the stored figures that no render folder in ``kept`` lists (``known``: lists already
+    in hand, by render id). A kept folder started after ``newer_than`` whose list cannot be read
+    (it is being written): delete nothing this time. A kept older folder without a list is of a
+    render before figures were stored by hash: it shows none of them."""
+    from google.api_core import exceptions as gexc
+
+    referenced: set[str] = set()
+    for f in sorted(kept):
+        shown = known.get(f)
+        if shown is None:
+            shown = read_figure_list(site_bucket, fslug, f, prefix)
+        if shown is None:
+            if newer_than is None or f > newer_than:
+                return 0
+            shown = set()
+        referenced |= shown
+    deleted = 0
+    for digest in sorted(figures_to_delete(stored, referenced)):
+        blob = stored[digest]
+        try:
+            site_bucket.blob(blob.name).delete(if_generation_match=blob.generation)
+            deleted += 1
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            pass  # gone already, or uploaded again meanwhile (a render about to show it)
+    return deleted
 
 
 def assets_to_delete(
-    folders: set[str], render_id: str, replaced: str | None, replaced_since: dt.datetime | None, now: dt.datetime, grace_seconds: int
+    folders: set[str],
+    render_id: str,
+    replaced: str | None,
+    replaced_since: dt.datetime | None,
+    now: dt.datetime,
+    grace_seconds: int,
 ) -> set[str]:
     """The asset folders to delete right after the page of ``render_id`` went live over the page of
     ``replaced``, which had been live since ``replaced_since``.
@@ -297,37 +510,42 @@ def assets_to_delete(
       running — those will not publish over ours): deleted.
     """
     grace_over = replaced_since is None or (now - replaced_since).total_seconds() >= grace_seconds
-    return {
-        f
-        for f in folders
-        if f < render_id and f != replaced and (replaced is None or f > replaced or grace_over)
-    }
+    return {f for f in folders if f < render_id and f != replaced and (replaced is None or f > replaced or grace_over)}
 
 
 def asset_folders(site_bucket, fslug: str, prefix: str) -> dict[str, list]:
-    """The experiment's figures in the site bucket, by render id (one listing of its own
+    """The experiment's render folders in the site bucket, by render id (one listing of its own
     ``<slug>_files/`` prefix). Only folders named like a render id count: an object put there by
     anybody else (no render-id folder) is never listed for deletion."""
-    root = layout.assets_root(fslug, prefix) + "/"
-    folders: dict[str, list] = {}
-    for blob in site_bucket.client.list_blobs(site_bucket, prefix=root, fields="items(name),nextPageToken"):
-        folder, sep, _ = blob.name[len(root) :].partition("/")
-        if sep and render.is_render_id(folder):
-            folders.setdefault(folder, []).append(blob)
-    return folders
+    return list_assets(site_bucket, fslug, prefix)[0]
+
+
+ASSET_THREADS = 8  # parallel uploads/deletes of one render's assets (the client's pool holds 10 connections)
+
+
+def in_parallel(fn, items) -> list:
+    """``[fn(item) for item in items]`` on up to ASSET_THREADS threads (GCS calls wait on the network);
+    the first exception is raised once all calls are done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(ASSET_THREADS, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def _delete_blobs(blobs) -> int:
     from google.api_core import exceptions as gexc
 
-    deleted = 0
-    for blob in blobs:
+    def delete(blob) -> int:
         try:
             blob.delete()
-            deleted += 1
+            return 1
         except gexc.NotFound:
-            pass
-    return deleted
+            return 0
+
+    return sum(in_parallel(delete, blobs))
 
 
 def read_status(state_bucket, fslug: str, prefix: str) -> dict[str, Any] | None:
@@ -345,7 +563,16 @@ def is_infrastructure_error(exc: BaseException) -> bool:
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as gauth
 
-    return isinstance(exc, (gexc.GoogleAPIError, gauth.GoogleAuthError, requests.exceptions.RequestException, ConnectionError, TimeoutError))
+    return isinstance(
+        exc,
+        (
+            gexc.GoogleAPIError,
+            gauth.GoogleAuthError,
+            requests.exceptions.RequestException,
+            ConnectionError,
+            TimeoutError,
+        ),
+    )
 
 
 def _listed_generations(source: GcsResults, fslug: str) -> tuple[dict[str, int], str | None]:
@@ -366,14 +593,23 @@ def read_experimenter(state_bucket) -> experimenter.Catalog:
     from google.api_core import exceptions as gexc
 
     name = layout.experimenter_snapshot_name()
-    where = f"gs://{state_bucket.name}/{name}"
+    where = layout.gs_url(state_bucket.name, name)
     try:
         data = state_bucket.blob(name).download_as_bytes()
     except gexc.NotFound:
         data = None
     except Exception as exc:  # noqa: BLE001 - the page goes on without Experimenter's details
-        logs.log(log, logging.WARNING, f"Experimenter snapshot unreadable: {type(exc).__name__}: {one_line(exc, 200)}", slug=None, snapshot=where)
-        return experimenter.Catalog(note=f"The Experimenter snapshot could not be read ({type(exc).__name__}): what follows comes from the results alone.", source=where)
+        logs.log(
+            log,
+            logging.WARNING,
+            f"Experimenter snapshot unreadable: {type(exc).__name__}: {one_line(exc, 200)}",
+            slug=None,
+            snapshot=where,
+        )
+        return experimenter.Catalog(
+            note=f"The Experimenter snapshot could not be read ({type(exc).__name__}): what follows comes from the results alone.",
+            source=where,
+        )
     return experimenter.catalog_from_snapshot(data, where)
 
 
@@ -382,7 +618,7 @@ def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict
     writing, best effort, a ``failed`` record that says so)."""
     client = client or gcs_client()
     state = client.bucket(settings.state_bucket)
-    run_id = new_render_id()  # sorts in start order; an ok record's render_id is this
+    run_id = layout.new_render_id()  # sorts in start order; an ok record's render_id is this
     source = GcsResults(settings.results_bucket, settings.prefix, client=client)
     if settings.execution and settings.attempt not in ("", "0"):
         record_killed_attempt(state, settings, lambda: _listed_generations(source, settings.file_slug)[0])
@@ -390,13 +626,20 @@ def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict
     try:
         return _render(settings, client, state, cores, run_id, source)
     except Exception as exc:
-        _crash_record(state, settings, f"infrastructure error (Cloud Run retries while the job has retries left): {type(exc).__name__}: {one_line(exc, 300)}", run_id)
+        _crash_record(
+            state,
+            settings,
+            f"infrastructure error (Cloud Run retries while the job has retries left): {type(exc).__name__}: {one_line(exc, 300)}",
+            run_id,
+        )
         raise
     finally:
         clear_running(state, settings, running)
 
 
-def _render(settings: JobSettings, client, state, cores: int | None, run_id: str | None = None, source: GcsResults | None = None) -> dict[str, Any]:
+def _render(
+    settings: JobSettings, client, state, cores: int | None, run_id: str | None = None, source: GcsResults | None = None
+) -> dict[str, Any]:
     fslug, prefix = settings.file_slug, settings.prefix
     fields = {"slug": fslug, "prefix": prefix, "attempt": settings.attempt}
     site = client.bucket(settings.site_bucket)
@@ -404,41 +647,64 @@ def _render(settings: JobSettings, client, state, cores: int | None, run_id: str
     logs.log(log, logging.INFO, "render started", pending_marker=had_marker, **fields)
     source = source or GcsResults(settings.results_bucket, prefix, client=client)
     started = time.monotonic()
-    record: dict[str, Any] = {
-        "slug": settings.slug,
-        "file_slug": fslug,
-        "prefix": prefix,
-        "name": settings.slug,
-        "analysis_start": None,
-        "windows": {},
-        "state": FAILED,
-        "reason": "",
-        "input_generations": {},
-        "results_updated": None,
-        "render_seconds": None,
-        "run_id": run_id or new_render_id(),  # sorts in start order; an ok record's render_id is this
-        "render_id": None,
-        "rendered_at": None,
-        "figures": 0,
-        "page": None,
-        "page_rendered_at": None,
-        "attempt": settings.attempt,
-    }
+    # run_id sorts in start order; an ok record's render_id is this
+    record = status.new_record(settings.slug, fslug, prefix, run_id or layout.new_render_id(), settings.attempt)
     results: ExperimentResults | None = None
     try:
         results = load_experiment(source, settings.slug)
         record.update(status.results_fields(results, source.prefix))
+        # before the page is built (it releases the rows): this render's summary, what changed
+        hist = history.prepare(site, results, record["run_id"], prefix, read_status(state, fslug, prefix))
         with tempfile.TemporaryDirectory(prefix=f"partybal-{fslug}-") as tmp:
-            the_banner = render.Banner.preview(source.description, dt.datetime.now(dt.timezone.utc)) if prefix == layout.PREVIEW_PREFIX else None
+            the_banner = (
+                render.Banner.preview(source.description, dt.datetime.now(dt.UTC))
+                if prefix == layout.PREVIEW_PREFIX
+                else None
+            )
             catalog = read_experimenter(state)
-            built = render.build(results, Path(tmp), render_id=record["run_id"], cores=cores, index_href="index.html", banner=the_banner, catalog=catalog)
+            built = render.build(
+                results,
+                Path(tmp),
+                render_id=record["run_id"],
+                cores=cores,
+                index_href="index.html",
+                banner=the_banner,
+                catalog=catalog,
+                history=hist.sections,
+                reuse=lambda hashes: reusable_figures(site, fslug, prefix, hashes),
+            )
             published = publish_site(site, built, prefix, settings.asset_grace_seconds)
-        now = status.iso(dt.datetime.now(dt.timezone.utc))
-        record.update(state=OK, render_id=built.render_id, figures=built.figures, page=published.page, rendered_at=now, page_rendered_at=now)
+        logs.log(
+            log,
+            logging.INFO,
+            "figures",
+            render_id=built.render_id,
+            **built.figure_counts(),
+            deleted=published.figures_deleted,
+            published=published.page is not None,
+            **fields,
+        )
+        now = status.iso(dt.datetime.now(dt.UTC))
+        record.update(
+            state=OK,
+            render_id=built.render_id,
+            figures=built.figures,
+            page=published.page,
+            rendered_at=now,
+            page_rendered_at=now,
+        )
         record["srm"] = status.srm_field(built.srm)
         if published.page is None:
-            logs.log(log, logging.INFO, "page not published: a later render's page is live", render_id=built.render_id, superseded_by=published.superseded_by, **fields)
+            logs.log(
+                log,
+                logging.INFO,
+                "page not published: a later render's page is live",
+                render_id=built.render_id,
+                superseded_by=published.superseded_by,
+                **fields,
+            )
             return {**record, "superseded_by": published.superseded_by}  # that render writes the status
+        record["history"] = history.write(site, hist.summary, hist.metadata)  # never deleted by the clean-up above
         logs.log(
             log,
             logging.INFO,
@@ -455,8 +721,12 @@ def _render(settings: JobSettings, client, state, cores: int | None, run_id: str
         if is_infrastructure_error(exc):
             raise  # run() records it and Cloud Run retries the attempt
         reason = status.failure_reason(exc)  # one line
-        if not isinstance(exc, (InputError, render.RenderError)):  # a bug or an unforeseen value: keep the traceback in the log
-            log.error("render failed: %s", reason, exc_info=True, extra={"fields": {"kind": type(exc).__name__, **fields}})
+        if not isinstance(
+            exc, (InputError, render.RenderError)
+        ):  # a bug or an unforeseen value: keep the traceback in the log
+            log.error(
+                "render failed: %s", reason, exc_info=True, extra={"fields": {"kind": type(exc).__name__, **fields}}
+            )
         if results is None:
             gens, updated = _listed_generations(source, fslug)
             record.update(input_generations=gens, results_updated=updated)
@@ -464,10 +734,8 @@ def _render(settings: JobSettings, client, state, cores: int | None, run_id: str
         record.update(
             state=FAILED,
             reason=reason,
-            rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)),
-            page=previous.get("page"),
-            page_rendered_at=previous.get("page_rendered_at"),
-            srm=previous.get("srm") if isinstance(previous.get("srm"), dict) else None,  # of the page still live
+            rendered_at=status.iso(dt.datetime.now(dt.UTC)),
+            **status.live_page_fields(previous),
         )
         if results is None:  # keep what the TOC knows about the experiment
             for key in ("name", "analysis_start", "windows"):
@@ -477,7 +745,13 @@ def _render(settings: JobSettings, client, state, cores: int | None, run_id: str
             logs.log(log, logging.ERROR, f"render failed: {reason}", kind=type(exc).__name__, **fields)
     record["render_seconds"] = round(time.monotonic() - started, 3)
     if not write_status(state, record, prefix):
-        logs.log(log, logging.INFO, "status not written: the record of a later render is there", render_id=record["render_id"], **fields)
+        logs.log(
+            log,
+            logging.INFO,
+            "status not written: the record of a later render is there",
+            render_id=record["render_id"],
+            **fields,
+        )
     return record
 
 
@@ -492,11 +766,12 @@ def task_share(slugs: list[str], index: int, count: int) -> list[str]:
 
 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("gs://"):
-        raise events.ConfigError(f"PARTYBAL_SLUGS_URI={uri[:200]!r} is not a gs:// URI")
-    bucket, _, name = uri[len("gs://") :].partition("/")
-    if not bucket or not name:
-        raise events.ConfigError(f"PARTYBAL_SLUGS_URI={uri[:200]!r} names no object")
+    try:
+        bucket, name = layout.parse_gs_url(uri)
+    except ValueError as exc:
+        raise ConfigError(f"PARTYBAL_SLUGS_URI: {exc}") from None
+    if not name:
+        raise ConfigError(f"PARTYBAL_SLUGS_URI={uri[:200]!r} names no object")
     return bucket, name
 
 
@@ -505,15 +780,8 @@ def read_slug_list(client, uri: str) -> dict[str, Any]:
     bucket, name = parse_gs_uri(uri)
     doc = json.loads(client.bucket(bucket).blob(name).download_as_bytes())
     if not isinstance(doc, dict) or not isinstance(doc.get("slugs"), list):
-        raise events.ConfigError(f"{uri}: not a slug list")
+        raise ConfigError(f"{uri}: not a slug list")
     return doc
-
-
-def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
-    try:
-        return int(environ.get(name) or default)
-    except ValueError:
-        raise events.ConfigError(f"{name}={environ.get(name)!r} is not a whole number") from None
 
 
 def _already_done(state, fslug: str, prefix: str, since: str | None) -> bool:
@@ -524,12 +792,11 @@ def _already_done(state, fslug: str, prefix: str, since: str | None) -> bool:
 def _crash_record(state, settings: JobSettings, reason: str, run_id: str | None = None) -> None:
     """Best effort: a failed status record for a slug whose render crashed (infrastructure)."""
     try:
-        previous = read_status(state, settings.file_slug, settings.prefix) or {}
-        if status.record_problem(previous):
-            previous = {}
-        record = {**previous, "slug": settings.slug, "file_slug": settings.file_slug, "prefix": settings.prefix}
-        record.update(state=FAILED, reason=reason, rendered_at=status.iso(dt.datetime.now(dt.timezone.utc)), attempt=settings.attempt, run_id=run_id)
-        record.setdefault("input_generations", {})
+        previous = read_status(state, settings.file_slug, settings.prefix)
+        now = dt.datetime.now(dt.UTC)
+        record = status.crash_record(
+            previous, settings.slug, settings.file_slug, settings.prefix, reason, now, settings.attempt, run_id
+        )
         write_status(state, record, settings.prefix)
     except Exception:  # noqa: BLE001 - the crash itself is what gets logged
         pass
@@ -539,19 +806,19 @@ def run_list(environ: Mapping[str, str], client=None, *, cores: int | None = Non
     """List mode: render this task's share of the slug list; 0 when every one is ``ok``."""
     client = client or gcs_client()
     uri = environ.get("PARTYBAL_SLUGS_URI", "")
-    index = _int_env(environ, "CLOUD_RUN_TASK_INDEX", 0)
-    count = _int_env(environ, "CLOUD_RUN_TASK_COUNT", 1)
+    index = int_setting(environ, "CLOUD_RUN_TASK_INDEX", 0)
+    count = int_setting(environ, "CLOUD_RUN_TASK_COUNT", 1)
     attempt = environ.get("CLOUD_RUN_TASK_ATTEMPT", "")
     if count < 1 or not 0 <= index < count:
-        raise events.ConfigError(f"CLOUD_RUN_TASK_INDEX={index} is not within CLOUD_RUN_TASK_COUNT={count}")
+        raise ConfigError(f"CLOUD_RUN_TASK_INDEX={index} is not within CLOUD_RUN_TASK_COUNT={count}")
     parse_gs_uri(uri)
-    base = {k: events.env(k, environ) for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET")}
+    base = {k: env(k, environ) for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET")}
     base["CLOUD_RUN_TASK_ATTEMPT"] = attempt
     base.update({k: environ[k] for k in ("RUN_JOB", "CLOUD_RUN_EXECUTION", "ASSET_GRACE_SECONDS") if environ.get(k)})
     doc = read_slug_list(client, uri)
     prefix = doc.get("prefix") or ""
-    if prefix not in ALLOWED_PREFIXES:
-        raise events.ConfigError(f"{uri}: prefix {prefix[:100]!r} is not one of {ALLOWED_PREFIXES!r}")
+    if prefix not in layout.ALLOWED_PREFIXES:
+        raise ConfigError(f"{uri}: prefix {prefix[:100]!r} is not one of {layout.ALLOWED_PREFIXES!r}")
     mine = task_share([str(s) for s in doc["slugs"]], index, count)
     logs.log(log, logging.INFO, "backfill task started", slug=None, task=index, tasks=count, slugs=len(mine), list=uri)
     state = client.bucket(base["STATE_BUCKET"])
@@ -560,7 +827,7 @@ def run_list(environ: Mapping[str, str], client=None, *, cores: int | None = Non
     for slug in mine:
         try:
             settings = JobSettings.from_env({**base, "PARTYBAL_SLUG": slug, "PARTYBAL_PREFIX": prefix})
-        except events.ConfigError as exc:
+        except ConfigError as exc:
             logs.log(log, logging.ERROR, f"backfill: skipped: {exc}", slug=None)
             failed.append(slug)
             continue
@@ -597,21 +864,25 @@ def main(environ: Mapping[str, str] | None = None, client=None) -> int:
     if env_map.get("PARTYBAL_SLUGS_URI"):
         try:
             return run_list(env_map, client)
-        except events.ConfigError as exc:
+        except ConfigError as exc:
             logs.log(log, logging.ERROR, f"backfill task not started: {exc}", slug=None)
             return 2
         except Exception as exc:  # the list could not be read: let Cloud Run retry the task
-            log.exception("backfill task crashed: %s", " ".join(str(exc).split())[:500], extra={"fields": {"slug": None}})
+            log.exception(
+                "backfill task crashed: %s", " ".join(str(exc).split())[:500], extra={"fields": {"slug": None}}
+            )
             return 1
     try:
         settings = JobSettings.from_env(environ)
-    except events.ConfigError as exc:
+    except ConfigError as exc:
         logs.log(log, logging.ERROR, f"render job not started: {exc}", slug=None)
         return 2
     try:
         record = run(settings, client)
     except Exception as exc:  # infrastructure trouble: log it as one JSON line, let Cloud Run retry
-        log.exception("render job crashed: %s", " ".join(str(exc).split())[:500], extra={"fields": {"slug": settings.file_slug}})
+        log.exception(
+            "render job crashed: %s", " ".join(str(exc).split())[:500], extra={"fields": {"slug": settings.file_slug}}
+        )
         return 1
     return 0 if record["state"] == OK else 1
 

@@ -9,7 +9,9 @@ Written by the render job (and by local previews), read by the TOC. Fields::
     run_id (drawn when the render started, sorts in start order; the record of the run that started
     last wins — ``job.write_status``; an ok record's render_id equals it),
     srm (the sample-ratio check of segment ``all``, :func:`srm_field`: ``{"mismatch": bool,
-    "p_value": float, "basis": str}`` of the basis with the lowest p-value; null without a test)
+    "p_value": float, "basis": str}`` of the basis with the lowest p-value; null without a test),
+    history (ok records of a published page: the name of the render's summary in the site bucket,
+    ``pipeline/history.py``)
 
 The fields the TOC needs are also kept in the object's custom metadata (``toc_metadata``), so the
 TOC rebuild gets them from a listing (``fields=items(name,generation,metadata)``) without
@@ -21,27 +23,111 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..layout import status_name
 from ..page.report import window_of
 from ..page.results import ExperimentResults
-
+from ..storage import metadata_json
+from ..times import iso
 
 OK, FAILED = "ok", "failed"  # the two values of ``state``
 KILLED_REASON = "killed (attempt {n} of {m})"
 _DIGITS = re.compile(r"[0-9]{1,30}\Z")  # str.isdigit() also says yes to '²' and '١٢'
 
 
-def iso(t: dt.datetime | None) -> str | None:
-    """UTC ISO text; a time whose UTC value falls outside years 1-9999 (``0001-01-01T00:00+01:00``,
-    ``9999-12-31T23:59:59-01:00``) keeps its own offset instead of raising OverflowError."""
-    if not t:
-        return None
-    try:
-        return t.astimezone(dt.timezone.utc).isoformat()
-    except OverflowError:
-        return t.isoformat()
+@dataclass
+class StatusRecord:
+    """The record's fields, typed, with the values a render starts from (a ``failed`` record that
+    has not read anything yet). On the wire (and for every reader) it is the JSON object
+    :meth:`as_dict` gives; records are read back as dicts and checked by :func:`record_problem`,
+    since another version of partybal may have written them."""
+
+    slug: str
+    file_slug: str
+    prefix: str
+    name: str
+    analysis_start: str | None = None
+    windows: dict[str, int] = field(default_factory=dict)
+    state: str = FAILED
+    reason: str = ""
+    input_generations: dict[str, int] = field(default_factory=dict)
+    results_updated: str | None = None
+    render_seconds: float | None = None
+    run_id: str | None = None
+    render_id: str | None = None
+    rendered_at: str | None = None
+    figures: int = 0
+    page: str | None = None
+    page_rendered_at: str | None = None
+    attempt: str = ""
+    srm: dict[str, Any] | None = None
+    killed: bool = False  # written only when True (an attempt killed from outside)
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        if not self.killed:
+            del record["killed"]
+        return record
+
+
+def new_record(slug: str, fslug: str, prefix: str, run_id: str | None, attempt: str = "") -> dict[str, Any]:
+    """The record a render starts with: ``failed`` with no reason yet, nothing read, no page."""
+    return StatusRecord(slug=slug, file_slug=fslug, prefix=prefix, name=slug, run_id=run_id, attempt=attempt).as_dict()
+
+
+def live_page_fields(previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a ``failed`` record keeps of the previous one: the page still live, its time and its
+    sample-ratio check."""
+    previous = previous if isinstance(previous, Mapping) else {}
+    return {
+        "page": previous.get("page"),
+        "page_rendered_at": previous.get("page_rendered_at"),
+        "srm": previous.get("srm") if isinstance(previous.get("srm"), dict) else None,  # of the page still live
+    }
+
+
+def crash_record(
+    previous: Mapping[str, Any] | None,
+    slug: str,
+    fslug: str,
+    prefix: str,
+    reason: str,
+    now: dt.datetime,
+    attempt: str = "",
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``failed`` record of a render that crashed (infrastructure): the previous record (if it
+    is one we can read) with the new state, reason, time, attempt and run."""
+    previous = dict(previous) if isinstance(previous, Mapping) and not record_problem(dict(previous)) else {}
+    record = {**previous, "slug": slug, "file_slug": fslug, "prefix": prefix}
+    record.update(state=FAILED, reason=reason, rendered_at=iso(now), attempt=attempt, run_id=run_id)
+    record.setdefault("input_generations", {})
+    return record
+
+
+def outcome_record(
+    fslug: str,
+    input_generations: Mapping[str, int],
+    reason: str,
+    page: str | None,
+    now: dt.datetime,
+    fields: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A record of a render outside the buckets (``partybal preview``, ``partybal backfill --out``):
+    ``ok`` with its page, or ``failed`` with ``reason``; ``fields``: :func:`results_fields` when
+    the results were loaded."""
+    return {
+        **(fields or {}),
+        "file_slug": fslug,
+        "state": FAILED if reason else OK,
+        "reason": reason,
+        "input_generations": dict(input_generations),
+        "page": page,
+        "page_rendered_at": iso(now) if page else None,
+    }
 
 
 def window_counts(results: ExperimentResults) -> dict[str, int]:
@@ -84,7 +170,17 @@ def srm_flag(record: Any) -> tuple[bool, str]:
     return True, f"{p_text}{', ' + basis[:40] if basis else ''}"
 
 
-TOC_FIELDS = ("name", "analysis_start", "windows", "state", "reason", "input_generations", "page", "page_rendered_at", "srm")
+TOC_FIELDS = (
+    "name",
+    "analysis_start",
+    "windows",
+    "state",
+    "reason",
+    "input_generations",
+    "page",
+    "page_rendered_at",
+    "srm",
+)
 TOC_METADATA_KEY = "partybal-toc"
 MAX_TOC_METADATA_BYTES = 6000  # GCS allows 8 KiB of custom metadata per object
 
@@ -100,13 +196,7 @@ def toc_metadata(record: dict[str, Any]) -> dict[str, str] | None:
 
 def from_toc_metadata(metadata: Any) -> dict[str, Any] | None:
     """The TOC fields of a listed status object, or None (no metadata: download the record)."""
-    if not isinstance(metadata, dict) or TOC_METADATA_KEY not in metadata:
-        return None
-    try:
-        value = json.loads(metadata[TOC_METADATA_KEY])
-    except (TypeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+    return metadata_json(metadata, TOC_METADATA_KEY)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -137,7 +227,7 @@ def as_int(value: Any) -> int | None:
 
 
 def record_problem(record: Any) -> str:
-    """"" when ``record`` has the shape of a status record the TOC can show, else why not (one line)."""
+    """ "" when ``record`` has the shape of a status record the TOC can show, else why not (one line)."""
     if not isinstance(record, dict):
         return f"status record is not a JSON object ({type(record).__name__})"
     state = record.get("state")
@@ -176,36 +266,28 @@ def killed_reason(attempt: Any, max_attempts: Any) -> str:
     return KILLED_REASON.format(n=n, m=m if m else "?")
 
 
-def killed_record(previous: dict[str, Any] | None, running: dict[str, Any], slug: str, fslug: str, prefix: str, now: dt.datetime) -> dict[str, Any]:
+def killed_record(
+    previous: dict[str, Any] | None, running: dict[str, Any], slug: str, fslug: str, prefix: str, now: dt.datetime
+) -> dict[str, Any]:
     """The ``failed`` record for a render that was killed from outside: the previous record's
     page and description kept, the reason ``killed (attempt n of m)``, the killed run's ``run_id``
     (so it never replaces the record of a run that started later)."""
     previous = previous if isinstance(previous, dict) and not record_problem(previous) else {}
-    record = {
-        "slug": slug,
-        "file_slug": fslug,
-        "prefix": prefix,
-        "name": previous.get("name") or slug,
-        "analysis_start": previous.get("analysis_start"),
-        "windows": previous.get("windows") if isinstance(previous.get("windows"), dict) else {},
-        "input_generations": {},
-        "results_updated": None,
-        "render_seconds": None,
-        "render_id": None,
-        "figures": 0,
-        "page": previous.get("page"),
-        "page_rendered_at": previous.get("page_rendered_at"),
-        "srm": previous.get("srm") if isinstance(previous.get("srm"), dict) else None,  # of the page still live
-    }
-    record.update(
+    return StatusRecord(
+        slug=slug,
+        file_slug=fslug,
+        prefix=prefix,
+        name=previous.get("name") or slug,
+        analysis_start=previous.get("analysis_start"),
+        windows=previous.get("windows") if isinstance(previous.get("windows"), dict) else {},
+        **live_page_fields(previous),
         state=FAILED,
         reason=killed_reason(running.get("attempt"), running.get("max_attempts")),
         rendered_at=iso(now),
         run_id=str(running.get("run_id") or "") or None,
         attempt=str(running.get("attempt") or ""),
         killed=True,
-    )
-    return record
+    ).as_dict()
 
 
 # --- the record in the state bucket -------------------------------------------------------------

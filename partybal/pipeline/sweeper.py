@@ -45,42 +45,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from . import coalesce, dispatch, events, status, toc
 from .. import layout, logs
+from ..settings import DEFAULT_SWEEP_INTERVAL_SECONDS, SweepSettings
 from ..storage import gcs_client
+from . import coalesce, dispatch, status
+from .state import group_results, list_results, read_state, row_state
 
 log = logging.getLogger(__name__)
 
-PREFIXES = ("", layout.PREVIEW_PREFIX)
-DEFAULT_INTERVAL_SECONDS = 600
+DEFAULT_INTERVAL_SECONDS = DEFAULT_SWEEP_INTERVAL_SECONDS
 MAX_DOUBLINGS = 10
 
 
-@dataclass(frozen=True)
-class Settings:
-    results_bucket: str
-    state_bucket: str
-    topic: str
-    min_age_seconds: int = coalesce.DEFAULT_STALE_SECONDS
-    interval_seconds: float = DEFAULT_INTERVAL_SECONDS  # time between two sweeps (the schedule)
-    run_api_endpoint: str | None = None  # the local Cloud Run stand-in; None on GCP
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        c = coalesce.Settings.from_env(environ)
-        raw = events.env("SWEEP_INTERVAL_SECONDS", environ, str(DEFAULT_INTERVAL_SECONDS))
-        try:
-            interval = float(raw)
-        except ValueError:
-            raise events.ConfigError(f"SWEEP_INTERVAL_SECONDS={raw!r} is not a number") from None
-        endpoint = (environ if environ is not None else os.environ).get("RUN_API_ENDPOINT") or None
-        return cls(c.results_bucket, c.state_bucket, c.topic, c.stale_seconds, interval, endpoint)
+# COALESCE_STALE_SECONDS (coalesce's), SWEEP_INTERVAL_SECONDS, RUN_API_ENDPOINT
+Settings = SweepSettings
 
 
 ACTIVE, ENDED, UNKNOWN = "active", "ended", "unknown"  # what Cloud Run says of an execution
@@ -129,15 +113,25 @@ def _int(value: Any) -> int:
 
 
 def record_killed(
-    client, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup, experiments: dict | None = None
+    client,
+    settings: Settings,
+    prefix: str,
+    now: dt.datetime,
+    report: SweepReport,
+    executions: ExecutionLookup,
+    experiments: dict | None = None,
 ) -> set[str]:
     """Running records of ended executions: their last attempt was killed. Record
     ``failed: killed (attempt n of m)`` and delete the record; the file slugs recorded."""
     bucket = client.bucket(settings.state_bucket)
     recorded: set[str] = set()
-    for b in client.list_blobs(bucket, prefix=f"{prefix}running/", fields="items(name,generation,updated,metadata),nextPageToken"):
+    for b in client.list_blobs(
+        bucket,
+        prefix=layout.state_folder(layout.RUNNING, prefix),
+        fields="items(name,generation,updated,metadata),nextPageToken",
+    ):
         sb = layout.parse_state_name(b.name)
-        if sb is None or sb.what != "running" or sb.prefix != prefix:
+        if sb is None or sb.what != layout.RUNNING or sb.prefix != prefix:
             continue
         meta = b.metadata if isinstance(b.metadata, dict) else {}
         execution = str(meta.get("execution") or "")
@@ -147,7 +141,11 @@ def record_killed(
             continue
         try:
             previous = status.read(bucket, sb.file_slug, prefix)
-            slug = previous.get("slug") if previous and isinstance(previous.get("slug"), str) and previous.get("slug") else sb.file_slug
+            slug = (
+                previous.get("slug")
+                if previous and isinstance(previous.get("slug"), str) and previous.get("slug")
+                else sb.file_slug
+            )
             body = status.killed_record(previous, meta, slug, sb.file_slug, prefix, now)
             if experiments is not None and sb.file_slug in experiments:  # what it was rendering (as listed now)
                 body["input_generations"] = dict(experiments[sb.file_slug].generations)
@@ -161,17 +159,29 @@ def record_killed(
         recorded.add(sb.file_slug)
         if written:
             report.killed.append(prefix + sb.file_slug)
-            logs.log(log, logging.ERROR, f"render {body['reason']}", slug=sb.file_slug, prefix=prefix, execution=execution)
+            logs.log(
+                log, logging.ERROR, f"render {body['reason']}", slug=sb.file_slug, prefix=prefix, execution=execution
+            )
     return recorded
 
 
 def sweep_markers(
-    client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup
+    client,
+    publisher,
+    settings: Settings,
+    prefix: str,
+    now: dt.datetime,
+    report: SweepReport,
+    executions: ExecutionLookup,
 ) -> None:
     bucket = client.bucket(settings.state_bucket)
-    for b in client.list_blobs(bucket, prefix=f"{prefix}pending/", fields="items(name,generation,updated,metadata),nextPageToken"):
+    for b in client.list_blobs(
+        bucket,
+        prefix=layout.state_folder(layout.PENDING, prefix),
+        fields="items(name,generation,updated,metadata),nextPageToken",
+    ):
         sb = layout.parse_state_name(b.name)
-        if sb is None or sb.what != "pending" or sb.prefix != prefix:
+        if sb is None or sb.what != layout.PENDING or sb.prefix != prefix:
             continue
         report.markers_seen += 1
         meta = b.metadata or {}
@@ -185,27 +195,42 @@ def sweep_markers(
         # outage during a long queue, costs a few extra renders, not one per sweep
         if _age(b.updated, now) < settings.min_age_seconds * 2 ** min(sweeps, 10):
             continue
-        token = f"sweep-{b.generation}"
-        body = coalesce._marker_body(sb.file_slug, prefix, token, now, "sweeper")
-        taken = bucket.blob(b.name)
-        taken.metadata = {"token": token, "sweeps": str(sweeps + 1)}
-        try:  # take it over only if it is still the marker we listed
-            taken.upload_from_string(body, content_type="application/json", if_generation_match=int(b.generation))
-        except (gexc.PreconditionFailed, gexc.NotFound):
-            continue  # deleted (its job started) or replaced (a fresh request) meanwhile
-        message_id = coalesce.publish_request(publisher, settings.topic, sb.file_slug, prefix, taken.generation, origin="sweeper")
-        report.republished.append(prefix + sb.file_slug)
-        logs.log(
-            log,
-            logging.WARNING,
-            "pending marker re-requested",
-            slug=sb.file_slug,
-            prefix=prefix,
-            marker_age_seconds=round(_age(b.updated, now), 1),
-            marker_generation=taken.generation,
-            sweeps=sweeps + 1,
-            message_id=message_id,
-        )
+        _take_over_marker(bucket, publisher, settings, prefix, now, report, b, sb.file_slug, sweeps)
+
+
+def _take_over_marker(
+    bucket,
+    publisher,
+    settings: Settings,
+    prefix: str,
+    now: dt.datetime,
+    report: SweepReport,
+    b,
+    fslug: str,
+    sweeps: int,
+) -> None:
+    """Rewrite marker ``b`` as the sweeper's (only if it is unchanged since listed), publish again."""
+    token = f"sweep-{b.generation}"
+    body = coalesce._marker_body(fslug, prefix, token, now, "sweeper")
+    taken = bucket.blob(b.name)
+    taken.metadata = {"token": token, "sweeps": str(sweeps + 1)}
+    try:  # take it over only if it is still the marker we listed
+        taken.upload_from_string(body, content_type="application/json", if_generation_match=int(b.generation))
+    except (gexc.PreconditionFailed, gexc.NotFound):
+        return  # deleted (its job started) or replaced (a fresh request) meanwhile
+    message_id = coalesce.publish_request(publisher, settings.topic, fslug, prefix, taken.generation, origin="sweeper")
+    report.republished.append(prefix + fslug)
+    logs.log(
+        log,
+        logging.WARNING,
+        "pending marker re-requested",
+        slug=fslug,
+        prefix=prefix,
+        marker_age_seconds=round(_age(b.updated, now), 1),
+        marker_generation=taken.generation,
+        sweeps=sweeps + 1,
+        message_id=message_id,
+    )
 
 
 def crossed(age: float, threshold: float, interval: float) -> bool:
@@ -223,27 +248,26 @@ INFRA_PREFIX = "infrastructure error"  # such a failure is worth retrying (job.r
 
 
 def reconcile(
-    client, publisher, settings: Settings, prefix: str, now: dt.datetime, report: SweepReport, executions: ExecutionLookup,
-    killed: set[str] = frozenset(), experiments: dict | None = None,
+    client,
+    publisher,
+    settings: Settings,
+    prefix: str,
+    now: dt.datetime,
+    report: SweepReport,
+    executions: ExecutionLookup,
+    killed: set[str] = frozenset(),
+    experiments: dict | None = None,
 ) -> None:
     if experiments is None:
-        experiments = toc.group_results(toc.list_results(client, settings.results_bucket, prefix), prefix)
-    statuses, pending = toc.read_state(client, settings.state_bucket, prefix)
+        experiments = group_results(list_results(client, settings.results_bucket, prefix), prefix)
+    statuses, pending = read_state(client, settings.state_bucket, prefix)
     state_bucket = client.bucket(settings.state_bucket)
-    written = {}  # when each status record was last written
-    for b in client.list_blobs(state_bucket, prefix=f"{prefix}status/", fields="items(name,updated),nextPageToken"):
-        sb = layout.parse_state_name(b.name)
-        if sb is not None and sb.what == "status" and sb.prefix == prefix:
-            written[sb.file_slug] = b.updated
-    running = {}  # the execution each running record names
-    for b in client.list_blobs(state_bucket, prefix=f"{prefix}running/", fields="items(name,metadata),nextPageToken"):
-        sb = layout.parse_state_name(b.name)
-        if sb is not None and sb.what == "running" and sb.prefix == prefix:
-            running[sb.file_slug] = (b.metadata or {}).get("execution") or ""
+    written = _status_written(client, state_bucket, prefix)
+    running = _running_executions(client, state_bucket, prefix)
     for fslug, exp in sorted(experiments.items()):
         if fslug in pending or (prefix + fslug) in report.republished or fslug in killed:
             continue
-        state, _ = toc.row_state(exp, statuses.get(fslug), False)
+        state, _ = row_state(exp, statuses.get(fslug), False)
         if state not in ("new", "stale") or _age(exp.updated, now) < settings.min_age_seconds:
             continue
         infra = str((statuses.get(fslug) or {}).get("reason") or "").startswith(INFRA_PREFIX)
@@ -254,15 +278,50 @@ def reconcile(
         if running.get(fslug) and executions(running[fslug]) == ACTIVE:
             report.in_progress += 1  # being rendered now (it deleted its marker, has no status yet)
             continue
-        # one token per input state: a retried sweep of the same inputs recognises its own marker
-        digest = hashlib.sha256(repr(sorted(exp.generations.items())).encode()).hexdigest()[:16]
-        outcome = coalesce.request_render(
-            state_bucket, publisher, settings.topic, fslug, prefix,
-            token=f"sweep-{digest}", stale_seconds=settings.min_age_seconds, trigger="sweeper",
-        )
-        if outcome != coalesce.COALESCED:
-            report.reconciled.append(prefix + fslug)
-            logs.log(log, logging.WARNING, "unrendered results re-requested", slug=fslug, prefix=prefix, toc_state=state)
+        _request_again(state_bucket, publisher, settings, prefix, fslug, exp, state, report)
+
+
+def _status_written(client, state_bucket, prefix: str) -> dict:
+    """When each status record under ``prefix`` was last written, by file slug."""
+    written = {}
+    fields = "items(name,updated),nextPageToken"
+    for b in client.list_blobs(state_bucket, prefix=layout.state_folder(layout.STATUS, prefix), fields=fields):
+        sb = layout.parse_state_name(b.name)
+        if sb is not None and sb.what == layout.STATUS and sb.prefix == prefix:
+            written[sb.file_slug] = b.updated
+    return written
+
+
+def _running_executions(client, state_bucket, prefix: str) -> dict[str, str]:
+    """The execution each running record under ``prefix`` names, by file slug."""
+    running = {}
+    fields = "items(name,metadata),nextPageToken"
+    for b in client.list_blobs(state_bucket, prefix=layout.state_folder(layout.RUNNING, prefix), fields=fields):
+        sb = layout.parse_state_name(b.name)
+        if sb is not None and sb.what == layout.RUNNING and sb.prefix == prefix:
+            running[sb.file_slug] = (b.metadata or {}).get("execution") or ""
+    return running
+
+
+def _request_again(
+    state_bucket, publisher, settings: Settings, prefix: str, fslug: str, exp, state: str, report: SweepReport
+) -> None:
+    """Request a render of results nothing rendered; coalesced with a request already pending."""
+    # one token per input state: a retried sweep of the same inputs recognises its own marker
+    digest = hashlib.sha256(repr(sorted(exp.generations.items())).encode()).hexdigest()[:16]
+    outcome = coalesce.request_render(
+        state_bucket,
+        publisher,
+        settings.topic,
+        fslug,
+        prefix,
+        token=f"sweep-{digest}",
+        stale_seconds=settings.min_age_seconds,
+        trigger="sweeper",
+    )
+    if outcome != coalesce.COALESCED:
+        report.reconciled.append(prefix + fslug)
+        logs.log(log, logging.WARNING, "unrendered results re-requested", slug=fslug, prefix=prefix, toc_state=state)
 
 
 def sweep(
@@ -270,15 +329,15 @@ def sweep(
     publisher,
     settings: Settings,
     now: dt.datetime | None = None,
-    prefixes=PREFIXES,
+    prefixes=layout.ALLOWED_PREFIXES,
     executions: ExecutionLookup | None = None,
 ) -> SweepReport:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     executions = executions or execution_lookup(settings.run_api_endpoint)
     report = SweepReport()
     for prefix in prefixes:
         sweep_markers(client, publisher, settings, prefix, now, report, executions)
-        experiments = toc.group_results(toc.list_results(client, settings.results_bucket, prefix), prefix)
+        experiments = group_results(list_results(client, settings.results_bucket, prefix), prefix)
         killed = record_killed(client, settings, prefix, now, report, executions, experiments)
         reconcile(client, publisher, settings, prefix, now, report, executions, killed, experiments)
     logs.log(
@@ -295,7 +354,9 @@ def sweep(
     return report
 
 
-def handle_sweep_event(event_type: str, data: Any, event_id: str = "", *, settings: Settings | None = None, client=None, publisher=None) -> SweepReport:
+def handle_sweep_event(
+    event_type: str, data: Any, event_id: str = "", *, settings: Settings | None = None, client=None, publisher=None
+) -> SweepReport:
     """Any message on the sweep topic (its content is ignored) runs one sweep."""
     settings = settings or Settings.from_env()
     client = client or gcs_client()

@@ -19,15 +19,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from . import events, experimenter
 from .. import layout, logs
 from ..page import templating
-from . import status as status_mod
-from ..page.report import fmt_time
+from ..settings import TocSettings
 from ..storage import gcs_client
+from ..times import fmt_date, fmt_time, parse_iso
+from . import events, experimenter, feed
+from . import status as status_mod
+from .state import Experiment, group_results, list_results, read_state, row_state
 
 log = logging.getLogger(__name__)
 
@@ -43,38 +46,7 @@ STATE_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class Settings:
-    results_bucket: str
-    site_bucket: str
-    state_bucket: str
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        return cls(
-            results_bucket=events.env("RESULTS_BUCKET", environ),
-            site_bucket=events.env("SITE_BUCKET", environ),
-            state_bucket=events.env("STATE_BUCKET", environ),
-        )
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One object of a listing: only what the listing API returns."""
-
-    name: str
-    generation: int
-    updated: dt.datetime | None
-
-
-@dataclass
-class Experiment:
-    """What the listing says about one experiment's results."""
-
-    file_slug: str
-    generations: dict[str, int] = field(default_factory=dict)
-    periods: set[str] = field(default_factory=set)
-    updated: dt.datetime | None = None
+Settings = TocSettings  # RESULTS_BUCKET, SITE_BUCKET, STATE_BUCKET
 
 
 @dataclass(frozen=True)
@@ -122,43 +94,11 @@ class TocPage:
 
 
 def _fmt_time(t: dt.datetime | None) -> str:
-    """The report's time format (:func:`partybal.page.report.fmt_time`); empty for no time."""
-    return fmt_time(t) if t else ""
+    """The page's time format (:func:`partybal.times.fmt_time`); empty for no time."""
+    return fmt_time(t, missing="")
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-
-
-def group_results(listed: Iterable[Listed], prefix: str) -> dict[str, Experiment]:
-    """Final results objects under ``prefix`` grouped by experiment; junk is skipped."""
-    out: dict[str, Experiment] = {}
-    objects: dict[str, Listed] = {}
-    blobs = []
-    for obj in listed:
-        try:
-            blobs.append(layout.parse_results_name(obj.name, allowed_prefixes=(prefix,)))
-        except layout.Ignored:
-            continue
-        objects[obj.name] = obj
-    resolved, ambiguous = layout.resolve_listing(blobs)  # the listing decides ambiguous names
-    for name, why in ambiguous:
-        logs.log(log, logging.WARNING, f"ignored results object: {name}: {why}", slug=None, prefix=prefix)
-    for blob in resolved:
-        obj = objects[blob.name]
-        exp = out.setdefault(blob.file_slug, Experiment(blob.file_slug))
-        exp.generations[obj.name] = obj.generation
-        if blob.period:
-            exp.periods.add(blob.period)
-        if obj.updated and (exp.updated is None or obj.updated > exp.updated):
-            exp.updated = obj.updated
-    return out
+_parse_time = parse_iso
 
 
 def periods_text(periods: set[str], windows: Mapping[str, Any]) -> str:
@@ -173,40 +113,30 @@ def periods_text(periods: set[str], windows: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def row_state(exp: Experiment, status: Mapping[str, Any] | None, pending: bool) -> tuple[str, str]:
-    """(state, reason)."""
-    last_failure = ""
-    if status and isinstance(status, Mapping) and status.get("state") == "failed":
-        last_failure = str(status.get("reason") or "unknown reason")
-    if pending:
-        return "pending", (f"last render failed: {last_failure}" if last_failure else "")
-    if not status:
-        return "new", ""
-    if status.get("state") == "unknown":  # read_state: a record it could not read at all
-        return "unknown", str(status.get("reason") or "unreadable status record")
-    problem = status_mod.record_problem(dict(status))
-    if problem:
-        return "unknown", problem
-    inputs = status.get("input_generations")
-    same_inputs = {k: status_mod.as_int(v) for k, v in inputs.items()} == exp.generations
-    if last_failure:
-        return ("failed", last_failure) if same_inputs else ("stale", f"last render failed: {last_failure}")
-    if not same_inputs:
-        return "stale", "results changed since the page was rendered"
-    return "ok", ""
+RUN_STATUS_LABELS = {
+    "live": "live",
+    "observing": "enrollment ended",
+    "complete": "complete",
+    "scheduled": "scheduled",
+    "unknown": "not started",
+}
 
 
-RUN_STATUS_LABELS = {"live": "live", "observing": "enrollment ended", "complete": "complete", "scheduled": "scheduled", "unknown": "not started"}
-
-
-def make_row(exp: Experiment, status: Mapping[str, Any] | None, pending: bool, prefix: str, info=None, today: dt.date | None = None) -> TocRow:
+def make_row(
+    exp: Experiment,
+    status: Mapping[str, Any] | None,
+    pending: bool,
+    prefix: str,
+    info=None,
+    today: dt.date | None = None,
+) -> TocRow:
     """``info``: the experiment's ``experimenter.ExperimentInfo`` from the snapshot, if listed."""
     status = status if isinstance(status, Mapping) else {}
     state, reason = row_state(exp, status or None, pending)
     has_page = status.get("page") == layout.page_name(exp.file_slug, prefix)
     start = _parse_time(status.get("analysis_start"))
     name = status.get("name") if isinstance(status.get("name"), str) and status.get("name") else exp.file_slug
-    run = info.status(today or dt.datetime.now(dt.timezone.utc).date()) if info is not None else ""
+    run = info.status(today or dt.datetime.now(dt.UTC).date()) if info is not None else ""
     if info is not None and info.name:
         name = info.name
     windows = status.get("windows") if isinstance(status.get("windows"), Mapping) else {}
@@ -214,7 +144,7 @@ def make_row(exp: Experiment, status: Mapping[str, Any] | None, pending: bool, p
         name=name,
         file_slug=exp.file_slug,
         href=layout.page_name(exp.file_slug) if has_page else "",  # relative to [prefix]index.html
-        analysis_start=start.strftime("%Y-%m-%d") if start else "",
+        analysis_start=fmt_date(start),
         periods=periods_text(exp.periods, windows),
         updated=_fmt_time(exp.updated),
         updated_sort=exp.updated.isoformat() if exp.updated else "",
@@ -242,8 +172,11 @@ def toc_page(
 ) -> TocPage:
     """``catalog``: Experimenter's experiments by file slug (experimenter.toc_entries)."""
     catalog = catalog or {}
-    today = (now or dt.datetime.now(dt.timezone.utc)).date()
-    rows = [make_row(exp, statuses.get(fs), fs in pending, prefix, catalog.get(fs), today) for fs, exp in experiments.items()]
+    today = (now or dt.datetime.now(dt.UTC)).date()
+    rows = [
+        make_row(exp, statuses.get(fs), fs in pending, prefix, catalog.get(fs), today)
+        for fs, exp in experiments.items()
+    ]
     # newest launch first (Experimenter's start date); experiments Experimenter does not know
     # after them, newest results first
     rows.sort(key=lambda r: (r.launch, r.updated_sort, r.file_slug), reverse=True)
@@ -254,11 +187,18 @@ def toc_page(
         title="Experiment results — previews" if preview else "Experiment results",
         is_preview=preview,
         other_href="../" + layout.index_name() if preview else "",
-        generated_at=_fmt_time(now or dt.datetime.now(dt.timezone.utc)),
+        generated_at=_fmt_time(now or dt.datetime.now(dt.UTC)),
         rows=rows,
         counts=[StateCount(s, STATE_LABELS[s], counts[s]) for s in STATE_LABELS if counts[s]],
-        apps=[StateCount(a, experimenter.app_label(a), n) for a, n in sorted(Counter(r.app for r in rows if r.app).items())],
-        run_statuses=[StateCount(k, RUN_STATUS_LABELS[k], n) for k, n in ((k, sum(r.run_status == k for r in rows)) for k in RUN_STATUS_LABELS) if n],
+        apps=[
+            StateCount(a, experimenter.app_label(a), n)
+            for a, n in sorted(Counter(r.app for r in rows if r.app).items())
+        ],
+        run_statuses=[
+            StateCount(k, RUN_STATUS_LABELS[k], n)
+            for k, n in ((k, sum(r.run_status == k for r in rows)) for k in RUN_STATUS_LABELS)
+            if n
+        ],
         sort_launch="descending" if by_launch else "none",
         sort_updated="none" if by_launch else "descending",
     )
@@ -269,43 +209,6 @@ def render_html(page: TocPage) -> str:
 
 
 # --- reading the buckets ------------------------------------------------------------------------
-
-
-def list_results(client, results_bucket: str, prefix: str) -> list[Listed]:
-    out: list[Listed] = []
-    bucket = client.bucket(results_bucket)
-    for folder in layout.results_listing_prefixes(prefix):
-        for b in client.list_blobs(bucket, prefix=folder, fields="items(name,updated,generation),nextPageToken"):
-            out.append(Listed(b.name, int(b.generation), b.updated))
-    return out
-
-
-def read_state(client, state_bucket: str, prefix: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """(status records by file slug, file slugs with a pending marker)."""
-    from google.api_core import exceptions as gexc
-
-    bucket = client.bucket(state_bucket)
-    statuses: dict[str, dict[str, Any]] = {}
-    pending: set[str] = set()
-    for folder in layout.state_listing_prefixes(prefix):
-        for b in client.list_blobs(bucket, prefix=folder, fields="items(name,generation,metadata),nextPageToken"):
-            sb = layout.parse_state_name(b.name)
-            if sb is None or sb.prefix != prefix:
-                continue
-            if sb.what == "pending":
-                pending.add(sb.file_slug)
-                continue
-            listed = status_mod.from_toc_metadata(b.metadata)  # the job keeps the TOC's fields there
-            if listed is not None:
-                statuses[sb.file_slug] = listed
-                continue
-            try:  # a record written without metadata (older jobs, previews): download it
-                data = bucket.blob(b.name, generation=b.generation).download_as_bytes()
-            except gexc.NotFound:
-                continue  # replaced since the listing: the next rebuild sees the new one
-            record, why = status_mod.parse_json_object(data)
-            statuses[sb.file_slug] = record if not why else {"state": "unknown", "reason": f"unreadable status record: {why}"}
-    return statuses, pending
 
 
 def build_index(client, settings: Settings, prefix: str) -> TocPage:
@@ -350,13 +253,29 @@ def publish_index(client, settings: Settings, prefix: str = "", max_attempts: in
         blob.cache_control = INDEX_CACHE_CONTROL
         blob.metadata = {"base_generation": str(generation)}
         try:
-            blob.upload_from_string(render_html(page), content_type="text/html; charset=utf-8", if_generation_match=generation)
+            blob.upload_from_string(
+                render_html(page), content_type="text/html; charset=utf-8", if_generation_match=generation
+            )
         except gexc.PreconditionFailed:
             winner = site.get_blob(name)
             if winner is not None and _base_generation(winner) > first_read:
-                logs.log(log, logging.INFO, "index already rebuilt by a later listing", slug=None, index=name, attempt=attempt)
+                logs.log(
+                    log,
+                    logging.INFO,
+                    "index already rebuilt by a later listing",
+                    slug=None,
+                    index=name,
+                    attempt=attempt,
+                )
                 return name, 0
-            logs.log(log, logging.INFO, "index changed while rebuilding; rebuilding again", slug=None, index=name, attempt=attempt)
+            logs.log(
+                log,
+                logging.INFO,
+                "index changed while rebuilding; rebuilding again",
+                slug=None,
+                index=name,
+                attempt=attempt,
+            )
             continue
         logs.log(log, logging.INFO, "index rebuilt", slug=None, index=name, experiments=len(page.rows), attempt=attempt)
         return name, attempt
@@ -369,10 +288,16 @@ def _is_snapshot_change(event_type: str, data: Any, state_bucket: str) -> bool:
         change = events.object_change(event_type, data)
     except events.NotUnderstood:
         return False
-    return change.bucket == state_bucket and change.kind == events.FINALIZE and change.name == layout.experimenter_snapshot_name()
+    return (
+        change.bucket == state_bucket
+        and change.kind == events.FINALIZE
+        and change.name == layout.experimenter_snapshot_name()
+    )
 
 
-def handle_state_event(event_type: str, data: Any, event_id: str = "", *, settings: Settings | None = None, client=None) -> str | None:
+def handle_state_event(
+    event_type: str, data: Any, event_id: str = "", *, settings: Settings | None = None, client=None
+) -> str | None:
     """``rebuild_toc``: a status/marker change → rebuild the index it belongs to. The index name."""
     settings = settings or Settings.from_env()
     try:
@@ -380,11 +305,14 @@ def handle_state_event(event_type: str, data: Any, event_id: str = "", *, settin
     except events.NotUnderstood as why:
         if _is_snapshot_change(event_type, data, settings.state_bucket):  # names and dates changed: both indexes
             client = client or gcs_client()
-            for prefix in ("", layout.PREVIEW_PREFIX):
+            for prefix in layout.ALLOWED_PREFIXES:
                 name, _ = publish_index(client, settings, prefix)
+                feed.publish_feeds(client, settings.site_bucket, settings.state_bucket, prefix)  # names changed
             return name
         events.ignored(log, why, event_id=event_id)
         return None
     client = client or gcs_client()
     name, _ = publish_index(client, settings, blob.prefix)
+    if blob.what == layout.STATUS:  # the Atom feeds (pipeline/feed.py): only a render's outcome changes them
+        feed.publish_feeds(client, settings.site_bucket, settings.state_bucket, blob.prefix, (blob.file_slug,))
     return name

@@ -21,7 +21,9 @@ PARTYBAL = str(Path(sys.executable).with_name("partybal"))
 SMALL = "sample-search-defaults"  # the sample's cheapest page (overall only)
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
     full_env.pop(cli.DEBUG_ENV, None)
     return subprocess.run([PARTYBAL, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
@@ -60,7 +62,11 @@ def test_render_with_relative_paths_and_spaces(user_dir):
 def test_render_out_with_tilde_from_a_subfolder(user_dir):
     elsewhere = user_dir / "deep" / "er"
     elsewhere.mkdir(parents=True)
-    proc = run(["render", SMALL, "--results", "../../sample", "--out", "~/site"], cwd=elsewhere, env={"HOME": str(user_dir / "home")})
+    proc = run(
+        ["render", SMALL, "--results", "../../sample", "--out", "~/site"],
+        cwd=elsewhere,
+        env={"HOME": str(user_dir / "home")},
+    )
     assert proc.returncode == 0, proc.stderr
     assert (user_dir / "home" / "site" / "sample_search_defaults.html").is_file()
 
@@ -79,7 +85,10 @@ def test_preview_default_out_is_relative_to_the_current_folder(user_dir):
 def test_backfill_into_a_relative_folder(user_dir):
     proc = run(["backfill", "--results", "sample", "--out", "site", "--parallel", "2"], cwd=user_dir)
     assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in (user_dir / "site").glob("*.html")} == {"sample_new_tab_layout.html", "sample_search_defaults.html"}
+    assert {p.name for p in (user_dir / "site").glob("*.html")} == {
+        "sample_new_tab_layout.html",
+        "sample_search_defaults.html",
+    }
 
 
 PATH_TYPES = {cliargs.existing_dir, cliargs.output_dir, cliargs.results_source}
@@ -133,8 +142,16 @@ NO_GOOGLE = {  # no credentials, and google-auth must not probe a metadata serve
 @pytest.mark.parametrize(
     "args, code, needles",
     [
-        (["render", SMALL, "--results", "sample", "--out", "a-file"], 2, ["--out", "a-file", "is a file, not a folder"]),
-        (["render", SMALL, "--results", "sample", "--out", "/proc/partybal-out"], 2, ["cannot create --out /proc/partybal-out"]),
+        (
+            ["render", SMALL, "--results", "sample", "--out", "a-file"],
+            2,
+            ["--out", "a-file", "is a file, not a folder"],
+        ),
+        (
+            ["render", SMALL, "--results", "sample", "--out", "/proc/partybal-out"],
+            2,
+            ["cannot create --out /proc/partybal-out"],
+        ),
         (["render", SMALL, "--results", "sample", "--out", "a-file/below"], 2, ["a-file/below", "Not a directory"]),
         (["render", SMALL, "--results", "nowhere", "--out", "site"], 2, ["--results", "no such folder", "nowhere"]),
         (["render", SMALL, "--results", "a-file", "--out", "site"], 2, ["--results", "is a file, not a folder"]),
@@ -150,7 +167,11 @@ NO_GOOGLE = {  # no credentials, and google-auth must not probe a metadata serve
         (["rerender", "y" * 300], 2, ["not an experiment slug"]),
         (["nonsense"], 2, ["invalid choice"]),
     ],
-    ids=lambda v: " ".join(a[:20] for a in v) if isinstance(v, list) and all(isinstance(a, str) for a in v) and "render" not in v[1:] else None,
+    ids=lambda v: (
+        " ".join(a[:20] for a in v)
+        if isinstance(v, list) and all(isinstance(a, str) for a in v) and "render" not in v[1:]
+        else None
+    ),
 )
 def test_operator_mistakes_are_one_line(user_dir, args, code, needles):
     (user_dir / "a-file").write_text("not a folder")
@@ -164,7 +185,11 @@ def test_gs_results_without_credentials(user_dir):
 
 
 def test_r_timeout_that_is_not_a_number(user_dir):
-    proc = run(["render", SMALL, "--results", "sample", "--out", "site"], cwd=user_dir, env={"PARTYBAL_R_TIMEOUT": "ten minutes"})
+    proc = run(
+        ["render", SMALL, "--results", "sample", "--out", "site"],
+        cwd=user_dir,
+        env={"PARTYBAL_R_TIMEOUT": "ten minutes"},
+    )
     one_line_error(proc, 2, "PARTYBAL_R_TIMEOUT", "ten minutes")
 
 
@@ -191,7 +216,10 @@ def test_unexpected_errors_are_one_line_too(monkeypatch, capsys):
     args = argparse.Namespace(command="render", func=boom)
     assert cli.run(args) == 1
     err = capsys.readouterr().err
-    assert err.strip() == f"partybal render: error: RuntimeError: something broke (set {cli.DEBUG_ENV}=1 for the traceback)"
+    assert (
+        err.strip()
+        == f"partybal render: error: RuntimeError: something broke (set {cli.DEBUG_ENV}=1 for the traceback)"
+    )
     monkeypatch.setenv(cli.DEBUG_ENV, "1")
     with pytest.raises(RuntimeError):
         cli.run(args)

@@ -46,7 +46,19 @@ def clean_venv(requirements: Path, dest: Path) -> Path:
     its python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
     python = dest / "bin" / "python"
-    install = ("--python", str(python), "install", "--no-compile", "--no-index", "--find-links", str(WHEELS), "--only-binary", ":all:", "-r", str(requirements))
+    install = (
+        "--python",
+        str(python),
+        "install",
+        "--no-compile",
+        "--no-index",
+        "--find-links",
+        str(WHEELS),
+        "--only-binary",
+        ":all:",
+        "-r",
+        str(requirements),
+    )
     WHEELS.mkdir(parents=True, exist_ok=True)
     proc = _pip(*install)
     if proc.returncode != 0:  # a wheel not cached yet: fetch them, then install offline

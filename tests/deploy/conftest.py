@@ -97,14 +97,20 @@ def one(value):
 # --- the Python side of the contract ----------------------------------------------------------
 
 # os.environ["X"], os.environ.get("X"), os.getenv("X"), environ.get("X") and the project's
-# events.env("X", ...) helper.
+# settings.env("X", ...) helper.
 ENV_READ_RE = re.compile(
     r"""(?:os\.environ\[\s*|os\.environ\.get\(\s*|os\.getenv\(\s*|environ\)?\.get\(\s*|\benv\(\s*)["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 
-def env_reads(path: Path) -> set[str]:
-    return set(ENV_READ_RE.findall(path.read_text()))
+def env_reads(path: Path, cls: str | None = None) -> set[str]:
+    """Variables read in ``path`` (only in its class ``cls`` when given: a component's view in
+    partybal/settings.py)."""
+    text = path.read_text()
+    if cls is not None:
+        (node,) = [n for n in ast.parse(text).body if isinstance(n, ast.ClassDef) and n.name == cls]
+        text = ast.get_source_segment(text, node)
+    return set(ENV_READ_RE.findall(text))
 
 
 def contract_table() -> dict[str, str]:

@@ -52,7 +52,15 @@ def test_bundle_ships_only_what_the_functions_import(bundle, generated):
     expected |= {f"templates/{t}" for t in graph.templates}
     assert shipped == expected
     # the test-only stand-ins and the renderer's side are not deployed with the functions
-    assert not {"partybal/local/cloudrun.py", "partybal/local/stack.py", "tests/support/synthetic.py", "partybal/pipeline/job.py"} & shipped
+    assert (
+        not {
+            "partybal/local/cloudrun.py",
+            "partybal/local/stack.py",
+            "tests/support/synthetic.py",
+            "partybal/pipeline/job.py",
+        }
+        & shipped
+    )
 
 
 def test_function_requirements_are_generated_from_requirements_txt(generated):
@@ -105,7 +113,15 @@ def test_import_graph_follows_every_kind_of_import(tmp_path):
         },
     )
     graph = fb.import_graph(tmp_path / "functions" / "main.py", tmp_path)
-    assert set(graph.modules) == {"partybal", "partybal.a", "partybal.b", "partybal.sub", "partybal.sub.c", "partybal.d", "partybal.e"}
+    assert set(graph.modules) == {
+        "partybal",
+        "partybal.a",
+        "partybal.b",
+        "partybal.sub",
+        "partybal.sub.c",
+        "partybal.d",
+        "partybal.e",
+    }
     assert set(graph.third_party) == {"google.cloud.storage", "jinja2", "markupsafe.escape"}
     assert graph.templates == {"page.html.j2", "part.html.j2", "static/site.css"}
 
@@ -117,7 +133,9 @@ def test_unpinned_or_stale_dependencies_are_one_line_errors(tmp_path, generated)
     with pytest.raises(fb.BundleError, match=r"pydantic-core .*is not pinned in requirements.txt"):
         fb.resolve(graph, without)
     stale = {**pins, "pydantic": ("pydantic", "0.0.1")}
-    with pytest.raises(fb.BundleError, match=r"pydantic .* is installed but requirements.txt pins 0.0.1: run make setup"):
+    with pytest.raises(
+        fb.BundleError, match=r"pydantic .* is installed but requirements.txt pins 0.0.1: run make setup"
+    ):
         fb.resolve(graph, stale)
     old = tmp_path / "requirements.txt"
     old.write_text("functions-framework==3.10.2\n")
@@ -138,7 +156,11 @@ def test_bundle_build_refuses_stale_requirements(tmp_path):
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     (tmp_path / "functions" / "requirements.txt").write_text("functions-framework==3.10.2\n")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(tmp_path / "scripts" / "function_bundle.py"), "build", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "scripts" / "function_bundle.py"), "build", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "functions/requirements.txt is out of date" in proc.stderr
     assert not out.exists()

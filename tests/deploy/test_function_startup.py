@@ -33,10 +33,9 @@ import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
+from partybal.local.experimenter_standin import StandIn
 from tests.helpers import unavailable
 from tests.pipeline.conftest import fake_gcs_binary, free_port, stop, wait_for_port
-
-from partybal.local.experimenter_standin import StandIn
 
 from .bundle_support import clean_venv, installed, make_bundle, tail
 from .conftest import ROOT, cloud_event_handlers, contract_table
@@ -48,8 +47,13 @@ JOB = f"projects/{PROJECT}/locations/us-central1/jobs/partybal-render"
 SLUG = "sample_search_defaults"
 SAMPLE = ROOT / "sample"
 # docs/architecture.md "used by" label of each entry point
-USED_BY = {"on_results_finalized": "finalize fn", "dispatch_render": "dispatch fn", "rebuild_toc": "TOC fn", "sweep_pending": "sweep fn",
-           "snapshot_experimenter": "experimenter fn"}
+USED_BY = {
+    "on_results_finalized": "finalize fn",
+    "dispatch_render": "dispatch fn",
+    "rebuild_toc": "TOC fn",
+    "sweep_pending": "sweep fn",
+    "snapshot_experimenter": "experimenter fn",
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,9 @@ def test_main_imports_with_only_the_bundle_requirements(function_source):
     code = f"import main; print(','.join(n for n in {handlers!r} if callable(getattr(main, n, None))))"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(bundle.parent)}
     proc = subprocess.run([str(python), "-c", code], cwd=bundle, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"import main failed in a venv holding only the bundle's requirements.txt:\n{tail(proc.stderr, 4)}"
+    assert proc.returncode == 0, (
+        f"import main failed in a venv holding only the bundle's requirements.txt:\n{tail(proc.stderr, 4)}"
+    )
     assert proc.stdout.strip().split(",") == handlers
 
 
@@ -119,15 +125,44 @@ def emulators(tmp_path_factory):
     gcs_port, pubsub_port = free_port(), free_port()
     procs = []
     with (root / "fake-gcs.log").open("wb") as gcs_log, (root / "pubsub.log").open("wb") as pubsub_log:
-        procs.append(subprocess.Popen(
-            [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(gcs_port), "-backend", "filesystem", "-filesystem-root", str(root / "gcs")],
-            stdout=gcs_log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(binary),
+                    "-scheme",
+                    "http",
+                    "-host",
+                    "127.0.0.1",
+                    "-port",
+                    str(gcs_port),
+                    "-backend",
+                    "filesystem",
+                    "-filesystem-root",
+                    str(root / "gcs"),
+                ],
+                stdout=gcs_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         (root / "pubsub").mkdir()
-        procs.append(subprocess.Popen(
-            [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{pubsub_port}", f"--project={PROJECT}", f"--data-dir={root}/pubsub"],
-            stdout=pubsub_log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    gcloud,
+                    "beta",
+                    "emulators",
+                    "pubsub",
+                    "start",
+                    f"--host-port=127.0.0.1:{pubsub_port}",
+                    f"--project={PROJECT}",
+                    f"--data-dir={root}/pubsub",
+                ],
+                stdout=pubsub_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     try:
         wait_for_port(gcs_port, procs[0], 15, "fake-gcs-server")
         wait_for_port(pubsub_port, procs[1], 60, "the Pub/Sub emulator")
@@ -161,7 +196,9 @@ def _wait_listening(fn: Function, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if fn.proc.poll() is not None:
-            pytest.fail(f"{fn.target} exited with status {fn.proc.returncode} before serving:\n{fn.logs()}", pytrace=False)
+            pytest.fail(
+                f"{fn.target} exited with status {fn.proc.returncode} before serving:\n{fn.logs()}", pytrace=False
+            )
         try:
             with socket.create_connection(("127.0.0.1", fn.port), timeout=0.5):
                 return
@@ -202,7 +239,12 @@ def stack(function_source, emulators, tmp_path_factory):
         # The job: waits for `release` so a test can see its execution queued/running, then ends.
         release = tmp / "release"
         (tmp / "jobs").mkdir()
-        command = [sys.executable, "-c", "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)", str(release)]
+        command = [
+            sys.executable,
+            "-c",
+            "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)",
+            str(release),
+        ]
         runstub = RunStub(command=command, parallelism=1, max_retries=0, log_dir=tmp / "jobs", cwd=tmp)
         run_port = free_port()
         runstub.serve(run_port)
@@ -235,7 +277,12 @@ def stack(function_source, emulators, tmp_path_factory):
             log = tmp / f"{target}.log"
             with log.open("wb") as out:
                 proc = subprocess.Popen(
-                    [str(python.parent / "functions-framework")], cwd=bundle, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                    [str(python.parent / "functions-framework")],
+                    cwd=bundle,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             functions[target] = Function(target, proc, int(env["PORT"]), log)
         for fn in functions.values():
@@ -282,10 +329,18 @@ def storage_finalized(bucket, name: str) -> CloudEvent:
     )
 
 
-def pubsub_published(topic: str, subscription: str, data: bytes, message_id: str, attributes: dict | None = None) -> CloudEvent:
+def pubsub_published(
+    topic: str, subscription: str, data: bytes, message_id: str, attributes: dict | None = None
+) -> CloudEvent:
     """What Eventarc delivers for a Pub/Sub message (google.events.cloud.pubsub.v1.MessagePublishedData)."""
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    message = {"data": base64.b64encode(data).decode(), "messageId": message_id, "message_id": message_id, "publishTime": now, "publish_time": now}
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    message = {
+        "data": base64.b64encode(data).decode(),
+        "messageId": message_id,
+        "message_id": message_id,
+        "publishTime": now,
+        "publish_time": now,
+    }
     if attributes:
         message["attributes"] = attributes
     return CloudEvent(
@@ -314,7 +369,9 @@ def pull(stack, expect: int, wait: float = 20.0) -> list:
     while len(got) < expect and time.monotonic() < deadline:
         resp = sub.pull(request={"subscription": stack["requests_sub"], "max_messages": 10}, timeout=5)
         if resp.received_messages:
-            sub.acknowledge(request={"subscription": stack["requests_sub"], "ack_ids": [m.ack_id for m in resp.received_messages]})
+            sub.acknowledge(
+                request={"subscription": stack["requests_sub"], "ack_ids": [m.ack_id for m in resp.received_messages]}
+            )
             got.extend(m.message for m in resp.received_messages)
         else:
             time.sleep(0.2)
@@ -364,12 +421,16 @@ def test_each_entry_point_handles_the_event_gcp_delivers(stack):
         },
         "subscription": stack["requests_sub"],
     }
-    status = fns["dispatch_render"].post(f"/{stack['topic']}", {"Content-Type": "application/json"}, json.dumps(push).encode())
+    status = fns["dispatch_render"].post(
+        f"/{stack['topic']}", {"Content-Type": "application/json"}, json.dumps(push).encode()
+    )
     assert status == 200, f"dispatch_render answered {status}:\n{fns['dispatch_render'].logs()}"
     [execution] = stack["runstub"].list()
     assert (execution["job"], execution["slug"], execution["prefix"]) == (JOB, SLUG, "")
     marker = state.get_blob(marker_name)
-    assert (marker.metadata or {}).get("execution") == execution["name"], "the dispatcher did not record the execution on the marker"
+    assert (marker.metadata or {}).get("execution") == execution["name"], (
+        "the dispatcher did not record the execution on the marker"
+    )
 
     # rebuild_toc: the marker's finalize -> index.html listing the experiment as pending
     deliver(fns["rebuild_toc"], storage_finalized(state, marker_name))
@@ -381,10 +442,17 @@ def test_each_entry_point_handles_the_event_gcp_delivers(stack):
     # sweep_pending: the marker is old enough to be looked at; its execution is still running, so
     # the sweeper (asking the Cloud Run API) leaves it alone ...
     wait_for(lambda: time.time() - state.get_blob(marker_name).updated.timestamp() > 1.5, 10, "the marker to age")
-    tick = lambda n: pubsub_published(f"projects/{stack['project']}/topics/partybal-sweep-pending", f"projects/{stack['project']}/subscriptions/eventarc-sweep", b"sweep", str(n))  # noqa: E731
+    tick = lambda n: pubsub_published(
+        f"projects/{stack['project']}/topics/partybal-sweep-pending",
+        f"projects/{stack['project']}/subscriptions/eventarc-sweep",
+        b"sweep",
+        str(n),
+    )  # noqa: E731
     before = state.get_blob(marker_name).generation
     deliver(fns["sweep_pending"], tick(1))
-    assert state.get_blob(marker_name).generation == before and not pull(stack, 1, wait=2), "the sweeper re-requested a render whose execution is running"
+    assert state.get_blob(marker_name).generation == before and not pull(stack, 1, wait=2), (
+        "the sweeper re-requested a render whose execution is running"
+    )
     # ... and once the execution has ended without deleting the marker, re-requests the render.
     stack["release"].touch()
     wait_for(lambda: stack["runstub"].list()[0]["state"] == "succeeded", 20, "the execution to end")
@@ -395,10 +463,17 @@ def test_each_entry_point_handles_the_event_gcp_delivers(stack):
 
     # snapshot_experimenter: Cloud Scheduler's tick -> the validated Experimenter list in the state
     # bucket; the next tick finds it unchanged and writes nothing
-    tick = lambda n: pubsub_published(f"projects/{stack['project']}/topics/partybal-experimenter-snapshot", f"projects/{stack['project']}/subscriptions/eventarc-experimenter", b"snapshot", str(n))  # noqa: E731
+    tick = lambda n: pubsub_published(
+        f"projects/{stack['project']}/topics/partybal-experimenter-snapshot",
+        f"projects/{stack['project']}/subscriptions/eventarc-experimenter",
+        b"snapshot",
+        str(n),
+    )  # noqa: E731
     deliver(fns["snapshot_experimenter"], tick(1))
     snapshot = state.get_blob(layout.experimenter_snapshot_name())
     assert snapshot is not None, f"no Experimenter snapshot:\n{fns['snapshot_experimenter'].logs()}"
-    assert len(json.loads(snapshot.download_as_bytes())["experiments"]) == 5  # the fixture's 7 less its 2 invalid entries
+    assert (
+        len(json.loads(snapshot.download_as_bytes())["experiments"]) == 5
+    )  # the fixture's 7 less its 2 invalid entries
     deliver(fns["snapshot_experimenter"], tick(2))
     assert state.get_blob(layout.experimenter_snapshot_name()).generation == snapshot.generation

@@ -72,7 +72,7 @@ def test_versions_pin_the_schemas_provider_releases(tf, schemas):
         major, minor, _ = schema.provider_version.split(".")
         version = unquote(spec["version"])
         assert re.fullmatch(rf"~> {major}\.{minor}\.\d+", version), (
-            f"{name}: version = {version!r}; the schema is {schema.provider} {schema.provider_version}: pin \"~> {major}.{minor}.0\""
+            f'{name}: version = {version!r}; the schema is {schema.provider} {schema.provider_version}: pin "~> {major}.{minor}.0"'
         )
 
 
@@ -121,33 +121,70 @@ def test_a_correct_block_with_meta_arguments_and_dynamic_blocks_passes(schemas):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param(GOOD_BUCKET.replace('location = "US"', 'location = "US"\n  locaton = "US"'),
-                     "unknown argument or block 'locaton'", id="unknown-attribute"),
-        pytest.param(GOOD_BUCKET.replace("retention_duration_seconds", "retention_seconds"),
-                     "soft_delete_policy: unknown argument or block 'retention_seconds'", id="unknown-nested-attribute"),
-        pytest.param(GOOD_BUCKET.replace("age = 7", "age = 7\n        prefix = [\"a\"]"),
-                     'dynamic "lifecycle_rule".content.condition: unknown argument or block \'prefix\'', id="unknown-in-dynamic-content"),
-        pytest.param(GOOD_BUCKET.replace('dynamic "lifecycle_rule"', 'dynamic "lifecycle_rules"'),
-                     "no block 'lifecycle_rules'", id="unknown-dynamic-block"),
-        pytest.param(GOOD_BUCKET.replace('location = "US"', ""), "missing required ['location']", id="missing-required"),
-        pytest.param(GOOD_BUCKET.replace('type = "Delete"', ""),
-                     "action: missing required ['type']", id="missing-required-nested"),
-        pytest.param(GOOD_BUCKET.replace("soft_delete_policy {", "soft_delete_policy = {"),
-                     "soft_delete_policy: is a block", id="block-as-attribute"),
-        pytest.param(GOOD_BUCKET.replace("prevent_destroy", "prevent_destruction"),
-                     "lifecycle has unknown argument(s) ['prevent_destruction']", id="bad-lifecycle"),
-        pytest.param('resource "google_storage_bukket" "b" {\n  name = "x"\n}\n',
-                     "has no resource google_storage_bukket", id="unknown-resource-type"),
-        pytest.param('data "google_storage_bucket" "b" {\n  bucket = "x"\n}\n',
-                     "missing required ['name']", id="data-source"),
+        pytest.param(
+            GOOD_BUCKET.replace('location = "US"', 'location = "US"\n  locaton = "US"'),
+            "unknown argument or block 'locaton'",
+            id="unknown-attribute",
+        ),
+        pytest.param(
+            GOOD_BUCKET.replace("retention_duration_seconds", "retention_seconds"),
+            "soft_delete_policy: unknown argument or block 'retention_seconds'",
+            id="unknown-nested-attribute",
+        ),
+        pytest.param(
+            GOOD_BUCKET.replace("age = 7", 'age = 7\n        prefix = ["a"]'),
+            "dynamic \"lifecycle_rule\".content.condition: unknown argument or block 'prefix'",
+            id="unknown-in-dynamic-content",
+        ),
+        pytest.param(
+            GOOD_BUCKET.replace('dynamic "lifecycle_rule"', 'dynamic "lifecycle_rules"'),
+            "no block 'lifecycle_rules'",
+            id="unknown-dynamic-block",
+        ),
+        pytest.param(
+            GOOD_BUCKET.replace('location = "US"', ""), "missing required ['location']", id="missing-required"
+        ),
+        pytest.param(
+            GOOD_BUCKET.replace('type = "Delete"', ""),
+            "action: missing required ['type']",
+            id="missing-required-nested",
+        ),
+        pytest.param(
+            GOOD_BUCKET.replace("soft_delete_policy {", "soft_delete_policy = {"),
+            "soft_delete_policy: is a block",
+            id="block-as-attribute",
+        ),
+        pytest.param(
+            GOOD_BUCKET.replace("prevent_destroy", "prevent_destruction"),
+            "lifecycle has unknown argument(s) ['prevent_destruction']",
+            id="bad-lifecycle",
+        ),
+        pytest.param(
+            'resource "google_storage_bukket" "b" {\n  name = "x"\n}\n',
+            "has no resource google_storage_bukket",
+            id="unknown-resource-type",
+        ),
+        pytest.param(
+            'data "google_storage_bucket" "b" {\n  bucket = "x"\n}\n', "missing required ['name']", id="data-source"
+        ),
         # In 6.50 the service identity resource exists only in google-beta.
-        pytest.param('resource "google_project_service_identity" "p" {\n  service = "pubsub.googleapis.com"\n}\n',
-                     "has no resource google_project_service_identity", id="beta-only-resource-on-google"),
-        pytest.param('resource "google_storage_bucket" "b" {\n  provider = google-betta\n  name = "x"\n  location = "US"\n}\n',
-                     "no schema for provider 'google-betta'", id="unknown-provider"),
-        pytest.param('provider "google" {\n  regoin = "us-central1"\n}\n',
-                     "provider google: unknown argument or block 'regoin'", id="provider-config"),
-        pytest.param("""
+        pytest.param(
+            'resource "google_project_service_identity" "p" {\n  service = "pubsub.googleapis.com"\n}\n',
+            "has no resource google_project_service_identity",
+            id="beta-only-resource-on-google",
+        ),
+        pytest.param(
+            'resource "google_storage_bucket" "b" {\n  provider = google-betta\n  name = "x"\n  location = "US"\n}\n',
+            "no schema for provider 'google-betta'",
+            id="unknown-provider",
+        ),
+        pytest.param(
+            'provider "google" {\n  regoin = "us-central1"\n}\n',
+            "provider google: unknown argument or block 'regoin'",
+            id="provider-config",
+        ),
+        pytest.param(
+            """
 resource "google_cloudfunctions2_function" "f" {
   name     = "f"
   location = "us-central1"
@@ -161,7 +198,10 @@ resource "google_cloudfunctions2_function" "f" {
     }
   }
 }
-""", "build_config.source.storage_source: unknown argument or block 'objekt'", id="deeply-nested"),
+""",
+            "build_config.source.storage_source: unknown argument or block 'objekt'",
+            id="deeply-nested",
+        ),
     ],
 )
 def test_the_checker_reports_a_wrong_block(schemas, text, expected):

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,9 +56,7 @@ def apt_pins() -> dict[str, str | None]:
 
 def apt_list() -> set[str]:
     return {
-        line.strip()
-        for line in APT_LIST.read_text().splitlines()
-        if line.strip() and not line.strip().startswith("#")
+        line.strip() for line in APT_LIST.read_text().splitlines() if line.strip() and not line.strip().startswith("#")
     }
 
 
@@ -70,7 +69,11 @@ def test_apt_packages_are_pinned():
     assert not unpinned, f"pin these to exact versions: {unpinned}"
     # A glob may only let Debian's security revisions of one version float (bookworm-security
     # keeps only the newest): 3.11.2-6+deb12u*, not 3.11*.
-    loose = [f"{n}={v}" for n, v in apt_pins().items() if v and any(c in v for c in "*?[") and not re.fullmatch(r"[^*?\[]+\+deb\d+u\*", v)]
+    loose = [
+        f"{n}={v}"
+        for n, v in apt_pins().items()
+        if v and any(c in v for c in "*?[") and not re.fullmatch(r"[^*?\[]+\+deb\d+u\*", v)
+    ]
     assert not loose, f"pin these to one Debian version (a trailing +debNNu* at most): {loose}"
 
 
@@ -91,7 +94,9 @@ def test_pins_match_this_machine_when_installed():
         proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name], capture_output=True, text=True)
         if proc.returncode != 0 or not proc.stdout:
             continue  # not installed here: nothing to compare
-        assert fnmatch.fnmatchcase(proc.stdout, version), f"{name}: image pins {version}, this machine has {proc.stdout}"
+        assert fnmatch.fnmatchcase(proc.stdout, version), (
+            f"{name}: image pins {version}, this machine has {proc.stdout}"
+        )
 
 
 def test_base_image_is_bookworm():
@@ -103,13 +108,21 @@ def test_small_and_reproducible():
     text = " ".join(_logical_lines())
     assert "--no-install-recommends" in text
     assert "rm -rf /var/lib/apt/lists" in text
-    assert re.search(r"pip install[^&]*--no-cache-dir[^&]*--only-binary=:all:[^&]*-r\s+\S*requirements\.txt", text), "wheels only: no compiler"
-    reqs = [l.split("#")[0].strip() for l in _installed_requirements().read_text().splitlines() if l.split("#")[0].strip()]
-    assert reqs and all(re.match(r"^[A-Za-z0-9_.\-\[\]]+==\S+$", r) for r in reqs), "the image's requirements must pin exactly"
+    assert re.search(r"pip install[^&]*--no-cache-dir[^&]*--only-binary=:all:[^&]*-r\s+\S*requirements\.txt", text), (
+        "wheels only: no compiler"
+    )
+    reqs = [
+        l.split("#")[0].strip() for l in _installed_requirements().read_text().splitlines() if l.split("#")[0].strip()
+    ]
+    assert reqs and all(re.match(r"^[A-Za-z0-9_.\-\[\]]+==\S+$", r) for r in reqs), (
+        "the image's requirements must pin exactly"
+    )
 
 
 def test_copies_only_the_runtime_code():
-    copies = [line.split()[1:-1] for line in _logical_lines() if line.upper().startswith("COPY ") and "--from=" not in line]
+    copies = [
+        line.split()[1:-1] for line in _logical_lines() if line.upper().startswith("COPY ") and "--from=" not in line
+    ]
     sources = {src.rstrip("/") for srcs in copies for src in srcs if not src.startswith("--")}
     assert sources == {"renderer_image/requirements.txt", "partybal", "templates", "r"}, sources
     ignore = (ROOT / ".dockerignore").read_text().split()
@@ -146,7 +159,12 @@ def _image_requirements():
 def _installed_requirements() -> Path:
     """The context file the Dockerfile's ``pip install -r`` reads: followed through its COPY."""
     lines = _logical_lines()
-    pip = [m.group(1) for l in lines if l.upper().startswith("RUN ") for m in re.finditer(r"pip install[^&;]*?-r\s+(\S+)", l)]
+    pip = [
+        m.group(1)
+        for l in lines
+        if l.upper().startswith("RUN ")
+        for m in re.finditer(r"pip install[^&;]*?-r\s+(\S+)", l)
+    ]
     assert len(pip) == 1, f"expected one `pip install -r FILE` in the Dockerfile: {pip}"
     for line in lines:
         parts = line.split()
@@ -206,8 +224,12 @@ def test_the_image_installs_every_distribution_the_job_imports():
 def test_image_requirements_and_dockerignore_are_up_to_date():
     ir = _image_requirements()
     reqs, ignore = ir.generated()
-    assert _installed_requirements().read_text() == reqs, f"renderer_image/requirements.txt is out of date: run {ir.REGENERATE}"
-    assert (ROOT / ".dockerignore").read_text() == ignore, f".dockerignore's module list is out of date: run {ir.REGENERATE}"
+    assert _installed_requirements().read_text() == reqs, (
+        f"renderer_image/requirements.txt is out of date: run {ir.REGENERATE}"
+    )
+    assert (ROOT / ".dockerignore").read_text() == ignore, (
+        f".dockerignore's module list is out of date: run {ir.REGENERATE}"
+    )
 
 
 def _ignored(rel: str, patterns: list[str]) -> bool:
@@ -230,10 +252,18 @@ def test_build_context_holds_exactly_the_job_modules():
     """.dockerignore lets through the partybal modules the job imports, and no other: no local
     stack, Cloud Run stand-in or test data generator in the image."""
     ir = _image_requirements()
-    patterns = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
-    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "partybal").rglob("*.py") if not _ignored(str(p.relative_to(ROOT)), patterns)}
+    patterns = [
+        l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")
+    ]
+    shipped = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "partybal").rglob("*.py")
+        if not _ignored(str(p.relative_to(ROOT)), patterns)
+    }
     wanted = {str(p.relative_to(ROOT)) for p in ir.job_graph().modules.values()}
-    assert shipped == wanted, f"in the image but not imported by the job: {sorted(shipped - wanted)}; imported but left out: {sorted(wanted - shipped)}"
+    assert shipped == wanted, (
+        f"in the image but not imported by the job: {sorted(shipped - wanted)}; imported but left out: {sorted(wanted - shipped)}"
+    )
     for name in ("localstack", "runstub", "synthetic", "jobimage"):
         assert f"partybal/{name}.py" not in shipped
     assert not _ignored("templates/page.html.j2", patterns) and not _ignored("r/report.R", patterns)

@@ -11,27 +11,44 @@ import pytest
 
 from tests.helpers import unavailable
 
-from .conftest import ROOT, cloud_event_handlers, contract_table, env_reads, key, one, unquote
+from .conftest import ROOT, cloud_event_handlers, contract_table, env_reads, one, unquote
 
 MAIN = ROOT / "functions" / "main.py"
 
 # Which Python modules run in which deployed component. functions/main.py is the glue of every
 # function; the modules hold what each handler reads.
+# "file::Class": only that class of the file (the component's settings view in partybal/settings.py).
 COMPONENT_MODULES = {
-    "finalize fn": ["partybal/pipeline/coalesce.py"],
+    "finalize fn": ["partybal/pipeline/coalesce.py", "partybal/settings.py::CoalesceSettings"],
     "dispatch fn": ["partybal/pipeline/dispatch.py"],
     "job": ["partybal/pipeline/job.py"],
-    "TOC fn": ["partybal/pipeline/toc.py"],
-    "sweep fn": ["partybal/pipeline/sweeper.py", "partybal/pipeline/coalesce.py"],  # its settings are coalesce's
+    "TOC fn": ["partybal/pipeline/toc.py", "partybal/settings.py::TocSettings"],
+    # its settings are coalesce's plus its own
+    "sweep fn": [
+        "partybal/pipeline/sweeper.py",
+        "partybal/settings.py::CoalesceSettings",
+        "partybal/settings.py::SweepSettings",
+    ],
     "experimenter fn": ["partybal/pipeline/experimenter.py"],
 }
 # Read by the code but legitimately unset in the cloud (local emulators, optional tuning).
-LOCAL_ONLY = {"STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "RUN_API_ENDPOINT", "PARTYBAL_FAULT"}  # FAULT: tests only
+LOCAL_ONLY = {
+    "STORAGE_EMULATOR_HOST",
+    "PUBSUB_EMULATOR_HOST",
+    "RUN_API_ENDPOINT",
+    "PARTYBAL_FAULT",
+}  # FAULT: tests/support/faulty_job.py
 # Set per execution by dispatch_render, never on the job itself.
 OVERRIDES = {"PARTYBAL_SLUG", "PARTYBAL_PREFIX"}
 # Set per execution by `partybal backfill` (partybal/pipeline/backfill.py), never on the job itself.
 BACKFILL_OVERRIDES = {"PARTYBAL_SLUGS_URI"}
-CLOUD_EVENT_ENTRY_POINTS = {"on_results_finalized", "dispatch_render", "rebuild_toc", "sweep_pending", "snapshot_experimenter"}
+CLOUD_EVENT_ENTRY_POINTS = {
+    "on_results_finalized",
+    "dispatch_render",
+    "rebuild_toc",
+    "sweep_pending",
+    "snapshot_experimenter",
+}
 
 
 FUNCTION = "google_cloudfunctions2_function"
@@ -102,7 +119,9 @@ def test_every_entry_point_is_a_cloud_event_handler(tf):
     entry_points = {unquote(f["entry_point"]) for f in _functions(tf).values()}
     assert entry_points == CLOUD_EVENT_ENTRY_POINTS  # the names docs/architecture.md documents
     missing = entry_points - handlers
-    assert not missing, f"entry points without a @functions_framework.cloud_event handler in functions/main.py: {missing}"
+    assert not missing, (
+        f"entry points without a @functions_framework.cloud_event handler in functions/main.py: {missing}"
+    )
 
 
 def test_functions_share_one_source_and_runtime(tf):
@@ -164,7 +183,10 @@ def test_dispatch_has_bounded_retries_and_a_dead_letter_topic(tf):
     assert dl["max_delivery_attempts"] == "${var.dispatch_max_delivery_attempts}"
     assert 5 <= attempts["default"] <= 100
     # dead-lettered messages are kept somewhere (docs/reliability.md: which failure goes where)
-    assert "google_pubsub_topic.render_dead_letter" in tf.resources("google_pubsub_subscription")["render_dead_letter"]["topic"]
+    assert (
+        "google_pubsub_topic.render_dead_letter"
+        in tf.resources("google_pubsub_subscription")["render_dead_letter"]["topic"]
+    )
 
 
 # --- environment contract ---------------------------------------------------------------------
@@ -188,9 +210,10 @@ def test_component_gets_every_contract_variable_its_code_reads(tf, component):
         env = env | OVERRIDES | BACKFILL_OVERRIDES
     reads = set()
     for rel in COMPONENT_MODULES[component]:
+        rel, _, cls = rel.partition("::")
         path = ROOT / rel
         assert path.is_file(), f"{rel} is missing"
-        reads |= env_reads(path)
+        reads |= env_reads(path, cls or None)
     needed = {v for v in reads if v in table} - LOCAL_ONLY
     assert needed, f"no contract variable found in {COMPONENT_MODULES[component]}: is the scan broken?"
     missing = needed - env
@@ -241,10 +264,14 @@ def test_job_env_matches_dispatch_overrides(tf):
 
 
 def test_job_env_matches_backfill_overrides(tf):
-    src = (ROOT / "partybal" / "pipeline" / "backfill.py").read_text()
-    overridden = set(re.findall(r"EnvVar\(\s*name\s*=\s*[\"']([A-Z_]+)[\"']", src))
+    from partybal.pipeline import backfill
+
+    request = backfill.backfill_job_request("projects/p/locations/l/jobs/j", "gs://state/backfill/x.json", 2)
+    overridden = {e.name for c in request.overrides.container_overrides for e in c.env}
     assert overridden == BACKFILL_OVERRIDES, f"backfill.py overrides {overridden}"
-    assert overridden <= env_reads(ROOT / "partybal" / "pipeline" / "job.py"), "the job must read what the backfill overrides"
+    assert overridden <= env_reads(ROOT / "partybal" / "pipeline" / "job.py"), (
+        "the job must read what the backfill overrides"
+    )
     assert not (_job_env(tf) & overridden), "PARTYBAL_SLUGS_URI must be left to per-execution overrides"
 
 
@@ -277,7 +304,9 @@ def test_every_grant_is_commented(tf):
 def test_no_project_level_grants_to_partybal_accounts_except_event_receiver_and_build_logs(tf):
     for name, body in tf.resources("google_project_iam_member").items():
         role = unquote(body["role"])
-        assert role in {"roles/eventarc.eventReceiver", "roles/pubsub.publisher", "roles/logging.logWriter"}, f"{name}: {role} at project level"
+        assert role in {"roles/eventarc.eventReceiver", "roles/pubsub.publisher", "roles/logging.logWriter"}, (
+            f"{name}: {role} at project level"
+        )
         if role == "roles/pubsub.publisher":
             assert "gcs_service_agent" in body["member"], "only the GCS service agent publishes project-wide"
         if role == "roles/logging.logWriter":
@@ -396,14 +425,28 @@ def test_sweeper_is_scheduled_on_its_own_topic(tf):
     assert "google_pubsub_topic.sweep" in one(job["pubsub_target"])["topic_name"]
     env = fn["env"]
     assert env["RENDER_TOPIC"] == "${local.render_topic}"
-    publishers = [b for b in tf.resources("google_pubsub_topic_iam_member").values() if "service_account.sweeper" in b["member"]]
+    publishers = [
+        b for b in tf.resources("google_pubsub_topic_iam_member").values() if "service_account.sweeper" in b["member"]
+    ]
     assert [unquote(b["role"]) for b in publishers] == ["roles/pubsub.publisher"]
     assert all("google_pubsub_topic.render_requests" in b["topic"] for b in publishers)
-    writes = [b for b in tf.resources("google_storage_bucket_iam_member").values() if "service_account.sweeper" in b["member"] and unquote(b["role"]) != "roles/storage.objectViewer"]
-    assert writes and all(_condition(tf, b) == MARKERS_ONLY for b in writes), "the sweeper may write pending markers only"
+    writes = [
+        b
+        for b in tf.resources("google_storage_bucket_iam_member").values()
+        if "service_account.sweeper" in b["member"] and unquote(b["role"]) != "roles/storage.objectViewer"
+    ]
+    assert writes and all(_condition(tf, b) == MARKERS_ONLY for b in writes), (
+        "the sweeper may write pending markers only"
+    )
     # it asks Cloud Run whether a marker's execution still runs: read-only, on the renderer job only
-    viewers = [b for b in tf.resources("google_cloud_run_v2_job_iam_member").values() if "service_account.sweeper" in b["member"]]
-    assert [(unquote(b["role"]), b["name"]) for b in viewers] == [("roles/run.viewer", "${google_cloud_run_v2_job.renderer.name}")]
+    viewers = [
+        b
+        for b in tf.resources("google_cloud_run_v2_job_iam_member").values()
+        if "service_account.sweeper" in b["member"]
+    ]
+    assert [(unquote(b["role"]), b["name"]) for b in viewers] == [
+        ("roles/run.viewer", "${google_cloud_run_v2_job.renderer.name}")
+    ]
 
 
 MARKERS_ONLY = (
@@ -421,8 +464,10 @@ def _condition(tf, binding) -> str:
 @pytest.mark.parametrize("account", ["finalize", "dispatch", "sweeper"])
 def test_marker_writers_may_write_pending_markers_only(tf, account):
     writes = [
-        b for b in tf.resources("google_storage_bucket_iam_member").values()
-        if f"service_account.{account}." in b["member"] and "google_storage_bucket.state" in b["bucket"]
+        b
+        for b in tf.resources("google_storage_bucket_iam_member").values()
+        if f"service_account.{account}." in b["member"]
+        and "google_storage_bucket.state" in b["bucket"]
         and unquote(b["role"]) != "roles/storage.objectViewer"
     ]
     assert writes, f"{account} writes no markers"
@@ -478,7 +523,9 @@ def test_run_job_overrides_cannot_change_parallelism():
 
     assert set(run_v2.RunJobRequest.Overrides.meta.fields) == {"container_overrides", "task_count", "timeout"}
     job = "projects/p/locations/l/jobs/j"
-    render = dispatch.run_job_request(job, dispatch.RenderRequest(slug="my-exp", file_slug="my_exp", prefix="", attributes={}))
+    render = dispatch.run_job_request(
+        job, dispatch.RenderRequest(slug="my-exp", file_slug="my_exp", prefix="", attributes={})
+    )
     assert render.overrides.task_count == 0, "a render is one task (the job's task_count)"
     many = backfill.backfill_job_request(job, "gs://state/backfill/x.json", 7)
     assert many.overrides.task_count == 7
@@ -534,33 +581,53 @@ def test_builds_run_as_the_build_account_with_only_build_rights(tf):
 def test_image_builds_run_as_the_build_account_with_a_timeout():
     build = (ROOT / "renderer_image" / "cloudbuild.yaml").read_text()  # no YAML parser in the venv
     m = re.search(r"^timeout:\s*[\"']?(\d+)s[\"']?\s*$", build, re.M)
-    assert m and 600 < int(m.group(1)) <= 3600, "cloudbuild.yaml: a top-level timeout above the 10 min default, at most 1 h"
-    assert re.search(r"^options:\n(?:  .*\n)*?  logging: CLOUD_LOGGING_ONLY$", build, re.M), "required with a user-specified account"
+    assert m and 600 < int(m.group(1)) <= 3600, (
+        "cloudbuild.yaml: a top-level timeout above the 10 min default, at most 1 h"
+    )
+    assert re.search(r"^options:\n(?:  .*\n)*?  logging: CLOUD_LOGGING_ONLY$", build, re.M), (
+        "required with a user-specified account"
+    )
     makefile = (ROOT / "Makefile").read_text()
-    image = makefile[makefile.index("\nimage:"):makefile.index("\ndeploy:")]
-    submit = image[image.index("gcloud builds submit"):]
+    image = makefile[makefile.index("\nimage:") : makefile.index("\ndeploy:")]
+    submit = image[image.index("gcloud builds submit") :]
     assert '--service-account "$$sa"' in submit and "output -raw build_service_account" in image
-    assert "--gcs-source-staging-dir" in submit and "/cloudbuild/" in submit  # read by the build account, expired by lifecycle
+    assert (
+        "--gcs-source-staging-dir" in submit and "/cloudbuild/" in submit
+    )  # read by the build account, expired by lifecycle
 
 
 def test_pubsub_agent_exists_before_it_is_granted(tf):
     identity = tf.resources("google_project_service_identity")["pubsub"]
     assert unquote(identity["service"]) == "pubsub.googleapis.com"
     assert identity["provider"].removeprefix("${").removesuffix("}") == "google-beta"
-    assert unquote(tf.locals()["pubsub_service_agent"]) == "serviceAccount:${google_project_service_identity.pubsub.email}"
-    granted = [n for t, n, b in tf.all_resources() if t.endswith("_iam_member") and "pubsub_service_agent" in str(b.get("member"))]
+    assert (
+        unquote(tf.locals()["pubsub_service_agent"]) == "serviceAccount:${google_project_service_identity.pubsub.email}"
+    )
+    granted = [
+        n
+        for t, n, b in tf.all_resources()
+        if t.endswith("_iam_member") and "pubsub_service_agent" in str(b.get("member"))
+    ]
     assert len(granted) == 3, granted
     assert "gcp-sa-pubsub" not in "".join(tf.text.values()), "the agent's email comes from the service identity"
 
 
 def test_results_trigger_region_follows_the_bucket(tf):
     assert "results_bucket_location" not in tf.variables()
-    data = {k: v for b in tf.blocks("data") for t, named in b.items() if unquote(t) == "google_storage_bucket" for k, v in named.items()}
+    data = {
+        k: v
+        for b in tf.blocks("data")
+        for t, named in b.items()
+        if unquote(t) == "google_storage_bucket"
+        for k, v in named.items()
+    }
     results = data['"results"']
     assert results["name"] == "${var.results_bucket}"
     assert results["count"] == "${var.create_results_bucket ? 0 : 1}"
     loc = tf.locals()["results_bucket_location"]
-    assert "data.google_storage_bucket.results[0].location" in loc and "google_storage_bucket.results[0].location" in loc
+    assert (
+        "data.google_storage_bucket.results[0].location" in loc and "google_storage_bucket.results[0].location" in loc
+    )
     fin = _functions(tf)["on_results_finalized"]["trigger"]
     assert fin["region"] == "${local.results_bucket_location}"
 
@@ -588,9 +655,22 @@ def test_make_deploy_passes_the_var_file(tmp_path):
     make = shutil.which("make")
     assert make
     proc = subprocess.run(
-        [make, "-n", "--no-print-directory", "-C", str(ROOT), "deploy", "PROJECT=p", "RESULTS_BUCKET=b",
-         "TF_VAR_FILE=terraform/example.tfvars", "IMAGE=img", "MAKE=true"],
-        capture_output=True, text=True, timeout=120,
+        [
+            make,
+            "-n",
+            "--no-print-directory",
+            "-C",
+            str(ROOT),
+            "deploy",
+            "PROJECT=p",
+            "RESULTS_BUCKET=b",
+            "TF_VAR_FILE=terraform/example.tfvars",
+            "IMAGE=img",
+            "MAKE=true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     applies = [line for line in proc.stdout.splitlines() if " apply " in line]
@@ -614,11 +694,15 @@ def test_functions_come_from_one_definition(tf):
     """One google_cloudfunctions2_function block in terraform/ (local modules included), iterating
     over local.functions: a function is added as an entry, not as a copy of the resource."""
     blocks = [
-        f"{path.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}"
-        for path in sorted((ROOT / "terraform").rglob("*.tf")) if ".terraform" not in path.parts
-        for text in [path.read_text()] for m in FUNCTION_BLOCK.finditer(text)
+        f"{path.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
+        for path in sorted((ROOT / "terraform").rglob("*.tf"))
+        if ".terraform" not in path.parts
+        for text in [path.read_text()]
+        for m in FUNCTION_BLOCK.finditer(text)
     ]
-    assert len(blocks) == 1, f"{FUNCTION} defined {len(blocks)} times, add an entry to local.functions instead: {blocks}"
+    assert len(blocks) == 1, (
+        f"{FUNCTION} defined {len(blocks)} times, add an entry to local.functions instead: {blocks}"
+    )
     assert _function_resource(tf)["for_each"] == "${local.functions}"
 
 
@@ -658,7 +742,7 @@ def test_every_handler_has_its_function_entry(tf):
 def test_every_setting_in_the_map_reaches_the_resource(tf):
     """An entry's setting that the resource never reads would be silently ignored."""
     text = tf.text["functions.tf"]
-    resource = text[FUNCTION_BLOCK.search(text).start():]
+    resource = text[FUNCTION_BLOCK.search(text).start() :]
     read = set(re.findall(r"each\.value\.(\w+)", resource))
     trigger_read = set(re.findall(r"event_trigger\.value\.(\w+)", resource))
     for name, f in _functions(tf).items():

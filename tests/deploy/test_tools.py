@@ -49,7 +49,9 @@ def test_checkov_reports_no_failed_check():
     reports = report if isinstance(report, list) else [report]
     failed = [c for r in reports for c in r.get("results", {}).get("failed_checks", [])]
     summary = [r["summary"] for r in reports]
-    assert not failed, "checkov failed checks:\n" + "\n".join(f"{c['check_id']} {c['resource']} ({c['file_path']})" for c in failed)
+    assert not failed, "checkov failed checks:\n" + "\n".join(
+        f"{c['check_id']} {c['resource']} ({c['file_path']})" for c in failed
+    )
     assert sum(s["failed"] for s in summary) == 0, summary
     assert sum(s["passed"] for s in summary) > 0, "checkov checked nothing"
     assert all(s.get("parsing_errors", 0) == 0 for s in summary), summary
@@ -61,5 +63,7 @@ def test_every_checkov_skip_says_why():
         for line in path.read_text().splitlines():
             if "checkov:skip" in line:
                 skips += 1
-                assert re.search(r"#\s*checkov:skip=CKV2?_[A-Z]+_\d+:\s*\S.{15,}", line), f"{path.name}: skip without a reason: {line.strip()}"
+                assert re.search(r"#\s*checkov:skip=CKV2?_[A-Z]+_\d+:\s*\S.{15,}", line), (
+                    f"{path.name}: skip without a reason: {line.strip()}"
+                )
     assert skips < 15, "too many checkov skips: fix the resources instead"

@@ -61,7 +61,9 @@ def documented_commands() -> list[Command]:
                     i += 1
                     parts.append(lines[i])
                 i += 1
-                cmd = "\n".join(_strip_comment(p) if not p.rstrip().endswith("\\") else p.rstrip() for p in parts).strip()
+                cmd = "\n".join(
+                    _strip_comment(p) if not p.rstrip().endswith("\\") else p.rstrip() for p in parts
+                ).strip()
                 if cmd and not cmd.startswith("#"):
                     out.append(Command(path.relative_to(ROOT).as_posix(), first + start, cmd, block))
     return out
@@ -94,12 +96,14 @@ COMMANDS: dict[str, Run | Skip] = {
     "make demo": Run("demo", r"partybal: site: http://127\.0\.0\.1:\d+/"),
     "make test": Skip("the test suite itself: running it from a test would recurse (CI runs it)"),
     ".venv/bin/partybal render sample-new-tab-layout --results sample --out site": Run(
-        "user", r"/site/sample_new_tab_layout\.html  \(\d+ figures, [\d.]+ s\)"
+        "user", r"/site/sample_new_tab_layout\.html  \(\d+ figures, [\d.]+ s; \d+ drawn, \d+ reused\)"
     ),
     ".venv/bin/partybal preview --results sample": Run(
         "user", r"index: file:///\S+/build/preview/\d{8}T\d{6}Z/index\.html"
     ),
-    ".venv/bin/partybal backfill --results sample --out site --parallel 2": Run("user", r"backfill: 2 ok, 0 failed of 2 in [\d.]+ s"),
+    ".venv/bin/partybal backfill --results sample --out site --parallel 2": Run(
+        "user", r"backfill: 2 ok, 0 failed of 2 in [\d.]+ s"
+    ),
     "source build/local/run/env.sh": Run("demo"),
     ".venv/bin/partybal rerender sample-new-tab-layout": Run("demo", r"render of sample_new_tab_layout requested"),
     "gcloud pubsub topics publish render-requests --message=sample-new-tab-layout": Run("demo", r"messageIds"),
@@ -107,7 +111,9 @@ COMMANDS: dict[str, Run | Skip] = {
     ".venv/bin/partybal rerender sample-search-defaults": Run("demo", r"render of sample_search_defaults requested"),
     "gcloud pubsub topics publish render-requests --message=sample-search-defaults": Run("demo", r"messageIds"),
     "GOOGLE_CLOUD_PROJECT=my-project .venv/bin/partybal rerender my-experiment-slug": Skip(NEEDS_GCP),
-    "make image-local": Skip("tests/e2e/test_job_image.py runs it with its own IMAGE_LOCAL tag (a podman build, as root, minutes)"),
+    "make image-local": Skip(
+        "tests/e2e/test_job_image.py runs it with its own IMAGE_LOCAL tag (a podman build, as root, minutes)"
+    ),
     "make demo PARTYBAL_JOB_IMAGE=localhost/partybal-renderer:local": Skip(
         "needs the image built (minutes, root): tests/e2e/test_job_image.py runs `partybal local up` with PARTYBAL_JOB_IMAGE set"
     ),
@@ -116,7 +122,9 @@ COMMANDS: dict[str, Run | Skip] = {
     "gcloud auth login": Skip("an interactive Google sign-in"),
     "gcloud auth application-default login": Skip("an interactive Google sign-in"),
     "export PROJECT=my-project REGION=us-central1 RESULTS_BUCKET=my-jetstream-results": Run("repo"),
-    'gcloud services enable cloudresourcemanager.googleapis.com serviceusage.googleapis.com --project "$PROJECT"': Skip(NEEDS_GCP),
+    'gcloud services enable cloudresourcemanager.googleapis.com serviceusage.googleapis.com --project "$PROJECT"': Skip(
+        NEEDS_GCP
+    ),
     "cp terraform/example.tfvars my.tfvars": Run("repo"),
     "make bundle": Run("repo"),
     "make lint-terraform": Run("repo"),
@@ -124,7 +132,9 @@ COMMANDS: dict[str, Run | Skip] = {
         NEEDS_GCP + "; tests/deploy/test_terraform.py checks what it would run (make -n)"
     ),
     "terraform -chdir=terraform output": Skip("reads the state of a real apply"),
-    'gcloud storage cp --recursive sample/statistics sample/metadata sample/errors "gs://$RESULTS_BUCKET/"': Skip(NEEDS_GCP),
+    'gcloud storage cp --recursive sample/statistics sample/metadata sample/errors "gs://$RESULTS_BUCKET/"': Skip(
+        NEEDS_GCP
+    ),
     'gcloud run jobs executions list --job partybal-render --region "$REGION" --project "$PROJECT"': Skip(NEEDS_GCP),
     "terraform -chdir=terraform output -raw site_url": Skip("reads the state of a real apply"),
     'gcloud pubsub topics publish render-requests --message=my-experiment --project "$PROJECT"': Skip(NEEDS_GCP),
@@ -133,16 +143,28 @@ COMMANDS: dict[str, Run | Skip] = {
     'RUN_JOB="$(terraform -chdir=terraform output -raw run_job)"': Skip("reads the state of a real apply"),
     'make backfill BACKFILL_ARGS="--parallel 20"': Skip(NEEDS_GCP + " (starts a Cloud Run execution)"),
     'make backfill BACKFILL_ARGS="--only-stale --parallel 20"': Skip(NEEDS_GCP + " (starts a Cloud Run execution)"),
-    'make backfill BACKFILL_ARGS="--results sample --out build/site --parallel 2"': Run("repo", r"backfill: 2 ok, 0 failed of 2 in [\d.]+ s"),
+    'make backfill BACKFILL_ARGS="--results sample --out build/site --parallel 2"': Run(
+        "repo", r"backfill: 2 ok, 0 failed of 2 in [\d.]+ s"
+    ),
     'make deploy PROJECT="$PROJECT" REGION="$REGION" RESULTS_BUCKET="$RESULTS_BUCKET" TF_VAR_FILE=my.tfvars '
     'IMAGE="$REGION-docker.pkg.dev/$PROJECT/partybal/renderer:0123456789ab"': Skip(NEEDS_GCP),
-    'export SITE_BUCKET="$(terraform -chdir=terraform output -raw site_bucket)"': Skip("reads the state of a real apply"),
+    'export SITE_BUCKET="$(terraform -chdir=terraform output -raw site_bucket)"': Skip(
+        "reads the state of a real apply"
+    ),
     'gcloud storage ls --all-versions "gs://$SITE_BUCKET/my_experiment.html"': Skip(NEEDS_GCP),
-    'gcloud storage cp "gs://$SITE_BUCKET/my_experiment.html#1700000000000000" "gs://$SITE_BUCKET/my_experiment.html"': Skip(NEEDS_GCP),
-    """gcloud logging read 'jsonPayload.slug="my_experiment_slug"' --project "$PROJECT" --freshness 1d""": Skip(NEEDS_GCP),
-    'gcloud pubsub subscriptions pull render-requests-dead-letter --limit 20 --auto-ack --project "$PROJECT"': Skip(NEEDS_GCP),
+    'gcloud storage cp "gs://$SITE_BUCKET/my_experiment.html#1700000000000000" "gs://$SITE_BUCKET/my_experiment.html"': Skip(
+        NEEDS_GCP
+    ),
+    """gcloud logging read 'jsonPayload.slug="my_experiment_slug"' --project "$PROJECT" --freshness 1d""": Skip(
+        NEEDS_GCP
+    ),
+    'gcloud pubsub subscriptions pull render-requests-dead-letter --limit 20 --auto-ack --project "$PROJECT"': Skip(
+        NEEDS_GCP
+    ),
     # docs/reliability.md
-    "make evidence": Skip("the reliability part of this suite with its slow variants (an hour on 2 cores); make test runs its fast cases"),
+    "make evidence": Skip(
+        "the reliability part of this suite with its slow variants (an hour on 2 cores); make test runs its fast cases"
+    ),
     ".venv/bin/python benchmarks/reliability_report.py": Skip("rewrites docs/reliability.md from a finished test run"),
 }
 
@@ -163,17 +185,27 @@ def test_the_parser_sees_continuations_and_comments():
 def _clean_env() -> dict[str, str]:
     env = dict(os.environ)
     for name in list(env):
-        if name.endswith("_EMULATOR_HOST") or name.startswith("CLOUDSDK_") or name in ("GOOGLE_CLOUD_PROJECT", "RENDER_TOPIC"):
+        if (
+            name.endswith("_EMULATOR_HOST")
+            or name.startswith("CLOUDSDK_")
+            or name in ("GOOGLE_CLOUD_PROJECT", "RENDER_TOPIC")
+        ):
             env.pop(name)
     return env
 
 
 def _bash(script: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", script], cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _commands(scenario: str) -> list[Command]:
-    return [c for c in documented_commands() if isinstance(COMMANDS.get(key(c.text)), Run) and COMMANDS[key(c.text)].scenario == scenario]
+    return [
+        c
+        for c in documented_commands()
+        if isinstance(COMMANDS.get(key(c.text)), Run) and COMMANDS[key(c.text)].scenario == scenario
+    ]
 
 
 # --- a user's own folder: the repository's .venv and a copy of the sample -------------------------
@@ -200,8 +232,13 @@ def test_demo_and_rerender_blocks_as_written():
     if missing_tools():
         unavailable(f"the local stack needs {', '.join(missing_tools())}")
     demo = subprocess.Popen(
-        ["bash", "-c", "make demo"], cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        ["bash", "-c", "make demo"],
+        cwd=ROOT,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     lines: list[str] = []
     try:
@@ -247,9 +284,16 @@ def test_demo_and_rerender_blocks_as_written():
 
 
 def _copy_of_repo(dest: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         src = ROOT / name
         if src.is_file():

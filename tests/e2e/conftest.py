@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from partybal.local import stack as localstack, uploader
-from tests.support import synthetic
+from partybal.local import stack as localstack
+from partybal.local import uploader
 from tests.helpers import missing_tools, unavailable, wait_until  # noqa: F401  (wait_until is used by the e2e tests)
+from tests.support import synthetic
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / "build" / "e2e" / "run"

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from partybal.local import jobimage, stack as localstack, cloudrun as runstub, uploader
 from partybal import layout
+from partybal.local import cloudrun as runstub
+from partybal.local import jobimage, uploader
+from partybal.local import stack as localstack
 from tests.helpers import SAMPLE, unavailable, wait_until
 
 pytestmark = [pytest.mark.image, pytest.mark.emulators, pytest.mark.r]
@@ -50,9 +52,17 @@ def image() -> str:
     BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with BUILD_LOG.open("w") as log:
-        proc = subprocess.run(["make", "--no-print-directory", "image-local", f"IMAGE_LOCAL={IMAGE}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=3600)
+        proc = subprocess.run(
+            ["make", "--no-print-directory", "image-local", f"IMAGE_LOCAL={IMAGE}"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=3600,
+        )
     tail = "\n".join(BUILD_LOG.read_text().splitlines()[-12:])
-    assert proc.returncode == 0, f"make image-local failed ({time.monotonic() - started:.0f} s); last lines of {BUILD_LOG}:\n{tail}"
+    assert proc.returncode == 0, (
+        f"make image-local failed ({time.monotonic() - started:.0f} s); last lines of {BUILD_LOG}:\n{tail}"
+    )
     assert re.search(rf"image-local: built {re.escape(IMAGE)} in \d+ s; size \d+ MB", tail), tail
     return IMAGE
 
@@ -64,7 +74,17 @@ def gcs(tmp_path_factory):
     port = localstack._ephemeral_port()
     log = open(root / "fake-gcs.log", "wb")
     proc = subprocess.Popen(
-        [localstack.fake_gcs_server_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory"],
+        [
+            localstack.fake_gcs_server_binary(),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-backend",
+            "memory",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -75,7 +95,12 @@ def gcs(tmp_path_factory):
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        yield host, storage.Client(project="partybal-test", credentials=AnonymousCredentials(), client_options={"api_endpoint": host})
+        yield (
+            host,
+            storage.Client(
+                project="partybal-test", credentials=AnonymousCredentials(), client_options={"api_endpoint": host}
+            ),
+        )
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=10)
@@ -129,7 +154,11 @@ def _published(client, env: dict[str, str]) -> tuple[dict, dict, dict]:
 def _normalized(text: str, record: dict) -> str:
     """``text`` with the render's id and every timestamp replaced (they name a render and when)."""
     text = text.replace(record["render_id"], "RID")
-    return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?|\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?(?: UTC)?", "TIME", text)
+    return re.sub(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?|\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?(?: UTC)?",
+        "TIME",
+        text,
+    )
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -149,7 +178,9 @@ def test_the_image_publishes_what_the_stand_in_publishes(image, gcs, tmp_path):
     local_env, image_env = _job_env(host, "local"), _job_env(host, "image")
     local = _execute(runstub.RunStub(base_env=local_env, parallelism=1, max_retries=0, log_dir=tmp_path), SLUG)
     assert local["state"] == "succeeded", f"the stand-in's job failed: {local['attempts']}"
-    ran = _execute(runstub.RunStub(base_env=image_env, parallelism=1, max_retries=0, log_dir=tmp_path, job_image=image), SLUG)
+    ran = _execute(
+        runstub.RunStub(base_env=image_env, parallelism=1, max_retries=0, log_dir=tmp_path, job_image=image), SLUG
+    )
     log = Path(ran["attempts"][-1]["log"]).read_text()
     assert ran["state"] == "succeeded", f"the image's job failed (exit {ran['exit_codes']}):\n{log[-3000:]}"
     lines = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
@@ -167,7 +198,9 @@ def test_the_image_publishes_what_the_stand_in_publishes(image, gcs, tmp_path):
     assert rec_i["state"] == "ok" and rec_i["figures"] == len(figures) == rec_l["figures"], rec_i
     # the status record: equal but for what names the render and when
     volatile = {"run_id", "render_id", "rendered_at", "page_rendered_at", "render_seconds"}
-    assert {k: v for k, v in rec_i.items() if k not in volatile} == {k: v for k, v in rec_l.items() if k not in volatile}
+    assert {k: v for k, v in rec_i.items() if k not in volatile} == {
+        k: v for k, v in rec_l.items() if k not in volatile
+    }
     # the page: the same HTML but for render ids and times
     html_i = site_i[page]["blob"].download_as_text()
     html_l = site_l[page]["blob"].download_as_text()
@@ -191,8 +224,26 @@ def test_the_image_holds_only_the_job_and_its_user_writes_only_temp_and_home(ima
             assert name not in shipped, f"{name} is in the image"
         assert {"job.py", "__init__.py", "render.py"} <= shipped, shipped
         assert not list(root.glob("**/tests/conftest.py")), "tests in the image"
-        packages = {line.split(": ", 1)[1] for line in (root / "var/lib/dpkg/status").read_text().splitlines() if line.startswith("Package: ")}
-        build_tools = {"gcc", "gcc-12", "g++", "g++-12", "cpp", "cpp-12", "make", "build-essential", "libc6-dev", "r-base-dev", "python3-pip", "python3.11-venv", "python3.11-dev"}
+        packages = {
+            line.split(": ", 1)[1]
+            for line in (root / "var/lib/dpkg/status").read_text().splitlines()
+            if line.startswith("Package: ")
+        }
+        build_tools = {
+            "gcc",
+            "gcc-12",
+            "g++",
+            "g++-12",
+            "cpp",
+            "cpp-12",
+            "make",
+            "build-essential",
+            "libc6-dev",
+            "r-base-dev",
+            "python3-pip",
+            "python3.11-venv",
+            "python3.11-dev",
+        }
         assert not packages & build_tools, f"build tools left in the image: {sorted(packages & build_tools)}"
         for tool in ("gcc", "cc", "g++", "make", "pip", "pip3"):
             for d in ("usr/bin", "usr/local/bin", "opt/partybal/bin"):
@@ -206,7 +257,9 @@ def test_the_image_holds_only_the_job_and_its_user_writes_only_temp_and_home(ima
             "touch /tmp/probe /home/partybal/probe && echo home-and-tmp-ok"
         )
         proc = subprocess.run(
-            jobimage.command_in(root, ["/bin/sh", "-c", script], jobimage.job_environment(config, {}), config.user, config.workdir),
+            jobimage.command_in(
+                root, ["/bin/sh", "-c", script], jobimage.job_environment(config, {}), config.user, config.workdir
+            ),
             capture_output=True,
             text=True,
             timeout=120,
@@ -232,7 +285,20 @@ def test_local_up_runs_the_job_from_the_image(image, tmp_path):
     data = copy_sample(tmp_path / "data", SLUG)
     stack_dir = tmp_path / "stack"
     proc = subprocess.run(
-        [sys.executable, "-m", "partybal", "local", "up", "--once", "--timeout", "240", "--data", str(data), "--dir", str(stack_dir)],
+        [
+            sys.executable,
+            "-m",
+            "partybal",
+            "local",
+            "up",
+            "--once",
+            "--timeout",
+            "240",
+            "--data",
+            str(data),
+            "--dir",
+            str(stack_dir),
+        ],
         cwd=ROOT,
         env={**os.environ, "PARTYBAL_JOB_IMAGE": image},
         capture_output=True,
@@ -242,7 +308,15 @@ def test_local_up_runs_the_job_from_the_image(image, tmp_path):
     assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
     assert f"the render job runs from the image {image}" in proc.stdout, proc.stdout
     assert f"rendered: {SLUG}" in proc.stdout, proc.stdout
-    listening = [json.loads(l) for l in (stack_dir / "run" / "run-stand-in.log").read_text().splitlines() if "stand-in listening" in l]
+    listening = [
+        json.loads(l)
+        for l in (stack_dir / "run" / "run-stand-in.log").read_text().splitlines()
+        if "stand-in listening" in l
+    ]
     assert listening and listening[0]["job_image"] == image, listening
-    leftovers = subprocess.run(["podman", "ps", "--all", "--external", "--filter", f"label={jobimage.LABEL}", "--format", "{{.Names}}"], capture_output=True, text=True)
+    leftovers = subprocess.run(
+        ["podman", "ps", "--all", "--external", "--filter", f"label={jobimage.LABEL}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+    )
     assert not leftovers.stdout.strip(), f"job containers left behind: {leftovers.stdout}"

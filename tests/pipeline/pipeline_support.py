@@ -38,5 +38,3 @@ class _Done:
 
     def result(self, timeout=None):
         return self.value
-
-

@@ -9,8 +9,8 @@ import time
 import pytest
 from google.api_core import exceptions as gexc
 
-from partybal.pipeline import coalesce
 from partybal import layout
+from partybal.pipeline import coalesce
 from partybal.pipeline.job import delete_marker
 
 pytestmark = pytest.mark.emulators
@@ -44,7 +44,12 @@ def test_emulator_honours_generation_preconditions(gcs, buckets):
 def test_burst_is_one_render_and_later_upload_is_another(gcs, buckets, settings, publisher):
     names = [layout.results_name(layout.Kind.STATISTICS, "exp_a", p) for p in ("overall", "weekly", "daily")]
     names.append(layout.results_name(layout.Kind.METADATA, "exp_a"))
-    outcomes = [coalesce.handle_results_event(*finalize(n, buckets.results, f"e{i}"), settings=settings, client=gcs, publisher=publisher) for i, n in enumerate(names)]
+    outcomes = [
+        coalesce.handle_results_event(
+            *finalize(n, buckets.results, f"e{i}"), settings=settings, client=gcs, publisher=publisher
+        )
+        for i, n in enumerate(names)
+    ]
     assert outcomes == [coalesce.PUBLISHED] + [coalesce.COALESCED] * 3
     assert len(publisher.messages) == 1
     topic, data, attrs = publisher.messages[0]
@@ -54,13 +59,25 @@ def test_burst_is_one_render_and_later_upload_is_another(gcs, buckets, settings,
 
     # the job starts: deletes the marker before reading; an upload after that renders again
     assert delete_marker(gcs.bucket(buckets.state), "exp_a", "") is True
-    assert coalesce.handle_results_event(*finalize(names[0], buckets.results, "e9"), settings=settings, client=gcs, publisher=publisher) == coalesce.PUBLISHED
+    assert (
+        coalesce.handle_results_event(
+            *finalize(names[0], buckets.results, "e9"), settings=settings, client=gcs, publisher=publisher
+        )
+        == coalesce.PUBLISHED
+    )
     assert len(publisher.messages) == 2
 
 
 def test_other_experiments_and_previews_are_separate(gcs, buckets, settings, publisher):
-    for i, name in enumerate(["metadata/metadata_one.json", "metadata/metadata_two.json", "preview/metadata/metadata_one.json"]):
-        assert coalesce.handle_results_event(*finalize(name, buckets.results, f"x{i}"), settings=settings, client=gcs, publisher=publisher) == coalesce.PUBLISHED
+    for i, name in enumerate(
+        ["metadata/metadata_one.json", "metadata/metadata_two.json", "preview/metadata/metadata_one.json"]
+    ):
+        assert (
+            coalesce.handle_results_event(
+                *finalize(name, buckets.results, f"x{i}"), settings=settings, client=gcs, publisher=publisher
+            )
+            == coalesce.PUBLISHED
+        )
     got = sorted((data, attrs.get("prefix", "")) for _, data, attrs in publisher.messages)
     assert got == [(b"one", ""), (b"one", "preview/"), (b"two", "")]
     assert gcs.bucket(buckets.state).get_blob("preview/pending/one") is not None
@@ -73,17 +90,44 @@ def test_ambiguous_statistics_name_goes_to_the_experiment_whose_files_exist(gcs,
     ambiguous = "statistics/statistics_study_preenrollment_weekly.json"
     results.blob(ambiguous).upload_from_string("[]")
     # neither experiment has other files: nobody's
-    assert coalesce.handle_results_event(*finalize(ambiguous, buckets.results, "a1"), settings=settings, client=gcs, publisher=publisher) == coalesce.IGNORED
+    assert (
+        coalesce.handle_results_event(
+            *finalize(ambiguous, buckets.results, "a1"), settings=settings, client=gcs, publisher=publisher
+        )
+        == coalesce.IGNORED
+    )
     results.blob("metadata/metadata_study_preenrollment.json").upload_from_string("{}")
-    assert coalesce.handle_results_event(*finalize(ambiguous, buckets.results, "a2"), settings=settings, client=gcs, publisher=publisher) == coalesce.PUBLISHED
+    assert (
+        coalesce.handle_results_event(
+            *finalize(ambiguous, buckets.results, "a2"), settings=settings, client=gcs, publisher=publisher
+        )
+        == coalesce.PUBLISHED
+    )
     assert [data for _, data, _ in publisher.messages] == [b"study_preenrollment"]
     assert gcs.bucket(buckets.state).get_blob(layout.pending_name("study")) is None
 
 
 def test_ignored_events_touch_nothing(gcs, buckets, settings, publisher):
-    for name in ("statistics/statistics_a_overall-abcdefgh.json", "notes.txt", "../statistics/statistics_a_overall.json"):
-        assert coalesce.handle_results_event(*finalize(name, buckets.results, "i"), settings=settings, client=gcs, publisher=publisher) == coalesce.IGNORED
-    assert coalesce.handle_results_event(*finalize("metadata/metadata_a.json", "other-bucket", "i"), settings=settings, client=gcs, publisher=publisher) == coalesce.IGNORED
+    for name in (
+        "statistics/statistics_a_overall-abcdefgh.json",
+        "notes.txt",
+        "../statistics/statistics_a_overall.json",
+    ):
+        assert (
+            coalesce.handle_results_event(
+                *finalize(name, buckets.results, "i"), settings=settings, client=gcs, publisher=publisher
+            )
+            == coalesce.IGNORED
+        )
+    assert (
+        coalesce.handle_results_event(
+            *finalize("metadata/metadata_a.json", "other-bucket", "i"),
+            settings=settings,
+            client=gcs,
+            publisher=publisher,
+        )
+        == coalesce.IGNORED
+    )
     assert publisher.messages == []
     assert list(gcs.list_blobs(buckets.state)) == []
 
@@ -111,7 +155,12 @@ def test_stale_marker_is_taken_over_once(gcs, buckets, publisher):
     assert coalesce.request_render(bucket, publisher, TOPIC, "old", token="first") == coalesce.PUBLISHED
     stale = bucket.get_blob(layout.pending_name("old"))
     later = stale.updated + dt.timedelta(seconds=1000)
-    assert coalesce.request_render(bucket, publisher, TOPIC, "old", token="second", now=stale.updated + dt.timedelta(seconds=10)) == coalesce.COALESCED
+    assert (
+        coalesce.request_render(
+            bucket, publisher, TOPIC, "old", token="second", now=stale.updated + dt.timedelta(seconds=10)
+        )
+        == coalesce.COALESCED
+    )
     assert coalesce.request_render(bucket, publisher, TOPIC, "old", token="third", now=later) == coalesce.TOOK_OVER
     assert len(publisher.messages) == 2
     taken = bucket.get_blob(layout.pending_name("old"))
@@ -121,7 +170,9 @@ def test_stale_marker_is_taken_over_once(gcs, buckets, publisher):
     with pytest.raises(gexc.PreconditionFailed):
         coalesce._write_marker(bucket, layout.pending_name("old"), "{}", "fourth", int(stale.generation))
     # and the now-fresh marker coalesces (its `updated` is the emulator's clock, compared as such)
-    assert coalesce.request_render(bucket, publisher, TOPIC, "old", token="fifth", now=taken.updated) == coalesce.COALESCED
+    assert (
+        coalesce.request_render(bucket, publisher, TOPIC, "old", token="fifth", now=taken.updated) == coalesce.COALESCED
+    )
     assert len(publisher.messages) == 2
 
 
@@ -156,8 +207,12 @@ def test_publishes_to_the_real_pubsub_emulator(gcs, buckets, settings, pubsub_em
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic)
     s = coalesce.Settings(buckets.results, buckets.state, topic, 900)
-    for i, name in enumerate(["preview/statistics/statistics_real_overall.json", "preview/metadata/metadata_real.json"]):
-        coalesce.handle_results_event(*finalize(name, buckets.results, f"r{i}"), settings=s, client=gcs, publisher=publisher)
+    for i, name in enumerate(
+        ["preview/statistics/statistics_real_overall.json", "preview/metadata/metadata_real.json"]
+    ):
+        coalesce.handle_results_event(
+            *finalize(name, buckets.results, f"r{i}"), settings=s, client=gcs, publisher=publisher
+        )
     received = []
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not received:

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import unavailable
-
-from partybal.pipeline import dispatch, status, toc
 from partybal import layout
-from tests.support import synthetic
+from partybal.errors import ConfigError, InputError
 from partybal.local import preview
 from partybal.page import render, report
-from partybal.errors import ConfigError, InputError
 from partybal.page.results import load_experiment
+from partybal.pipeline import dispatch, status, toc
+from partybal.pipeline.state import Experiment, Listed, group_results
 from partybal.storage import LocalResults, SizeLimits, check_sizes, list_experiment_objects
+from tests.helpers import unavailable
+from tests.support import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus"
@@ -55,11 +55,14 @@ def tiny(root: Path, slug: str, **overrides) -> dict[str, bytes]:
 def test_times_without_a_utc_value_are_shown_as_written():
     late, early = dt.datetime.fromisoformat(LATE), dt.datetime.fromisoformat(EARLY)
     with pytest.raises(OverflowError):
-        late.astimezone(dt.timezone.utc)  # what every formatter did
+        late.astimezone(dt.UTC)  # what every formatter did
     assert status.iso(late) == LATE and status.iso(early) == EARLY
     assert report.fmt_time(late) == "9999-12-31 23:59-01:00" and report.fmt_time(early) == "0001-01-01 00:00+01:00"
     assert toc._fmt_time(early) == "0001-01-01 00:00+01:00"
-    assert status.iso(dt.datetime(2024, 5, 1, 14, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == "2024-05-01T12:00:00+00:00"
+    assert (
+        status.iso(dt.datetime(2024, 5, 1, 14, tzinfo=dt.timezone(dt.timedelta(hours=2))))
+        == "2024-05-01T12:00:00+00:00"
+    )
 
 
 def test_overflowing_timestamps_from_the_corpus_build_a_page(tmp_path):
@@ -95,7 +98,7 @@ def test_preview_goes_on_after_any_failure_and_writes_its_index(tmp_path, monkey
         return real_build(results, workdir, **kw)
 
     monkeypatch.setattr(render, "build", build)
-    index, outcomes = preview.run_preview(res, out_root=tmp_path / "out", now=dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))
+    index, outcomes = preview.run_preview(res, out_root=tmp_path / "out", now=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
     got = {o.file_slug: o.error for o in outcomes}
     assert got["bug"] == "render error: OverflowError: date value out of range"
     assert got["broken"].startswith("statistics/statistics_broken_overall.json: not valid JSON")
@@ -119,7 +122,9 @@ def fake_build(tmp: Path, fslug: str, rid: str) -> render.BuiltPage:
     (work / layout.assets_dir(fslug, rid)).mkdir(parents=True)
     (work / layout.assets_dir(fslug, rid) / "fig-1.png").write_bytes(b"png")
     (work / layout.page_name(fslug)).write_text(f"<p>{rid}</p>")
-    return render.BuiltPage(work, fslug, rid, layout.page_name(fslug), [f"{layout.assets_dir(fslug, rid)}/fig-1.png"], 1, None, 0.0)
+    return render.BuiltPage(
+        work, fslug, rid, layout.page_name(fslug), [f"{layout.assets_dir(fslug, rid)}/fig-1.png"], 1, None, 0.0
+    )
 
 
 RIDS = ["20260101T000000Z-aaaaaa", "20260101T000001Z-bbbbbb", "20260101T000002Z-cccccc"]
@@ -141,11 +146,13 @@ def test_publish_local_never_deletes_what_it_did_not_create(tmp_path):
     shutil.rmtree(root / RIDS[1])
     (root / RIDS[1]).symlink_to(elsewhere, target_is_directory=True)
     render.publish_local(fake_build(tmp_path, "exp", RIDS[2]), out)
-    assert sorted(p.name for p in root.iterdir()) == sorted(["notes.txt", "20250101T000000Z-dddddd", "link", RIDS[1], RIDS[2]])
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        ["notes.txt", "20250101T000000Z-dddddd", "link", RIDS[1], RIDS[2]]
+    )
     assert (root / "20250101T000000Z-dddddd" / "x.png").exists() and (root / "notes.txt").read_text() == "mine"
     assert (elsewhere / "precious.txt").read_text() == "keep me" and (root / RIDS[1]).is_symlink()
     assert (out / "exp.html").read_text() == f"<p>{RIDS[2]}</p>"
-    assert render.read_manifest(out, "exp") == {"root_created": False, "renders": [RIDS[2]]}
+    assert render.read_manifest(out, "exp") == {"root_created": False, "renders": [RIDS[2]], "figures_created": False}
 
 
 def test_publish_local_refuses_to_write_through_a_symlinked_figure_folder(tmp_path):
@@ -216,7 +223,9 @@ def test_r_timeout_kills_r_and_its_mclapply_workers(tmp_path, monkeypatch):
     assert not any(_alive(p) for p in pids), "an R worker outlived PARTYBAL_R_TIMEOUT"
 
 
-@pytest.mark.parametrize("name,value", [("PARTYBAL_R_TIMEOUT", "15m"), ("PARTYBAL_R_TIMEOUT", "0"), ("PARTYBAL_MAX_FIGURES", "lots")])
+@pytest.mark.parametrize(
+    "name,value", [("PARTYBAL_R_TIMEOUT", "15m"), ("PARTYBAL_R_TIMEOUT", "0"), ("PARTYBAL_MAX_FIGURES", "lots")]
+)
 def test_malformed_render_settings_are_one_line_config_errors(monkeypatch, name, value, tmp_path):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
@@ -225,8 +234,22 @@ def test_malformed_render_settings_are_one_line_config_errors(monkeypatch, name,
         env = {**os.environ, name: value, "PYTHONPATH": str(ROOT)}
         tiny(tmp_path / "res", "cfg")
         proc = subprocess.run(
-            [sys.executable, "-m", "partybal", "render", "cfg", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "o")],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "partybal",
+                "render",
+                "cfg",
+                "--results",
+                str(tmp_path / "res"),
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and name in proc.stderr, proc.stderr
 
@@ -235,7 +258,9 @@ def test_too_many_figures_fail_before_r_starts(tmp_path, monkeypatch):
     write_files(tmp_path, synthetic.experiment_files(synthetic.small_spec("many")))
     monkeypatch.setenv("PARTYBAL_MAX_FIGURES", "2")
     monkeypatch.setattr(render, "knit", lambda *a, **k: pytest.fail("R started"))
-    with pytest.raises(render.RenderError, match=r"the page would draw \d+ figures, over the limit of 2 \(PARTYBAL_MAX_FIGURES\)"):
+    with pytest.raises(
+        render.RenderError, match=r"the page would draw \d+ figures, over the limit of 2 \(PARTYBAL_MAX_FIGURES\)"
+    ):
         render.build(load_experiment(LocalResults(tmp_path), "many"), tmp_path / "w")
 
 
@@ -276,7 +301,7 @@ def test_a_local_file_that_grew_after_the_listing_is_read_no_further_than_the_li
 
 
 def names(*items):
-    return [toc.Listed(n, i + 1, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) for i, n in enumerate(items)]
+    return [Listed(n, i + 1, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) for i, n in enumerate(items)]
 
 
 AMBIGUOUS = "statistics/statistics_study_preenrollment_weekly.json"
@@ -287,7 +312,10 @@ AMBIGUOUS = "statistics/statistics_study_preenrollment_weekly.json"
     [
         (["metadata/metadata_study_preenrollment.json"], ("study_preenrollment", "weekly")),
         (["statistics/statistics_study_preenrollment_overall.json"], ("study_preenrollment", "weekly")),
-        (["metadata/metadata_study.json", "statistics/statistics_study_overall.json"], ("study", "preenrollment_weekly")),
+        (
+            ["metadata/metadata_study.json", "statistics/statistics_study_overall.json"],
+            ("study", "preenrollment_weekly"),
+        ),
         (["metadata/metadata_study.json", "metadata/metadata_study_preenrollment.json"], None),  # both: undecidable
         ([], None),  # neither
     ],
@@ -295,11 +323,13 @@ AMBIGUOUS = "statistics/statistics_study_preenrollment_weekly.json"
 def test_the_listing_decides_an_ambiguous_statistics_name(others, owner, caplog):
     blob = layout.parse_results_name(AMBIGUOUS)
     assert set(blob.readings) == {("study", "preenrollment_weekly"), ("study_preenrollment", "weekly")}
-    got = toc.group_results(names(AMBIGUOUS, *others), "")
+    got = group_results(names(AMBIGUOUS, *others), "")
     holders = {fs: e.periods for fs, e in got.items() if AMBIGUOUS in e.generations}
     if owner is None:
         assert holders == {}
-        assert any("ambiguous statistics name" in r.getMessage() and AMBIGUOUS in r.getMessage() for r in caplog.records)
+        assert any(
+            "ambiguous statistics name" in r.getMessage() and AMBIGUOUS in r.getMessage() for r in caplog.records
+        )
     else:
         assert list(holders) == [owner[0]] and owner[1] in holders[owner[0]]
 
@@ -317,7 +347,10 @@ def test_an_experiment_ending_in_preenrollment_keeps_its_weekly_file(tmp_path):
     assert preview.discover(source) == ["study_preenrollment"]
     # ``study`` appears with files of its own: the shared name can no longer be decided; it is
     # given to neither, and said so
-    write_files(tmp_path, {n: d for n, d in synthetic.experiment_files(synthetic.tiny_spec("study")).items() if "_weekly" not in n})
+    write_files(
+        tmp_path,
+        {n: d for n, d in synthetic.experiment_files(synthetic.tiny_spec("study")).items() if "_weekly" not in n},
+    )
     mine, skipped = list_experiment_objects(source, "study_preenrollment")
     assert AMBIGUOUS not in {info.name for _, info in mine}
     assert [why for name, why in skipped if name == AMBIGUOUS][0].startswith("ambiguous statistics name")
@@ -333,13 +366,29 @@ def test_an_experiment_ending_in_preenrollment_keeps_its_weekly_file(tmp_path):
 )
 def test_status_records_of_another_shape_are_named_not_crashed_on(record, problem):
     assert problem in status.record_problem(record)
-    exp = toc.Experiment("e", {"a": 12}, {"overall"}, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
-    row = toc.make_row(exp, record if isinstance(record, dict) else {"state": "unknown", "reason": status.record_problem(record)}, False, "")
+    exp = Experiment("e", {"a": 12}, {"overall"}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    row = toc.make_row(
+        exp,
+        record if isinstance(record, dict) else {"state": "unknown", "reason": status.record_problem(record)},
+        False,
+        "",
+    )
     assert row.state == "unknown" and problem in row.reason
 
 
 def test_int_readers_accept_only_ascii_digits():
-    assert [status.as_int(v) for v in (12, "12", " 7 ", "١٢", "²", "-1", True, None, "1e3", 2**70)] == [12, 12, 7, None, None, None, None, None, None, 2**70]
+    assert [status.as_int(v) for v in (12, "12", " 7 ", "١٢", "²", "-1", True, None, "1e3", 2**70)] == [
+        12,
+        12,
+        7,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        2**70,
+    ]
 
 
 def test_dispatch_ignores_a_generation_attribute_in_other_digits():
@@ -355,9 +404,27 @@ def test_dispatch_ignores_a_generation_attribute_in_other_digits():
 def test_killed_reason_and_record():
     assert status.killed_reason("0", "4") == "killed (attempt 1 of 4)"
     assert status.killed_reason("x", None) == "killed (attempt ? of ?)"
-    previous = {"state": "ok", "page": "e.html", "page_rendered_at": "2026-01-01T00:00:00+00:00", "name": "e", "input_generations": {"a": 1}}
-    rec = status.killed_record(previous, {"attempt": "3", "max_attempts": "4", "run_id": "R"}, "e", "e", "", dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))
-    assert rec["state"] == "failed" and rec["reason"] == "killed (attempt 4 of 4)" and rec["page"] == "e.html" and rec["run_id"] == "R"
+    previous = {
+        "state": "ok",
+        "page": "e.html",
+        "page_rendered_at": "2026-01-01T00:00:00+00:00",
+        "name": "e",
+        "input_generations": {"a": 1},
+    }
+    rec = status.killed_record(
+        previous,
+        {"attempt": "3", "max_attempts": "4", "run_id": "R"},
+        "e",
+        "e",
+        "",
+        dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+    )
+    assert (
+        rec["state"] == "failed"
+        and rec["reason"] == "killed (attempt 4 of 4)"
+        and rec["page"] == "e.html"
+        and rec["run_id"] == "R"
+    )
     assert status.record_problem(rec) == ""
 
 
@@ -366,9 +433,19 @@ def test_killed_reason_and_record():
 
 def _row(metric, statistic, branch, window, point=1.0):
     return {
-        "metric": metric, "statistic": statistic, "branch": branch, "parameter": None, "comparison": None,
-        "comparison_to_branch": None, "ci_width": 0.95, "point": point, "lower": None, "upper": None,
-        "segment": "all", "analysis_basis": "enrollments", "window_index": str(window),
+        "metric": metric,
+        "statistic": statistic,
+        "branch": branch,
+        "parameter": None,
+        "comparison": None,
+        "comparison_to_branch": None,
+        "ci_width": 0.95,
+        "point": point,
+        "lower": None,
+        "upper": None,
+        "segment": "all",
+        "analysis_basis": "enrollments",
+        "window_index": str(window),
     }
 
 
@@ -403,15 +480,26 @@ def test_one_count_metric_per_window_gives_a_linear_page(tmp_path, windows):
 def test_outcomes_naming_many_metrics_group_correctly(tmp_path):
     fslug = "outc"
     names = [f"metric_{i}" for i in range(3000)]
-    md = json.loads(synthetic.experiment_files(synthetic.tiny_spec(fslug))[layout.results_name(layout.Kind.METADATA, fslug)])
+    md = json.loads(
+        synthetic.experiment_files(synthetic.tiny_spec(fslug))[layout.results_name(layout.Kind.METADATA, fslug)]
+    )
     md["outcomes"] = {
-        "big": {"slug": "big", "friendly_name": "Big outcome", "description": "d", "metrics": names, "default_metrics": []},
+        "big": {
+            "slug": "big",
+            "friendly_name": "Big outcome",
+            "description": "d",
+            "metrics": names,
+            "default_metrics": [],
+        },
     }
     rows = [_row(n, "count", "control", 1) for n in names[::100]] + [_row("other", "count", "control", 1)]
-    write_files(tmp_path, {
-        layout.results_name(layout.Kind.STATISTICS, fslug, "overall"): json.dumps(rows).encode(),
-        layout.results_name(layout.Kind.METADATA, fslug): json.dumps(md).encode(),
-    })
+    write_files(
+        tmp_path,
+        {
+            layout.results_name(layout.Kind.STATISTICS, fslug, "overall"): json.dumps(rows).encode(),
+            layout.results_name(layout.Kind.METADATA, fslug): json.dumps(md).encode(),
+        },
+    )
     results = load_experiment(LocalResults(tmp_path), fslug)
     groups = report._Metrics(results.metadata).groups(sorted({r["metric"] for r in rows}))
     assert [(t, len(ms)) for t, _, ms in groups] == [("Outcome: Big outcome", 30), ("Other metrics", 1)]

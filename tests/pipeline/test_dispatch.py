@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from partybal.pipeline import dispatch, events
 from partybal import layout
+from partybal.pipeline import dispatch, events
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "projects/partybal-test/locations/europe-west1/jobs/partybal-render"
@@ -27,8 +27,17 @@ def run_api():
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             calls.append((self.path, json.loads(body or b"{}")))
-            execution = {"@type": "type.googleapis.com/google.cloud.run.v2.Execution", "name": f"{JOB}/executions/ex-{len(calls)}"}
-            reply = json.dumps({"name": f"projects/partybal-test/locations/europe-west1/operations/op-{len(calls)}", "done": False, "metadata": execution}).encode()
+            execution = {
+                "@type": "type.googleapis.com/google.cloud.run.v2.Execution",
+                "name": f"{JOB}/executions/ex-{len(calls)}",
+            }
+            reply = json.dumps(
+                {
+                    "name": f"projects/partybal-test/locations/europe-west1/operations/op-{len(calls)}",
+                    "done": False,
+                    "metadata": execution,
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
@@ -63,7 +72,9 @@ def env_of(body):
 def test_request_from_finalize_starts_the_job(run_api):
     endpoint, calls = run_api
     environ = {"RUN_JOB": JOB, "RUN_API_ENDPOINT": endpoint}
-    req = dispatch.handle_render_request(*message(b"my_exp", {"prefix": "preview/", "origin": "finalize", "generation": "5"}), environ=environ)
+    req = dispatch.handle_render_request(
+        *message(b"my_exp", {"prefix": "preview/", "origin": "finalize", "generation": "5"}), environ=environ
+    )
     assert req is not None and req.file_slug == "my_exp"
     [(path, body)] = calls
     assert path.startswith(f"/v2/{JOB}:run")
@@ -117,10 +128,17 @@ def test_dispatch_through_functions_framework_raw_push(run_api, monkeypatch):
     monkeypatch.setenv("RUN_API_ENDPOINT", endpoint)
     import functions_framework
 
-    app = functions_framework.create_app("dispatch_render", str(ROOT / "functions" / "main.py"), signature_type="cloudevent")
+    app = functions_framework.create_app(
+        "dispatch_render", str(ROOT / "functions" / "main.py"), signature_type="cloudevent"
+    )
     client = app.test_client()
     push = {
-        "message": {"data": base64.b64encode(b"sample-search-defaults").decode(), "messageId": "9", "message_id": "9", "publishTime": "2024-05-01T00:00:00Z"},
+        "message": {
+            "data": base64.b64encode(b"sample-search-defaults").decode(),
+            "messageId": "9",
+            "message_id": "9",
+            "publishTime": "2024-05-01T00:00:00Z",
+        },
         "subscription": "projects/partybal-test/subscriptions/render-requests-push",
     }
     assert client.post("/", json=push).status_code == 200
@@ -156,7 +174,9 @@ def test_marking_never_creates_a_marker_or_fails_the_request(run_api, gcs, bucke
     endpoint, calls = run_api
     environ = {"RUN_JOB": JOB, "RUN_API_ENDPOINT": endpoint, "STATE_BUCKET": buckets.state}
     # the job already started and deleted the marker
-    assert dispatch.handle_render_request(*message(b"gone", {"generation": "12345"}), environ=environ, storage_client=gcs)
+    assert dispatch.handle_render_request(
+        *message(b"gone", {"generation": "12345"}), environ=environ, storage_client=gcs
+    )
     # published by hand: no generation, no marker to mark (an existing marker is not touched)
     gcs.bucket(buckets.state).blob(layout.pending_name("manual")).upload_from_string("{}")
     assert dispatch.handle_render_request(*message(b"manual"), environ=environ, storage_client=gcs)
@@ -192,8 +212,14 @@ def test_marking_patches_only_the_marker_the_request_names():
         def blob(self, name):
             return Marker(name)
 
-    now = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
     ok = dispatch.mark_dispatched(Bucket(), dispatch.RenderRequest("a", "a", "preview/", {"generation": "5"}), "E", now)
-    stale = dispatch.mark_dispatched(Bucket(), dispatch.RenderRequest("a", "a", "preview/", {"generation": "4"}), "E", now)
+    stale = dispatch.mark_dispatched(
+        Bucket(), dispatch.RenderRequest("a", "a", "preview/", {"generation": "4"}), "E", now
+    )
     assert (ok, stale) == (True, False)
-    assert calls[0] == ("preview/pending/a", {"execution": "E", "dispatched_at": "2026-01-02T00:00:00+00:00"}, {"if_generation_match": 5})
+    assert calls[0] == (
+        "preview/pending/a",
+        {"execution": "E", "dispatched_at": "2026-01-02T00:00:00+00:00"},
+        {"if_generation_match": 5},
+    )

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from partybal.pipeline import coalesce, events
 from partybal import layout
+from partybal.pipeline import coalesce, events
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "results-bkt"
@@ -29,7 +29,13 @@ def storage_event(name, bucket=BUCKET, generation="1700000000000001"):
 
 def notification_event(name, bucket=BUCKET, event_type="OBJECT_FINALIZE", generation=1700000000000002):
     """What functions-framework makes of fake-gcs-server's notification (see raw_push_body)."""
-    obj = {"kind": "storage#object", "name": name, "bucket": bucket, "generation": generation, "updated": "2024-05-01T12:00:00Z"}
+    obj = {
+        "kind": "storage#object",
+        "name": name,
+        "bucket": bucket,
+        "generation": generation,
+        "updated": "2024-05-01T12:00:00Z",
+    }
     return events.PUBSUB_PUBLISHED, {
         "message": {
             "@type": "type.googleapis.com/google.pubsub.v1.PubsubMessage",
@@ -113,7 +119,17 @@ def test_other_bucket_and_other_event_types_are_ignored():
         {"message": {"data": "!!!not base64!!!", "attributes": {"eventType": "OBJECT_FINALIZE"}}},
         {"message": {"data": base64.b64encode(b"render me").decode()}},  # no eventType: not a notification
         {"message": {"data": "", "attributes": {"eventType": "OBJECT_FINALIZE", "bucketId": BUCKET}}},  # no name
-        {"message": {"data": "", "attributes": {"eventType": "OBJECT_FINALIZE", "bucketId": BUCKET, "objectId": "metadata/metadata_x.json", "objectGeneration": "x1"}}},
+        {
+            "message": {
+                "data": "",
+                "attributes": {
+                    "eventType": "OBJECT_FINALIZE",
+                    "bucketId": BUCKET,
+                    "objectId": "metadata/metadata_x.json",
+                    "objectGeneration": "x1",
+                },
+            }
+        },
     ],
 )
 def test_malformed_pubsub_events_raise_not_understood(data):
@@ -125,7 +141,12 @@ def test_notification_without_payload_uses_attributes():
     etype, data = notification_event("metadata/metadata_x.json")
     data["message"]["data"] = ""  # payloadFormat NONE
     change = events.object_change(etype, data)
-    assert (change.bucket, change.name, change.generation, change.kind) == (BUCKET, "metadata/metadata_x.json", 1700000000000002, "finalize")
+    assert (change.bucket, change.name, change.generation, change.kind) == (
+        BUCKET,
+        "metadata/metadata_x.json",
+        1700000000000002,
+        "finalize",
+    )
 
 
 def test_state_events():
@@ -133,8 +154,17 @@ def test_state_events():
     blob = events.state_blob(etype, data, "st")
     assert (blob.what, blob.file_slug, blob.prefix) == ("status", "x", "preview/")
     assert events.state_blob(*storage_event("pending/y", bucket="st"), "st").what == "pending"
-    assert layout.parse_state_name("preview/running/z") == layout.StateBlob("preview/running/z", "running", "z", "preview/")
-    for bad in ("index.html", "status/x.json.tmp", "pending/../status/x.json", "other/status/x.json", "running/z", "running/z.json"):
+    assert layout.parse_state_name("preview/running/z") == layout.StateBlob(
+        "preview/running/z", "running", "z", "preview/"
+    )
+    for bad in (
+        "index.html",
+        "status/x.json.tmp",
+        "pending/../status/x.json",
+        "other/status/x.json",
+        "running/z",
+        "running/z.json",
+    ):
         with pytest.raises(events.NotUnderstood):
             events.state_blob(*storage_event(bad, bucket="st"), "st")
     with pytest.raises(events.NotUnderstood):
@@ -204,7 +234,9 @@ def finalize_app(monkeypatch, publisher):
     monkeypatch.setattr(coalesce, "gcs_client", lambda *a, **k: FakeClient())
     import functions_framework
 
-    app = functions_framework.create_app("on_results_finalized", str(ROOT / "functions" / "main.py"), signature_type="cloudevent")
+    app = functions_framework.create_app(
+        "on_results_finalized", str(ROOT / "functions" / "main.py"), signature_type="cloudevent"
+    )
     return app.test_client(), calls
 
 
@@ -212,7 +244,15 @@ def test_functions_framework_raw_push_reaches_the_handler(finalize_app):
     client, calls = finalize_app
     resp = client.post("/", json=raw_push_body("preview/statistics/statistics_my_exp_daily.json"))
     assert resp.status_code == 200, resp.data
-    assert calls == [("state-bkt", "projects/p/topics/render-requests", "my_exp", "preview/", "preview/statistics/statistics_my_exp_daily.json")]
+    assert calls == [
+        (
+            "state-bkt",
+            "projects/p/topics/render-requests",
+            "my_exp",
+            "preview/",
+            "preview/statistics/statistics_my_exp_daily.json",
+        )
+    ]
 
 
 def test_functions_framework_direct_storage_cloudevent(finalize_app):
@@ -271,12 +311,19 @@ def test_layout_rejects_names_with_trailing_newline():
 
 
 def test_settings_from_env():
-    from partybal.pipeline import events as ev
+    from partybal.errors import ConfigError
 
     s = coalesce.Settings.from_env({"RESULTS_BUCKET": "r", "STATE_BUCKET": "s", "RENDER_TOPIC": "t"})
     assert s.stale_seconds == coalesce.DEFAULT_STALE_SECONDS
-    assert coalesce.Settings.from_env({"RESULTS_BUCKET": "r", "STATE_BUCKET": "s", "RENDER_TOPIC": "t", "COALESCE_STALE_SECONDS": "5"}).stale_seconds == 5
-    with pytest.raises(ev.ConfigError, match="RENDER_TOPIC"):
+    assert (
+        coalesce.Settings.from_env(
+            {"RESULTS_BUCKET": "r", "STATE_BUCKET": "s", "RENDER_TOPIC": "t", "COALESCE_STALE_SECONDS": "5"}
+        ).stale_seconds
+        == 5
+    )
+    with pytest.raises(ConfigError, match="RENDER_TOPIC"):
         coalesce.Settings.from_env({"RESULTS_BUCKET": "r", "STATE_BUCKET": "s"})
-    with pytest.raises(ev.ConfigError, match="whole number"):
-        coalesce.Settings.from_env({"RESULTS_BUCKET": "r", "STATE_BUCKET": "s", "RENDER_TOPIC": "t", "COALESCE_STALE_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="whole number"):
+        coalesce.Settings.from_env(
+            {"RESULTS_BUCKET": "r", "STATE_BUCKET": "s", "RENDER_TOPIC": "t", "COALESCE_STALE_SECONDS": "soon"}
+        )

@@ -9,9 +9,9 @@ import socket
 
 import pytest
 
-from partybal.pipeline import experimenter, job
 from partybal import layout
 from partybal.local.experimenter_standin import FIXTURE, StandIn
+from partybal.pipeline import experimenter, job
 from tests.pipeline.pipeline_support import upload_sample
 from tests.pipeline.test_job import job_env, status_of
 
@@ -46,12 +46,20 @@ def test_snapshot_is_written_only_when_the_list_changes(gcs, buckets, tmp_path):
     second = state.get_blob(name)
     assert second.generation != first.generation
     # down, nonsense, or nothing valid: the last snapshot stays
-    assert experimenter.handle_snapshot_event(environ={**env, "EXPERIMENTER_URL": f"http://127.0.0.1:{free_port()}"}, client=gcs) == "failed"
+    assert (
+        experimenter.handle_snapshot_event(
+            environ={**env, "EXPERIMENTER_URL": f"http://127.0.0.1:{free_port()}"}, client=gcs
+        )
+        == "failed"
+    )
     junk = tmp_path / "junk.json"
     for body in ('{"detail": "maintenance"}', json.dumps([{"slug": "x"}, {"slug": "y"}])):
         junk.write_text(body)
         with StandIn(junk) as s:
-            assert experimenter.handle_snapshot_event(environ={**env, "EXPERIMENTER_URL": s.url}, client=gcs) in ("failed", "kept")
+            assert experimenter.handle_snapshot_event(environ={**env, "EXPERIMENTER_URL": s.url}, client=gcs) in (
+                "failed",
+                "kept",
+            )
     assert state.get_blob(name).generation == second.generation
     assert experimenter.handle_snapshot_event(environ={**env, "EXPERIMENTER_URL": "off"}, client=gcs) == "off"
 
@@ -81,7 +89,7 @@ def test_rendered_page_shows_experimenter_context_from_the_snapshot(gcs, buckets
         experimenter.refresh_snapshot(state, s.url)
     assert job.main(job_env(buckets, slug="sample-search-defaults")) == 0
     html = gcs.bucket(buckets.site).blob(layout.page_name(SLUG)).download_as_text()
-    assert "<h1>Search defaults in the address bar <code class=\"slug\">sample-search-defaults</code></h1>" in html
+    assert '<h1>Search defaults in the address bar <code class="slug">sample-search-defaults</code></h1>' in html
     assert "Compares two ways of suggesting" in html and "/nimbus/sample-search-defaults/summary" in html
     assert 'id="srm-warning"' not in html  # 1:1:1 configured, about equal counts
     assert status_of(gcs, buckets, SLUG)["srm"]["mismatch"] is False
@@ -106,13 +114,28 @@ def test_toc_shows_experimenter_names_and_dates_and_follows_the_snapshot(gcs, bu
     # the snapshot's finalize rebuilds the index (rebuild_toc's event)
     snap = state.get_blob(layout.experimenter_snapshot_name())
     event = {"bucket": buckets.state, "name": snap.name, "generation": str(snap.generation), "metageneration": "1"}
-    assert toc.handle_state_event("google.cloud.storage.object.v1.finalized", event, settings=settings, client=gcs) is not None
+    assert (
+        toc.handle_state_event("google.cloud.storage.object.v1.finalized", event, settings=settings, client=gcs)
+        is not None
+    )
     html = gcs.bucket(buckets.site).blob(layout.index_name()).download_as_text()
     assert "New Tab layout: compact tiles" in html and 'data-app="firefox_desktop"' in html
-    page = toc.toc_page(*_listing(gcs, settings), now=dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc), catalog=toc.read_catalog(gcs, settings.state_bucket))
+    page = toc.toc_page(
+        *_listing(gcs, settings),
+        now=dt.datetime(2026, 10, 1, tzinfo=dt.UTC),
+        catalog=toc.read_catalog(gcs, settings.state_bucket),
+    )
     rows = {r.file_slug: r for r in page.rows}
-    assert (rows["sample_new_tab_layout"].name, rows["sample_new_tab_layout"].app, rows["sample_new_tab_layout"].run_status) == ("New Tab layout: compact tiles", "firefox_desktop", "observing")
-    assert (rows["desktop_pip_nudge_v2"].launch, rows["desktop_pip_nudge_v2"].end, rows["desktop_pip_nudge_v2"].run_status) == ("2026-05-02", "2026-06-13", "complete")
+    assert (
+        rows["sample_new_tab_layout"].name,
+        rows["sample_new_tab_layout"].app,
+        rows["sample_new_tab_layout"].run_status,
+    ) == ("New Tab layout: compact tiles", "firefox_desktop", "observing")
+    assert (
+        rows["desktop_pip_nudge_v2"].launch,
+        rows["desktop_pip_nudge_v2"].end,
+        rows["desktop_pip_nudge_v2"].run_status,
+    ) == ("2026-05-02", "2026-06-13", "complete")
     assert rows["not_in_experimenter"].app == "" and rows["not_in_experimenter"].name == "not_in_experimenter"
     assert [(a.state, a.count) for a in page.apps] == [("firefox_desktop", 2)]
     assert {c.state for c in page.run_statuses} == {"observing", "complete"}
@@ -124,8 +147,8 @@ def test_toc_shows_experimenter_names_and_dates_and_follows_the_snapshot(gcs, bu
 
 
 def _listing(gcs, settings):
-    from partybal.pipeline import toc
+    from partybal.pipeline.state import group_results, list_results, read_state
 
-    experiments = toc.group_results(toc.list_results(gcs, settings.results_bucket, ""), "")
-    statuses, pending = toc.read_state(gcs, settings.state_bucket, "")
+    experiments = group_results(list_results(gcs, settings.results_bucket, ""), "")
+    statuses, pending = read_state(gcs, settings.state_bucket, "")
     return experiments, statuses, pending, ""

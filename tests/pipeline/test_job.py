@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from partybal.pipeline import job, status
 from partybal import layout
 from partybal.page import render
 from partybal.page.results import load_experiment
+from partybal.pipeline import job, status
 from partybal.storage import GcsResults
 from tests.pipeline.pipeline_support import upload_sample
 
@@ -48,8 +48,15 @@ def site_names(gcs, buckets):
 def test_real_render_then_bad_input_keeps_the_page(gcs, buckets, fake_gcs):
     inputs = upload_sample(gcs, buckets.results, SLUG)
     gcs.bucket(buckets.state).blob(layout.pending_name(SLUG)).upload_from_string("{}")
-    env = {**os.environ, **job_env(buckets, slug="sample-search-defaults"), "STORAGE_EMULATOR_HOST": fake_gcs, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "partybal.pipeline.job"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        **job_env(buckets, slug="sample-search-defaults"),
+        "STORAGE_EMULATOR_HOST": fake_gcs,
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "partybal.pipeline.job"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     assert lines and all({"severity", "message", "slug"} <= set(entry) for entry in lines)
@@ -69,9 +76,12 @@ def test_real_render_then_bad_input_keeps_the_page(gcs, buckets, fake_gcs):
     html = page.download_as_text()
     folder = layout.assets_dir(SLUG, st["render_id"])
     assets = [n for n in site_names(gcs, buckets) if n.startswith(layout.assets_root(SLUG) + "/")]
-    assert assets and all(n.startswith(folder + "/") for n in assets)
-    assert len(assets) == st["figures"]
-    assert f'src="{assets[0]}"' in html  # the page points at the figures published with it
+    figures = [n for n in assets if n.startswith(layout.figures_dir(SLUG) + "/")]  # by content hash
+    assert assets and all(n.startswith(folder + "/") for n in assets if n not in figures)
+    assert len(figures) == st["figures"]
+    assert (
+        sorted(set(re.findall(r'<img class="plot"[^>]* src="([^"]+)"', html))) == figures
+    )  # the page points at the figures published with it
     assert 'href="index.html"' in html
 
     # Jetstream republishes a broken file: the job fails, the page stays, the status says why
@@ -95,7 +105,9 @@ def test_unknown_experiment_is_a_failed_status(gcs, buckets):
     assert st["page"] is None and site_names(gcs, buckets) == []
 
 
-@pytest.mark.parametrize("env_change", [{"PARTYBAL_SLUG": "../../etc"}, {"PARTYBAL_PREFIX": "../"}, {"SITE_BUCKET": ""}])
+@pytest.mark.parametrize(
+    "env_change", [{"PARTYBAL_SLUG": "../../etc"}, {"PARTYBAL_PREFIX": "../"}, {"SITE_BUCKET": ""}]
+)
 def test_bad_configuration_exits_without_writing(gcs, buckets, env_change):
     environ = {**job_env(buckets), **env_change}
     if environ["PARTYBAL_SLUG"] == "../../etc":
@@ -109,8 +121,10 @@ def fake_build(monkeypatch):
     """render.build without R: a page pointing at two figures, like the real one."""
     calls = []
 
-    def build(results, workdir, *, render_id=None, cores=None, banner=None, index_href="index.html", catalog=None):
-        rid = render_id or render.new_render_id()
+    def build(
+        results, workdir, *, render_id=None, cores=None, banner=None, index_href="index.html", catalog=None, **_kw
+    ):
+        rid = render_id or layout.new_render_id()
         fig_dir = layout.assets_dir(results.file_slug, rid)
         (workdir / fig_dir).mkdir(parents=True)
         assets = []
@@ -141,7 +155,10 @@ def test_preview_publish_keeps_the_replaced_figures_only(gcs, buckets, fake_buil
     assert len(set(rids)) == 3 and fake_build == rids
     # the page shows the third render; the second's figures stay for readers of the page it replaced
     expected = sorted(
-        [layout.page_name(SLUG, "preview/")] + [f"{layout.assets_dir(SLUG, rid, 'preview/')}/fig-{i}.png" for rid in rids[1:] for i in (1, 2)]
+        [layout.page_name(SLUG, "preview/")]
+        + [f"{layout.assets_dir(SLUG, rid, 'preview/')}/fig-{i}.png" for rid in rids[1:] for i in (1, 2)]
+        + [layout.figure_list_name(SLUG, rid, "preview/") for rid in rids[1:]]
+        + [layout.history_name(SLUG, rid, "preview/") for rid in rids]  # history: never cleaned up
     )
     assert site_names(gcs, buckets) == expected
     page = gcs.bucket(buckets.site).get_blob(layout.page_name(SLUG, "preview/"))
@@ -200,7 +217,10 @@ def test_a_render_finishing_after_a_later_one_leaves_its_page_and_status(gcs, bu
     assert job.main(job_env(buckets)) == 0
     ours = fake_build[-1]
     assert ours < later
-    assert site.blob(layout.page_name(SLUG)).download_as_text() == f'<img src="{layout.assets_dir(SLUG, later)}/fig-1.png">'
+    assert (
+        site.blob(layout.page_name(SLUG)).download_as_text()
+        == f'<img src="{layout.assets_dir(SLUG, later)}/fig-1.png">'
+    )
     assert folders_of(gcs, buckets) == {later}  # ours never went live: removed
     assert status_of(gcs, buckets, SLUG) == before
 
@@ -226,7 +246,7 @@ def test_publish_decides_again_when_the_page_changes_under_it(gcs, buckets, fake
 
     real.get_blob = racing_get_blob
     results = load_experiment(GcsResults(buckets.results, client=gcs), SLUG)
-    built = render.build(results, tmp_path, render_id=job.new_render_id())
+    built = render.build(results, tmp_path, render_id=layout.new_render_id())
     published = job.publish_site(real, built, "")
     assert reads == [None, {job.PAGE_RENDER_ID: later}]
     assert published.page is None and published.superseded_by == later
@@ -235,7 +255,7 @@ def test_publish_decides_again_when_the_page_changes_under_it(gcs, buckets, fake
 
 
 def test_assets_to_delete_rules():
-    t0 = dt.datetime(2026, 11, 23, 12, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
     folders = {"a", "b", "c", "d", "e", "z"}  # live page was "c"; we are "e"; "d" never went live; "z" started after us
 
     def doomed(now_minus, grace=3600, replaced="c", folders=folders):
@@ -251,7 +271,12 @@ def test_assets_to_delete_rules():
 def test_write_status_keeps_the_record_of_the_run_that_started_last(gcs, buckets):
     state = gcs.bucket(buckets.state)
     b = {"file_slug": SLUG, "state": "failed", "run_id": "20261123T120000000000Z-bbbbbb"}
-    a = {"file_slug": SLUG, "state": "ok", "run_id": "20261123T110000000000Z-aaaaaa", "render_id": "20261123T110000000000Z-aaaaaa"}
+    a = {
+        "file_slug": SLUG,
+        "state": "ok",
+        "run_id": "20261123T110000000000Z-aaaaaa",
+        "render_id": "20261123T110000000000Z-aaaaaa",
+    }
     c = {**a, "run_id": "20261123T130000000000Z-cccccc"}
     assert job.write_status(state, b, "")
     assert not job.write_status(state, a, "")  # an older run finishing late
@@ -281,8 +306,8 @@ def test_render_error_keeps_page_and_records_inputs(gcs, buckets, monkeypatch):
 def test_render_ids_sort_in_start_order_within_a_second():
     import datetime as dt
 
-    t = dt.datetime(2024, 5, 1, 12, 0, 0, 999, tzinfo=dt.timezone.utc)
-    ids = [job.new_render_id(t + dt.timedelta(microseconds=i)) for i in range(50)]
+    t = dt.datetime(2024, 5, 1, 12, 0, 0, 999, tzinfo=dt.UTC)
+    ids = [layout.new_render_id(t + dt.timedelta(microseconds=i)) for i in range(50)]
     assert ids == sorted(ids) and len(set(ids)) == 50
     assert all(layout.is_file_slug(i.replace("-", "_")) for i in ids)  # a plain folder name
 
@@ -290,7 +315,11 @@ def test_render_ids_sort_in_start_order_within_a_second():
 def test_running_record_covers_the_render_from_before_the_marker_is_deleted(gcs, buckets, monkeypatch):
     state = gcs.bucket(buckets.state)
     state.blob(layout.pending_name("no_such_experiment")).upload_from_string("{}")
-    env = {**job_env(buckets, slug="no_such_experiment"), "RUN_JOB": "projects/p/locations/l/jobs/j", "CLOUD_RUN_EXECUTION": "j-0001"}
+    env = {
+        **job_env(buckets, slug="no_such_experiment"),
+        "RUN_JOB": "projects/p/locations/l/jobs/j",
+        "CLOUD_RUN_EXECUTION": "j-0001",
+    }
     seen = {}
     real_delete = job.delete_marker
 
@@ -304,7 +333,9 @@ def test_running_record_covers_the_render_from_before_the_marker_is_deleted(gcs,
     job.main(env)  # fails (no results): the record goes all the same
     meta = seen["at_delete"]
     assert meta["execution"] == "projects/p/locations/l/jobs/j/executions/j-0001" and meta["attempt"] == "0"
-    assert re.fullmatch(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{6}", meta["run_id"]) and meta["max_attempts"] == ""  # JOB_MAX_RETRIES not set
+    assert (
+        re.fullmatch(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{6}", meta["run_id"]) and meta["max_attempts"] == ""
+    )  # JOB_MAX_RETRIES not set
     assert seen["body"]["execution"].endswith("/executions/j-0001") and seen["body"]["started_at"]
     assert state.get_blob(layout.running_name("no_such_experiment")) is None
     assert state.get_blob(layout.pending_name("no_such_experiment")) is None
@@ -330,11 +361,16 @@ def test_running_record_is_deleted_only_if_still_ours():
         def blob(self, name):
             return Blob(name)
 
-    settings = job.JobSettings("exp", "preview/", "r", "s", "st", execution="projects/p/locations/l/jobs/j/executions/a")
+    settings = job.JobSettings(
+        "exp", "preview/", "r", "s", "st", execution="projects/p/locations/l/jobs/j/executions/a"
+    )
     job.clear_running(Bucket(), settings, 7)
     job.clear_running(Bucket(), settings, 8)  # replaced meanwhile: 412 is not an error
     job.clear_running(Bucket(), settings, None)  # never written: nothing to delete
-    assert calls == [("preview/running/exp", {"if_generation_match": 7}), ("preview/running/exp", {"if_generation_match": 8})]
+    assert calls == [
+        ("preview/running/exp", {"if_generation_match": 7}),
+        ("preview/running/exp", {"if_generation_match": 8}),
+    ]
     assert job.execution_name({"CLOUD_RUN_EXECUTION": "x"}) == ""  # run by hand: no name to record
 
 
@@ -364,8 +400,12 @@ def test_overflowing_timestamps_render_through_the_job(gcs, buckets, fake_build)
     corpus = ROOT / "tests" / "corpus"
     upload_sample(gcs, buckets.results, SLUG)
     results = gcs.bucket(buckets.results)
-    results.blob(layout.results_name(layout.Kind.METADATA, SLUG)).upload_from_filename(str(corpus / "overflow_time_metadata.json"))
-    results.blob(layout.results_name(layout.Kind.ERRORS, SLUG)).upload_from_filename(str(corpus / "overflow_time_errors.json"))
+    results.blob(layout.results_name(layout.Kind.METADATA, SLUG)).upload_from_filename(
+        str(corpus / "overflow_time_metadata.json")
+    )
+    results.blob(layout.results_name(layout.Kind.ERRORS, SLUG)).upload_from_filename(
+        str(corpus / "overflow_time_errors.json")
+    )
     assert job.main(job_env(buckets)) == 0
     st = status_of(gcs, buckets, SLUG)
     assert st["state"] == "ok" and st["analysis_start"] == "9999-12-31T23:59:59-01:00"
@@ -382,7 +422,9 @@ def test_an_infrastructure_error_still_leaves_a_failed_record(gcs, buckets, fake
     monkeypatch.setattr(job, "publish_site", unavailable)
     assert job.main(job_env(buckets)) == 1  # Cloud Run retries the attempt
     st = status_of(gcs, buckets, SLUG)
-    assert st["state"] == "failed" and st["reason"].startswith("infrastructure error (Cloud Run retries while the job has retries left): ServiceUnavailable")
+    assert st["state"] == "failed" and st["reason"].startswith(
+        "infrastructure error (Cloud Run retries while the job has retries left): ServiceUnavailable"
+    )
     assert "\n" not in st["reason"]
 
 
@@ -403,13 +445,20 @@ def test_the_next_attempt_records_an_attempt_killed_from_outside(gcs, buckets, m
         return real_write(bucket, record, prefix, **kw)
 
     monkeypatch.setattr(status, "write", recording_write)
-    env = {**job_env(buckets, slug="no_such_experiment"), "RUN_JOB": "projects/p/locations/l/jobs/j", "CLOUD_RUN_EXECUTION": "j-0001",
-           "CLOUD_RUN_TASK_ATTEMPT": "1", "JOB_MAX_RETRIES": "3"}
+    env = {
+        **job_env(buckets, slug="no_such_experiment"),
+        "RUN_JOB": "projects/p/locations/l/jobs/j",
+        "CLOUD_RUN_EXECUTION": "j-0001",
+        "CLOUD_RUN_TASK_ATTEMPT": "1",
+        "JOB_MAX_RETRIES": "3",
+    }
     assert job.main(env) == 1
     assert len(written) == 2 and [w["state"] for w in written] == ["failed", "failed"]
     assert written[0]["reason"] == "killed (attempt 1 of 4)" and written[0]["run_id"] == killed_run
     assert "no statistics, metadata or errors files" in written[1]["reason"] and written[1]["run_id"] > killed_run
-    assert "no statistics, metadata or errors files" in status_of(gcs, buckets, "no_such_experiment")["reason"]  # this attempt's own
+    assert (
+        "no statistics, metadata or errors files" in status_of(gcs, buckets, "no_such_experiment")["reason"]
+    )  # this attempt's own
     assert state.get_blob(layout.running_name("no_such_experiment")) is None
     # a record of another execution (maybe running right now) is not ours to judge
     rec = state.blob(layout.running_name("no_such_experiment"))
@@ -424,7 +473,9 @@ def test_a_killed_record_never_replaces_what_that_run_wrote(gcs, buckets):
     state = gcs.bucket(buckets.state)
     run_id = "20261123T120000000000Z-aaaaaa"
     assert status.write(state, {"file_slug": SLUG, "state": "ok", "run_id": run_id, "reason": ""}, "")
-    killed = status.killed_record(None, {"attempt": "0", "max_attempts": "2", "run_id": run_id}, SLUG, SLUG, "", dt.datetime.now(dt.timezone.utc))
+    killed = status.killed_record(
+        None, {"attempt": "0", "max_attempts": "2", "run_id": run_id}, SLUG, SLUG, "", dt.datetime.now(dt.UTC)
+    )
     assert not status.write(state, killed, "", not_over_run=run_id)
     assert status_of(gcs, buckets, SLUG)["state"] == "ok"
 
@@ -447,7 +498,10 @@ def test_a_file_over_the_size_limit_fails_before_download(gcs, buckets, monkeypa
     monkeypatch.setattr(GcsResults, "read", lambda self, info: pytest.fail("downloaded a file over the limit"))
     assert job.main(job_env(buckets)) == 1
     st = status_of(gcs, buckets, SLUG)
-    assert st["reason"] == f"{biggest}: file is {sizes[biggest]} bytes, over the limit of {sizes[biggest] - 1} bytes per file (PARTYBAL_MAX_FILE_BYTES)"
+    assert (
+        st["reason"]
+        == f"{biggest}: file is {sizes[biggest]} bytes, over the limit of {sizes[biggest] - 1} bytes per file (PARTYBAL_MAX_FILE_BYTES)"
+    )
     assert "PARTYBAL_MAX_FILE_BYTES" in st["reason"] and st["input_generations"]
 
 

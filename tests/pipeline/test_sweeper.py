@@ -16,16 +16,21 @@ TOPIC = "projects/partybal-test/topics/render-requests"
 
 @pytest.fixture
 def settings(buckets):
-    return sweeper.Settings(results_bucket=buckets.results, state_bucket=buckets.state, topic=TOPIC, min_age_seconds=60, interval_seconds=10)
+    return sweeper.Settings(
+        results_bucket=buckets.results, state_bucket=buckets.state, topic=TOPIC, min_age_seconds=60, interval_seconds=10
+    )
 
 
 def later(seconds: float) -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
 
 
 def results(gcs, buckets, fslug: str) -> dict[str, int]:
     out = {}
-    for name in (layout.results_name(layout.Kind.METADATA, fslug), layout.results_name(layout.Kind.STATISTICS, fslug, "overall")):
+    for name in (
+        layout.results_name(layout.Kind.METADATA, fslug),
+        layout.results_name(layout.Kind.STATISTICS, fslug, "overall"),
+    ):
         blob = gcs.bucket(buckets.results).blob(name)
         blob.upload_from_string(b"[]")
         out[name] = int(blob.generation)
@@ -33,7 +38,14 @@ def results(gcs, buckets, fslug: str) -> dict[str, int]:
 
 
 def write_status(gcs, buckets, fslug: str, gens: dict[str, int], state: str = "ok") -> None:
-    record = {"file_slug": fslug, "name": fslug, "state": state, "reason": "bad" if state == "failed" else "", "input_generations": gens, "page": None}
+    record = {
+        "file_slug": fslug,
+        "name": fslug,
+        "state": state,
+        "reason": "bad" if state == "failed" else "",
+        "input_generations": gens,
+        "page": None,
+    }
     blob = gcs.bucket(buckets.state).blob(layout.status_name(fslug))
     blob.metadata = status.toc_metadata(record)
     blob.upload_from_string(json.dumps(record))
@@ -92,7 +104,10 @@ def test_marker_of_an_ended_or_unknown_execution_falls_back_to_the_age_rule(gcs,
     assert "execution" not in marker.metadata and marker.metadata["sweeps"] == "1"  # a new request
 
 
-@pytest.mark.parametrize("answer,expected", [(sweeper.ACTIVE, []), (sweeper.ENDED, ["being_rendered"]), (sweeper.UNKNOWN, ["being_rendered"])])
+@pytest.mark.parametrize(
+    "answer,expected",
+    [(sweeper.ACTIVE, []), (sweeper.ENDED, ["being_rendered"]), (sweeper.UNKNOWN, ["being_rendered"])],
+)
 def test_results_being_rendered_right_now_are_not_reconciled(gcs, buckets, settings, publisher, answer, expected):
     """The job deleted its marker and has written no status yet: only its running record shows it.
     A record of an execution that ended (a killed job) does not hold the experiment up."""
@@ -154,21 +169,25 @@ def test_execution_lookup_asks_the_cloud_run_api(tmp_path):
     import socket
     import time
 
-    from partybal.pipeline import dispatch
     from partybal.local import cloudrun as runstub
+    from partybal.pipeline import dispatch
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     gate = tmp_path / "gate"
-    stub = runstub.RunStub(command=["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"], parallelism=1, max_retries=0)
+    stub = runstub.RunStub(
+        command=["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"], parallelism=1, max_retries=0
+    )
     stub.serve(port)
     try:
         endpoint = f"http://127.0.0.1:{port}"
         jobs = dispatch.jobs_client(endpoint)
         job = "projects/p/locations/l/jobs/j"
         names = [
-            dispatch.execution_name(jobs.run_job(request=dispatch.run_job_request(job, dispatch.RenderRequest(s, s, "", {}))))
+            dispatch.execution_name(
+                jobs.run_job(request=dispatch.run_job_request(job, dispatch.RenderRequest(s, s, "", {})))
+            )
             for s in ("first", "second")
         ]
         lookup = sweeper.execution_lookup(endpoint)
@@ -189,7 +208,15 @@ def test_execution_lookup_asks_the_cloud_run_api(tmp_path):
 KILLED_RUN = "20261123T120000000000Z-aaaaaa"
 
 
-def running_record(gcs, buckets, fslug: str, attempt="3", max_attempts="4", run_id=KILLED_RUN, execution="projects/p/locations/l/jobs/j/executions/e9"):
+def running_record(
+    gcs,
+    buckets,
+    fslug: str,
+    attempt="3",
+    max_attempts="4",
+    run_id=KILLED_RUN,
+    execution="projects/p/locations/l/jobs/j/executions/e9",
+):
     record = gcs.bucket(buckets.state).blob(layout.running_name(fslug))
     record.metadata = {"execution": execution, "attempt": attempt, "run_id": run_id, "max_attempts": max_attempts}
     record.upload_from_string("{}")
@@ -199,10 +226,16 @@ def test_a_render_killed_on_its_last_attempt_is_recorded_not_retried(gcs, bucket
     gens = results(gcs, buckets, "oom")
     running_record(gcs, buckets, "oom")
     asked = []
-    report = sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: asked.append(name) or sweeper.ENDED)
+    report = sweeper.sweep(
+        gcs, publisher, settings, now=later(61), executions=lambda name: asked.append(name) or sweeper.ENDED
+    )
     assert report.killed == ["oom"] and report.reconciled == [] and publisher.messages == []
     record = json.loads(gcs.bucket(buckets.state).blob(layout.status_name("oom")).download_as_bytes())
-    assert record["state"] == "failed" and record["reason"] == "killed (attempt 4 of 4)" and record["input_generations"] == gens
+    assert (
+        record["state"] == "failed"
+        and record["reason"] == "killed (attempt 4 of 4)"
+        and record["input_generations"] == gens
+    )
     assert gcs.bucket(buckets.state).get_blob(layout.running_name("oom")) is None
     from partybal.pipeline import toc
 
@@ -211,21 +244,32 @@ def test_a_render_killed_on_its_last_attempt_is_recorded_not_retried(gcs, bucket
     assert (row.state, row.reason) == ("failed", "killed (attempt 4 of 4)")
     # later sweeps: nothing more to do for these inputs (no endless retries)
     for age in (121, 241, 481, 961):
-        assert sweeper.sweep(gcs, publisher, settings, now=later(age), executions=lambda name: sweeper.ENDED).reconciled == []
+        assert (
+            sweeper.sweep(gcs, publisher, settings, now=later(age), executions=lambda name: sweeper.ENDED).reconciled
+            == []
+        )
     assert publisher.messages == []
 
 
 @pytest.mark.parametrize("answer", [sweeper.ACTIVE, sweeper.UNKNOWN])
-def test_a_running_record_of_a_live_or_unknown_execution_is_not_called_killed(gcs, buckets, settings, publisher, answer):
+def test_a_running_record_of_a_live_or_unknown_execution_is_not_called_killed(
+    gcs, buckets, settings, publisher, answer
+):
     results(gcs, buckets, "busy")
     running_record(gcs, buckets, "busy")
     report = sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: answer)
     assert report.killed == [] and gcs.bucket(buckets.state).get_blob(layout.status_name("busy")) is None
 
 
-def test_a_run_that_wrote_its_status_but_not_its_running_deletion_is_not_called_killed(gcs, buckets, settings, publisher):
+def test_a_run_that_wrote_its_status_but_not_its_running_deletion_is_not_called_killed(
+    gcs, buckets, settings, publisher
+):
     gens = results(gcs, buckets, "done")
-    status.write(gcs.bucket(buckets.state), {"file_slug": "done", "state": "ok", "reason": "", "run_id": KILLED_RUN, "input_generations": gens}, "")
+    status.write(
+        gcs.bucket(buckets.state),
+        {"file_slug": "done", "state": "ok", "reason": "", "run_id": KILLED_RUN, "input_generations": gens},
+        "",
+    )
     running_record(gcs, buckets, "done")
     report = sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: sweeper.ENDED)
     assert report.killed == []
@@ -252,7 +296,10 @@ def test_state_of_another_version_or_corrupted_never_stops_a_sweep_or_the_toc(gc
     marker.upload_from_string("{}")
     running_record(gcs, buckets, "arabic", attempt="٣", max_attempts="x")
     sweeper.sweep(gcs, publisher, settings, now=later(61), executions=lambda name: sweeper.ENDED)
-    rows = {r.file_slug: r for r in toc.build_index(gcs, toc.Settings(buckets.results, buckets.site, buckets.state), "").rows}
+    rows = {
+        r.file_slug: r
+        for r in toc.build_index(gcs, toc.Settings(buckets.results, buckets.site, buckets.state), "").rows
+    }
     assert rows["superscript"].state == "unknown" and "is not a number" in rows["superscript"].reason
     assert rows["notjson"].state == "unknown" and "unreadable status record" in rows["notjson"].reason
     assert rows["listed"].state == "unknown"

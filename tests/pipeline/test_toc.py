@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import unavailable
-
 from partybal import layout
 from partybal.pipeline import toc
+from partybal.pipeline.state import Experiment, Listed, group_results, row_state
+from tests.helpers import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
-T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def listed(*names, gen=1):
-    return [toc.Listed(n, gen + i, T0 + dt.timedelta(hours=i)) for i, n in enumerate(names)]
+    return [Listed(n, gen + i, T0 + dt.timedelta(hours=i)) for i, n in enumerate(names)]
 
 
 def test_group_results_skips_junk_and_other_prefixes():
@@ -33,12 +33,12 @@ def test_group_results_skips_junk_and_other_prefixes():
         "statistics/statistics_b_preenrollment_days28.json",
         "errors/errors_b.json",
     )
-    got = toc.group_results(objs, "")
+    got = group_results(objs, "")
     assert sorted(got) == ["a", "b"]
     assert got["a"].periods == {"overall", "weekly"} and len(got["a"].generations) == 3
     assert got["a"].updated == T0 + dt.timedelta(hours=3)
     assert got["b"].periods == {"preenrollment_days28"}
-    assert sorted(toc.group_results(objs, "preview/")) == ["p"]
+    assert sorted(group_results(objs, "preview/")) == ["p"]
 
 
 def test_periods_text():
@@ -55,28 +55,68 @@ def test_periods_text():
         (None, True, ("pending", "")),
         ({"state": "ok", "input_generations": {"m": 1}}, False, ("ok", "")),
         ({"state": "ok", "input_generations": {"m": "1"}}, False, ("ok", "")),
-        ({"state": "ok", "input_generations": {"m": 0}}, False, ("stale", "results changed since the page was rendered")),
+        (
+            {"state": "ok", "input_generations": {"m": 0}},
+            False,
+            ("stale", "results changed since the page was rendered"),
+        ),
         ({"state": "ok", "input_generations": {}}, False, ("stale", "results changed since the page was rendered")),
         ({"state": "failed", "reason": "x.json: bad", "input_generations": {"m": 1}}, False, ("failed", "x.json: bad")),
-        ({"state": "failed", "reason": "x.json: bad", "input_generations": {}}, False, ("stale", "last render failed: x.json: bad")),
-        ({"state": "failed", "reason": "x.json: bad", "input_generations": {"m": 1}}, True, ("pending", "last render failed: x.json: bad")),
-        ({"state": "ok", "input_generations": "junk"}, False, ("unknown", "status record: input_generations is not an object")),
+        (
+            {"state": "failed", "reason": "x.json: bad", "input_generations": {}},
+            False,
+            ("stale", "last render failed: x.json: bad"),
+        ),
+        (
+            {"state": "failed", "reason": "x.json: bad", "input_generations": {"m": 1}},
+            True,
+            ("pending", "last render failed: x.json: bad"),
+        ),
+        (
+            {"state": "ok", "input_generations": "junk"},
+            False,
+            ("unknown", "status record: input_generations is not an object"),
+        ),
         # written by another version, or corrupted: never a crash, the row says unknown and why
-        ({"state": "ok", "input_generations": {"m": "²"}}, False, ("unknown", "status record: generation of 'm' is not a number ('²')")),
-        ({"state": "ok", "input_generations": {"m": "١"}}, False, ("unknown", "status record: generation of 'm' is not a number ('١')")),
-        ({"state": "ok", "input_generations": {"m": -1}}, False, ("unknown", "status record: generation of 'm' is not a number ('-1')")),
-        ({"state": "ok", "input_generations": {"m": True}}, False, ("unknown", "status record: generation of 'm' is not a number ('True')")),
-        ({"state": "done", "input_generations": {"m": 1}}, False, ("unknown", "status record has an unknown state 'done'")),
-        ({"state": "failed", "reason": ["x"], "input_generations": {"m": 1}}, False, ("unknown", "status record: reason is not text")),
+        (
+            {"state": "ok", "input_generations": {"m": "²"}},
+            False,
+            ("unknown", "status record: generation of 'm' is not a number ('²')"),
+        ),
+        (
+            {"state": "ok", "input_generations": {"m": "١"}},
+            False,
+            ("unknown", "status record: generation of 'm' is not a number ('١')"),
+        ),
+        (
+            {"state": "ok", "input_generations": {"m": -1}},
+            False,
+            ("unknown", "status record: generation of 'm' is not a number ('-1')"),
+        ),
+        (
+            {"state": "ok", "input_generations": {"m": True}},
+            False,
+            ("unknown", "status record: generation of 'm' is not a number ('True')"),
+        ),
+        (
+            {"state": "done", "input_generations": {"m": 1}},
+            False,
+            ("unknown", "status record has an unknown state 'done'"),
+        ),
+        (
+            {"state": "failed", "reason": ["x"], "input_generations": {"m": 1}},
+            False,
+            ("unknown", "status record: reason is not text"),
+        ),
     ],
 )
 def test_row_state(status, pending, expected):
-    exp = toc.Experiment("e", {"m": 1}, {"overall"}, T0)
-    assert toc.row_state(exp, status, pending) == expected
+    exp = Experiment("e", {"m": 1}, {"overall"}, T0)
+    assert row_state(exp, status, pending) == expected
 
 
 def test_html_escapes_everything_and_needs_no_network():
-    exp = toc.Experiment("evil", {"metadata/metadata_evil.json": 1}, {"overall"}, T0)
+    exp = Experiment("evil", {"metadata/metadata_evil.json": 1}, {"overall"}, T0)
     status = {
         "state": "failed",
         "reason": "<img src=x onerror=alert(1)> `r system('id')`",
@@ -118,13 +158,19 @@ def status_record(fslug, gens, state="ok", prefix="", **extra):
 
 
 def rows_of(html):
-    return {m.group(1): m.group(2) for m in re.finditer(r'<tr data-name="[^"]* ([A-Za-z0-9_]+)" data-state="([a-z]+)"', html)}
+    return {
+        m.group(1): m.group(2)
+        for m in re.finditer(r'<tr data-name="[^"]* ([A-Za-z0-9_]+)" data-state="([a-z]+)"', html)
+    }
 
 
 @pytest.mark.emulators
 def test_index_from_buckets(gcs, buckets, settings):
     r = buckets.results
-    done = [put(gcs, r, "statistics/statistics_done_overall.json"), put(gcs, r, "statistics/statistics_done_weekly.json")]
+    done = [
+        put(gcs, r, "statistics/statistics_done_overall.json"),
+        put(gcs, r, "statistics/statistics_done_weekly.json"),
+    ]
     put(gcs, r, "statistics/statistics_done_weekly-abcdefgh.ndjson")
     bad = put(gcs, r, "metadata/metadata_bad.json")
     put(gcs, r, "metadata/metadata_waiting.json")
@@ -133,8 +179,26 @@ def test_index_from_buckets(gcs, buckets, settings):
     put(gcs, r, "preview/metadata/metadata_early.json")
     put(gcs, r, "unrelated/readme.txt")
     s = buckets.state
-    put(gcs, s, layout.status_name("done"), status_record("done", {b.name: b.generation for b in done}, name="done-exp", windows={"overall": 1, "weekly": 4}, analysis_start="2024-04-01T00:00:00+00:00"))
-    put(gcs, s, layout.status_name("bad"), status_record("bad", {bad.name: bad.generation}, state="failed", reason="metadata/metadata_bad.json: not valid JSON"))
+    put(
+        gcs,
+        s,
+        layout.status_name("done"),
+        status_record(
+            "done",
+            {b.name: b.generation for b in done},
+            name="done-exp",
+            windows={"overall": 1, "weekly": 4},
+            analysis_start="2024-04-01T00:00:00+00:00",
+        ),
+    )
+    put(
+        gcs,
+        s,
+        layout.status_name("bad"),
+        status_record(
+            "bad", {bad.name: bad.generation}, state="failed", reason="metadata/metadata_bad.json: not valid JSON"
+        ),
+    )
     put(gcs, s, layout.pending_name("waiting"))
     put(gcs, s, layout.status_name("changed"), status_record("changed", {changed.name: changed.generation - 1}))
     put(gcs, s, layout.status_name("gone"), status_record("gone", {}))  # results deleted since: not listed
@@ -167,7 +231,9 @@ def test_concurrent_writer_causes_a_rebuild_not_a_lost_entry(gcs, buckets, setti
         if len(calls) == 1:
             # another rebuild, which saw a newer listing, writes while we were listing
             put(gcs, buckets.results, "metadata/metadata_second.json")
-            gcs.bucket(buckets.site).blob("index.html").upload_from_string(toc.render_html(real_build(client, s, prefix)))
+            gcs.bucket(buckets.site).blob("index.html").upload_from_string(
+                toc.render_html(real_build(client, s, prefix))
+            )
         return page
 
     monkeypatch.setattr(toc, "build_index", racing_build)
@@ -212,12 +278,28 @@ def test_rebuild_toc_function_from_raw_push(gcs, buckets, monkeypatch):
     marker = put(gcs, buckets.state, layout.pending_name("pv", "preview/"))
     import functions_framework
 
-    client = functions_framework.create_app("rebuild_toc", str(ROOT / "functions" / "main.py"), signature_type="cloudevent").test_client()
+    client = functions_framework.create_app(
+        "rebuild_toc", str(ROOT / "functions" / "main.py"), signature_type="cloudevent"
+    ).test_client()
 
     def push(bucket, name, event_type="OBJECT_FINALIZE"):
         obj = {"kind": "storage#object", "name": name, "bucket": bucket, "generation": marker.generation}
-        attrs = {"bucketId": bucket, "objectId": name, "eventType": event_type, "objectGeneration": str(marker.generation), "payloadFormat": "JSON_API_V1"}
-        body = {"message": {"data": base64.b64encode(json.dumps(obj).encode()).decode(), "attributes": attrs, "messageId": "3", "publishTime": "2024-05-01T00:00:00Z"}, "subscription": "projects/p/subscriptions/toc"}
+        attrs = {
+            "bucketId": bucket,
+            "objectId": name,
+            "eventType": event_type,
+            "objectGeneration": str(marker.generation),
+            "payloadFormat": "JSON_API_V1",
+        }
+        body = {
+            "message": {
+                "data": base64.b64encode(json.dumps(obj).encode()).decode(),
+                "attributes": attrs,
+                "messageId": "3",
+                "publishTime": "2024-05-01T00:00:00Z",
+            },
+            "subscription": "projects/p/subscriptions/toc",
+        }
         assert client.post("/", json=body).status_code == 200
 
     push(buckets.site, "index.html")  # its own output: ignored, so it can never trigger itself

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import unavailable
-
 from partybal.local import stack as localstack
-
+from tests.helpers import unavailable
 from tests.reliability import support
+from tests.support import faulty_job
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / "build" / "reliability" / "run"
@@ -49,6 +48,7 @@ def rstack(tmp_path_factory):
         sweep_interval=SWEEP_INTERVAL,
         # JOB_MAX_RETRIES: what terraform sets from job_max_retries (the stand-in retries 3 times)
         extra_env={"COALESCE_STALE_SECONDS": str(STALE_SECONDS), "PARTYBAL_LOG_LEVEL": "DEBUG", "JOB_MAX_RETRIES": "3"},
+        job_command=faulty_job.COMMAND,  # PARTYBAL_FAULT: the job dies at a named step (test_crash)
     )
     s.start()
     try:
@@ -75,7 +75,12 @@ def evidence(request):
     started = time.time()
     yield ev
     for row in ev.rows:
-        row.update(test=ev.nodeid, slow=ev.slow, seconds=round(time.time() - started, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        row.update(
+            test=ev.nodeid,
+            slow=ev.slow,
+            seconds=round(time.time() - started, 1),
+            finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
     _ROWS[ev.nodeid] = ev.rows
 
 
@@ -103,12 +108,24 @@ def pytest_runtest_protocol(item, nextitem):
     if not rows:
         if outcome is None:
             return
-        rows = [{"case": item.name, "injected": "", "times": "", "checked": "", "measured": "", "test": item.nodeid,
-                 "slow": item.get_closest_marker("slow") is not None, "seconds": None,
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
+        rows = [
+            {
+                "case": item.name,
+                "injected": "",
+                "times": "",
+                "checked": "",
+                "measured": "",
+                "test": item.nodeid,
+                "slow": item.get_closest_marker("slow") is not None,
+                "seconds": None,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        ]
         _ROWS[item.nodeid] = rows
     for row in rows:
-        row["result"] = {"passed": "pass", "failed": "FAIL", "skipped": "skipped"}.get(outcome or "", outcome or "unknown")
+        row["result"] = {"passed": "pass", "failed": "FAIL", "skipped": "skipped"}.get(
+            outcome or "", outcome or "unknown"
+        )
         if outcome == "failed":
             row["reason"] = getattr(item, "_rel_reason", "")
 

@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 
 from partybal import layout
-from tests.support import synthetic
 from partybal.local import uploader
 from tests.helpers import missing_tools, wait_until  # noqa: F401  (used by the reliability tests)
+from tests.support import synthetic
 
 STALE_SECONDS = 20  # COALESCE_STALE_SECONDS of the reliability stack: the sweeper's threshold
 SWEEP_INTERVAL = 3.0  # seconds between sweep messages (Cloud Scheduler's part)
@@ -48,7 +48,11 @@ def current_generations(stack, fslug: str, prefix: str = "") -> dict[str, int]:
 
 
 def executions_for(stack, fslug: str, executions: list[dict] | None = None) -> list[dict]:
-    return [e for e in (executions if executions is not None else stack.executions()) if layout.file_slug(e["slug"] or "") == fslug]
+    return [
+        e
+        for e in (executions if executions is not None else stack.executions())
+        if layout.file_slug(e["slug"] or "") == fslug
+    ]
 
 
 def pending(stack, fslug: str) -> bool:
@@ -98,7 +102,10 @@ def toc_state(html: str, fslug: str) -> str | None:
 
 
 def toc_rows(html: str) -> dict[str, str]:
-    return {m.group(1): m.group(2) for m in re.finditer(r'<tr data-name="[^"]* ([A-Za-z0-9_]+)" data-state="([a-z]+)"', html)}
+    return {
+        m.group(1): m.group(2)
+        for m in re.finditer(r'<tr data-name="[^"]* ([A-Za-z0-9_]+)" data-state="([a-z]+)"', html)
+    }
 
 
 def page_figures(stack, fslug: str) -> tuple[str, list[tuple[str, int]]]:
@@ -112,7 +119,9 @@ def page_figures(stack, fslug: str) -> tuple[str, list[tuple[str, int]]]:
 
 
 def render_id_of_page(html: str, fslug: str) -> str | None:
-    m = re.search(re.escape(fslug) + r"_files/([^/\"]+)/", html)
+    m = re.search(
+        re.escape(fslug) + r"_files/([0-9]{8}T[0-9]{6,12}Z-[0-9a-f]{6})/", html
+    )  # not figures/ (by content hash)
     return m.group(1) if m else None
 
 
@@ -138,7 +147,9 @@ def log_size(path: Path) -> int:
 
 
 def count_messages(path: Path, message: str, slug: str | None = None, start: int = 0) -> int:
-    return sum(1 for e in log_lines(path, start) if e.get("message") == message and (slug is None or e.get("slug") == slug))
+    return sum(
+        1 for e in log_lines(path, start) if e.get("message") == message and (slug is None or e.get("slug") == slug)
+    )
 
 
 def fn_log(stack, fn: str) -> Path:
@@ -159,7 +170,10 @@ def tracebacks(stack, offsets: dict[str, int] | None = None) -> dict[str, int]:
 
 
 def log_offsets(stack) -> dict[str, int]:
-    return {fn: log_size(fn_log(stack, fn)) for fn in ("on_results_finalized", "dispatch_render", "rebuild_toc", "sweep_pending")}
+    return {
+        fn: log_size(fn_log(stack, fn))
+        for fn in ("on_results_finalized", "dispatch_render", "rebuild_toc", "sweep_pending")
+    }
 
 
 def claims(stack, fslug: str, start: int = 0) -> int:
@@ -168,17 +182,22 @@ def claims(stack, fslug: str, start: int = 0) -> int:
     return sum(
         1
         for e in log_lines(path, start)
-        if e.get("slug") == fslug and e.get("message") in ("render requested", "stale pending marker taken over; render requested")
+        if e.get("slug") == fslug
+        and e.get("message") in ("render requested", "stale pending marker taken over; render requested")
     )
 
 
 SWEEP_MESSAGES = ("pending marker re-requested", "unrendered results re-requested")
 
 
-def sweeper_requests(stack, fslug: str | None = None, start: int = 0, messages: tuple[str, ...] = SWEEP_MESSAGES) -> int:
+def sweeper_requests(
+    stack, fslug: str | None = None, start: int = 0, messages: tuple[str, ...] = SWEEP_MESSAGES
+) -> int:
     """Render requests the sweeper logged (both kinds, or only ``messages``)."""
     path = fn_log(stack, "sweep_pending")
-    return sum(1 for e in log_lines(path, start) if e.get("message") in messages and (fslug is None or e.get("slug") == fslug))
+    return sum(
+        1 for e in log_lines(path, start) if e.get("message") in messages and (fslug is None or e.get("slug") == fslug)
+    )
 
 
 def site_objects(stack) -> dict[str, int]:
@@ -188,6 +207,7 @@ def site_objects(stack) -> dict[str, int]:
 
 def wait_quiet(stack, timeout: float = 240, quiet_for: float = 2.0) -> None:
     """No execution queued or running and no pending marker, twice ``quiet_for`` apart."""
+
     def once():
         if busy(stack):
             return False

@@ -18,7 +18,6 @@ import pytest
 
 from partybal import layout
 from partybal.local import uploader
-
 from tests.reliability import support
 
 pytestmark = pytest.mark.emulators
@@ -47,10 +46,22 @@ def test_burst(rstack, evidence, n):
     upload_seconds = time.time() - t0
 
     fslugs = sorted(ended)
-    support.wait_until(lambda: all(support.fresh_and_ok(s, f) for f in fslugs), 120 + 6 * n, interval=1.0, what=f"{n} experiments rendered from their newest inputs")
+    support.wait_until(
+        lambda: all(support.fresh_and_ok(s, f) for f in fslugs),
+        120 + 6 * n,
+        interval=1.0,
+        what=f"{n} experiments rendered from their newest inputs",
+    )
     support.wait_quiet(s)
     execs = s.executions()
-    queue_max = max((e["attempts"][0]["start"] - e["requested"] for e in execs if e["attempts"] and layout.file_slug(e["slug"] or "") in ended), default=0.0)
+    queue_max = max(
+        (
+            e["attempts"][0]["start"] - e["requested"]
+            for e in execs
+            if e["attempts"] and layout.file_slug(e["slug"] or "") in ended
+        ),
+        default=0.0,
+    )
     renders, bounds, exact_one, total_claims, total_swept = {}, {}, 0, 0, 0
     for f in fslugs:
         exs = support.executions_for(s, f, execs)
@@ -59,15 +70,21 @@ def test_burst(rstack, evidence, n):
         swept = support.sweeper_requests(s, f, offsets["sweep_pending"])
         claimed = support.claims(s, f, offsets["on_results_finalized"])
         renders[f], bounds[f] = len(exs), 1 + late + swept
-        assert len(exs) <= 1 + late + swept, f"{f}: {len(exs)} renders > 1 + {late} late uploads + {swept} sweeper requests"
-        assert len(exs) == claimed + swept, f"{f}: {len(exs)} renders but {claimed} marker claims + {swept} sweeper requests"
+        assert len(exs) <= 1 + late + swept, (
+            f"{f}: {len(exs)} renders > 1 + {late} late uploads + {swept} sweeper requests"
+        )
+        assert len(exs) == claimed + swept, (
+            f"{f}: {len(exs)} renders but {claimed} marker claims + {swept} sweeper requests"
+        )
         exact_one += len(exs) == 1
         total_claims += claimed
         total_swept += swept
         record = s.status_record(f)
         assert record["state"] == "ok" and record["input_generations"] == support.current_generations(s, f)
     marker_resweeps = support.sweeper_requests(s, None, offsets["sweep_pending"], ("pending marker re-requested",))
-    assert total_swept == 0, f"the sweeper re-requested {total_swept} renders ({marker_resweeps} pending markers) that were queued or running"
+    assert total_swept == 0, (
+        f"the sweeper re-requested {total_swept} renders ({marker_resweeps} pending markers) that were queued or running"
+    )
     html = support.index_html(s)
     rows = support.toc_rows(html)
     missing = [f for f in fslugs if rows.get(f) != "ok" or f'href="{layout.page_name(f)}"' not in html]

@@ -21,10 +21,9 @@ from pathlib import Path
 import pytest
 
 from partybal import layout
-from tests.support import synthetic
 from partybal.pipeline import status
-
 from tests.reliability import support
+from tests.support import synthetic
 
 pytestmark = pytest.mark.emulators
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,38 +45,79 @@ def test_contained_failures_through_the_stack(rstack, evidence):
     md = layout.results_name(layout.Kind.METADATA, fs["times"])
     errs = layout.results_name(layout.Kind.ERRORS, fs["times"])
     file_limit, figure_limit = 1000, 1
-    s.configure_run(env_for_slug={fs["too_big"]: {"PARTYBAL_MAX_FILE_BYTES": str(file_limit)}, fs["too_many_figures"]: {"PARTYBAL_MAX_FIGURES": str(figure_limit)}})
+    s.configure_run(
+        env_for_slug={
+            fs["too_big"]: {"PARTYBAL_MAX_FILE_BYTES": str(file_limit)},
+            fs["too_many_figures"]: {"PARTYBAL_MAX_FIGURES": str(figure_limit)},
+        }
+    )
     try:
-        support.upload(s, tiny(fs["times"], **{md: (CORPUS / "overflow_time_metadata.json").read_bytes(), errs: (CORPUS / "overflow_time_errors.json").read_bytes()}))
+        support.upload(
+            s,
+            tiny(
+                fs["times"],
+                **{
+                    md: (CORPUS / "overflow_time_metadata.json").read_bytes(),
+                    errs: (CORPUS / "overflow_time_errors.json").read_bytes(),
+                },
+            ),
+        )
         support.upload(s, tiny(fs["too_big"]))
         support.upload(s, support.small_experiment(fs["too_many_figures"]))
-        support.upload(s, tiny("rel-k-study-preenrollment"))  # file slug rel_k_study_preenrollment: its weekly file reads two ways
+        support.upload(
+            s, tiny("rel-k-study-preenrollment")
+        )  # file slug rel_k_study_preenrollment: its weekly file reads two ways
         support.upload(s, tiny(fs["corrupt_status"]))
-        support.wait_until(lambda: all(s.status_record(f) for f in fs.values()) and not support.busy(s), 300, what="a status for every case")
+        support.wait_until(
+            lambda: all(s.status_record(f) for f in fs.values()) and not support.busy(s),
+            300,
+            what="a status for every case",
+        )
         support.wait_quiet(s)
     finally:
         s.configure_run(env_for_slug={})
-    sizes = {b.name: b.size for b in s.storage().list_blobs(s.storage().bucket(s.results_bucket), prefix="statistics/statistics_" + fs["too_big"])}
+    sizes = {
+        b.name: b.size
+        for b in s.storage().list_blobs(
+            s.storage().bucket(s.results_bucket), prefix="statistics/statistics_" + fs["too_big"]
+        )
+    }
 
     # a status record of another version, or corrupted: the TOC says unknown, nothing crashes
     state = s.storage().bucket(s.state_bucket)
     corrupt = state.blob(layout.status_name(fs["corrupt_status"]))
     record = s.status_record(fs["corrupt_status"])
     record.pop("_updated", None)
-    record["input_generations"] = {k: "²" for k in record["input_generations"]}  # '²'.isdigit() is True; int('²') raises
+    record["input_generations"] = {
+        k: "²" for k in record["input_generations"]
+    }  # '²'.isdigit() is True; int('²') raises
     corrupt.metadata = status.toc_metadata(record)
     corrupt.upload_from_string(json.dumps(record))  # triggers a TOC rebuild
-    html = support.wait_until(lambda: (h := support.index_html(s)) and support.toc_state(h, fs["corrupt_status"]) == "unknown" and h, 60, what="the TOC row of the corrupted record")
+    html = support.wait_until(
+        lambda: (h := support.index_html(s)) and support.toc_state(h, fs["corrupt_status"]) == "unknown" and h,
+        60,
+        what="the TOC row of the corrupted record",
+    )
 
     rows = support.toc_rows(html)
     records = {case: s.status_record(f) for case, f in fs.items()}
-    outcomes = {case: (r["state"] if r["state"] == "ok" else f"failed: {r['reason']}") for case, r in records.items() if case != "corrupt_status"}
+    outcomes = {
+        case: (r["state"] if r["state"] == "ok" else f"failed: {r['reason']}")
+        for case, r in records.items()
+        if case != "corrupt_status"
+    }
     assert records["times"]["state"] == "ok" and records["times"]["analysis_start"] == "9999-12-31T23:59:59-01:00"
     assert rows[fs["times"]] == "ok"
     too_big = records["too_big"]["reason"]
-    named = re.match(r"(statistics/statistics_rel_k_too_big_[a-z0-9_]+\.json): file is (\d+) bytes, over the limit of 1000 bytes per file \(PARTYBAL_MAX_FILE_BYTES\)\Z", too_big)
+    named = re.match(
+        r"(statistics/statistics_rel_k_too_big_[a-z0-9_]+\.json): file is (\d+) bytes, over the limit of 1000 bytes per file \(PARTYBAL_MAX_FILE_BYTES\)\Z",
+        too_big,
+    )
     assert named and sizes[named.group(1)] == int(named.group(2)) > file_limit, too_big
-    assert re.fullmatch(r"the page would draw \d+ figures, over the limit of 1 \(PARTYBAL_MAX_FIGURES\)", records["too_many_figures"]["reason"])
+    assert re.fullmatch(
+        r"the page would draw \d+ figures, over the limit of 1 \(PARTYBAL_MAX_FIGURES\)",
+        records["too_many_figures"]["reason"],
+    )
     assert rows[fs["too_big"]] == "failed" and rows[fs["too_many_figures"]] == "failed"
     pre = records["study_preenrollment"]
     assert pre["state"] == "ok" and "weekly" in pre["windows"] and rows[fs["study_preenrollment"]] == "ok"
@@ -110,8 +150,12 @@ def test_contained_failures_through_the_stack(rstack, evidence):
 
 def _cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "partybal", *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "partybal", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -125,7 +169,9 @@ def test_render_touches_nothing_that_is_not_its_own(tmp_path, evidence):
     # 1. the figure folder is a symlink out of --out: refused, the target untouched
     root.symlink_to(elsewhere, target_is_directory=True)
     refused = _cli(["render", "own", "--results", str(res), "--out", str(out)])
-    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1 and "symbolic link" in refused.stderr
+    assert (
+        refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1 and "symbolic link" in refused.stderr
+    )
     assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.txt"] and not (out / "own.html").exists()
     root.unlink()
     # 2. a folder somebody else made, with their files and a symlink in it: two renders keep them all
@@ -142,8 +188,14 @@ def test_render_touches_nothing_that_is_not_its_own(tmp_path, evidence):
     assert all((root / rel).read_text() == text for rel, text in foreign.items())
     assert (root / "link").is_symlink() and (elsewhere / "precious.txt").read_text() == "keep me"
     assert (out / "unrelated.html").read_text() == "other page"
-    renders = [p.name for p in root.iterdir() if re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", p.name) and p.name != "20250101T000000Z-dddddd"]
-    assert len(renders) <= 1  # the earlier render's folder (ours, in the manifest) was removed; tiny pages may draw none
+    renders = [
+        p.name
+        for p in root.iterdir()
+        if re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", p.name) and p.name != "20250101T000000Z-dddddd"
+    ]
+    assert (
+        len(renders) <= 1
+    )  # the earlier render's folder (ours, in the manifest) was removed; tiny pages may draw none
     evidence.row(
         "9 containment: local publishing",
         "`partybal render --out DIR` with DIR/<slug>_files a symlink out of DIR; then a folder the renderer did not make, holding foreign files, a render-id-looking folder and a symlink; an unrelated page",
@@ -191,7 +243,10 @@ def test_r_timeout_stops_r_and_its_figure_workers(tmp_path, evidence):
     watcher.start()
     started = time.monotonic()
     try:
-        proc = _cli(["render", slug, "--results", str(res), "--out", str(out), "--cores", "2"], env={"PARTYBAL_R_TIMEOUT": str(timeout)})
+        proc = _cli(
+            ["render", slug, "--results", str(res), "--out", str(out), "--cores", "2"],
+            env={"PARTYBAL_R_TIMEOUT": str(timeout)},
+        )
     finally:
         stop.set()
         watcher.join()
@@ -199,11 +254,15 @@ def test_r_timeout_stops_r_and_its_figure_workers(tmp_path, evidence):
     time.sleep(1)
     left = _processes_in(marker)
     assert proc.returncode != 0, f"R drew the whole page within {timeout} s: the test needs a page R takes longer for"
-    assert proc.returncode == 1 and f"R did not finish within {timeout} s (PARTYBAL_R_TIMEOUT)" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and f"R did not finish within {timeout} s (PARTYBAL_R_TIMEOUT)" in proc.stderr, (
+        proc.stderr
+    )
     assert len(proc.stderr.strip().splitlines()) == 1
     assert left == [], f"R processes outlived the timeout: {left}"
     bad = _cli(["render", slug, "--results", str(res), "--out", str(out)], env={"PARTYBAL_R_TIMEOUT": "15m"})
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "PARTYBAL_R_TIMEOUT" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "PARTYBAL_R_TIMEOUT" in bad.stderr, (
+        bad.stderr
+    )
     evidence.row(
         "9 containment: R timeout",
         f"PARTYBAL_R_TIMEOUT={timeout} on a page R needs longer for (6 branches × 29 daily windows, forked workers); then PARTYBAL_R_TIMEOUT=15m",

@@ -8,7 +8,6 @@ own experiment's objects in the site bucket.
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 
 from partybal import layout
 from partybal.local import stack as localstack
-
 from tests.reliability import support
 
 pytestmark = pytest.mark.emulators
@@ -34,7 +32,9 @@ def content_cases(marker: str) -> dict[str, dict[str, bytes]]:
     """case → {object name: content}; every object name valid, the content bad or hostile."""
     md, stats, errs = corpus("metadata.json"), corpus("statistics_valid.json"), corpus("errors_valid.json")
 
-    def exp(case: str, statistics: bytes | None = None, metadata: bytes = md, errors: bytes | None = errs) -> dict[str, bytes]:
+    def exp(
+        case: str, statistics: bytes | None = None, metadata: bytes = md, errors: bytes | None = errs
+    ) -> dict[str, bytes]:
         fs = P + case
         out = {layout.results_name(layout.Kind.METADATA, fs): metadata}
         if statistics is not None:
@@ -57,9 +57,18 @@ def content_cases(marker: str) -> dict[str, dict[str, bytes]]:
         "unknown_statistic": exp("unknown_statistic", corpus("unknown_statistic.json")),
         "malformed_metadata": exp("malformed_metadata", stats, metadata=corpus("truncated.json")),
         "big_50mb": exp("big_50mb", big),
-        "hostile_metrics": exp("hostile_metrics", hostile("hostile_metrics_statistics.json"), metadata=hostile("hostile_metrics_metadata.json")),
+        "hostile_metrics": exp(
+            "hostile_metrics",
+            hostile("hostile_metrics_statistics.json"),
+            metadata=hostile("hostile_metrics_metadata.json"),
+        ),
         "hostile_branches": exp("hostile_branches", hostile("hostile_branches_statistics.json")),
-        "hostile_errors": exp("hostile_errors", None, metadata=hostile("hostile_description_metadata.json"), errors=hostile("hostile_errors.json")),
+        "hostile_errors": exp(
+            "hostile_errors",
+            None,
+            metadata=hostile("hostile_description_metadata.json"),
+            errors=hostile("hostile_errors.json"),
+        ),
     }
 
 
@@ -101,7 +110,11 @@ def test_bad_input_corpus(rstack, evidence, tmp_path):
 
     # every content case settles with a status record; nothing stays pending or running
     fslugs = [P + c for c in cases]
-    support.wait_until(lambda: all(s.status_record(f) for f in fslugs) and not support.busy(s), 300, what="a status for every corpus experiment")
+    support.wait_until(
+        lambda: all(s.status_record(f) for f in fslugs) and not support.busy(s),
+        300,
+        what="a status for every corpus experiment",
+    )
     support.wait_quiet(s)
     s.check_alive()  # every function process (and the stand-in) still up
 
@@ -118,21 +131,27 @@ def test_bad_input_corpus(rstack, evidence, tmp_path):
         assert toc == state, f"{case}: TOC says {toc}, status says {state}"
         exs = support.executions_for(s, fs)
         swept = support.sweeper_requests(s, fs, offsets["sweep_pending"])
-        assert 1 <= len(exs) <= len(cases[case]) + swept, f"{case}: {len(exs)} executions for {len(cases[case])} uploads and {swept} sweeper requests"
+        assert 1 <= len(exs) <= len(cases[case]) + swept, (
+            f"{case}: {len(exs)} executions for {len(cases[case])} uploads and {swept} sweeper requests"
+        )
         assert all(len(e["attempts"]) <= 4 for e in exs), f"{case}: more attempts than max_retries allows"
     for case in ("malformed", "truncated", "not_an_array", "schema_invalid", "malformed_metadata"):
         assert s.status_record(P + case)["state"] == "failed", f"{case} must fail validation"
 
     # ignored object names: no render, no marker, no status; each left a log line
     finalize_log = support.log_lines(support.fn_log(s, "on_results_finalized"), offsets["on_results_finalized"])
-    ignored_lines = [e.get("message", "") for e in finalize_log if str(e.get("message", "")).startswith("ignored event")]
+    ignored_lines = [
+        e.get("message", "") for e in finalize_log if str(e.get("message", "")).startswith("ignored event")
+    ]
     for name in names:
         if name in upload_errors:
             continue
         if any(ord(c) < 0x20 for c in name):
             assert any("control characters" in line for line in ignored_lines), f"no 'ignored event' line for {name!r}"
             continue
-        assert any(repr(name[:200]) in line or name in line for line in ignored_lines), f"no 'ignored event' line for {name!r}"
+        assert any(repr(name[:200]) in line or name in line for line in ignored_lines), (
+            f"no 'ignored event' line for {name!r}"
+        )
     # fake-gcs-server (filesystem backend) stores "a/../b" as "b"; Cloud Storage keeps names as
     # they are. A name the emulator normalised into a valid results name is, from then on, that
     # object: the sweeper's reconciliation renders it (a deviation of the emulator, recorded).
@@ -152,7 +171,11 @@ def test_bad_input_corpus(rstack, evidence, tmp_path):
     # render finds no results and fails; the rest are rejected with one ERROR line each
     harmless = {layout.file_slug(d.decode().strip()) for d, _, expect in requests if expect == "harmless file slug"}
     new_execs = s.executions()[exec_before:]
-    stray = [e["slug"] for e in new_execs if not any(layout.file_slug(e["slug"] or "") == f for f in [*fslugs, *normalised_slugs, *harmless])]
+    stray = [
+        e["slug"]
+        for e in new_execs
+        if not any(layout.file_slug(e["slug"] or "") == f for f in [*fslugs, *normalised_slugs, *harmless])
+    ]
     assert not stray, f"executions for ignored names or rejected requests: {stray}"
     for f in harmless:
         assert layout.is_file_slug(f)
@@ -172,11 +195,25 @@ def test_bad_input_corpus(rstack, evidence, tmp_path):
     site_after = support.site_objects(s)
     changed = {n for n, g in site_after.items() if site_before.get(n) != g} | (set(site_before) - set(site_after))
     own = [*fslugs, *normalised_slugs]
-    outside = [n for n in changed if n != layout.index_name() and not any(n == layout.page_name(f) or n.startswith(layout.assets_root(f) + "/") for f in own)]
+
+    def own_object(n: str, f: str) -> bool:  # its page, figures, history summaries (pipeline/history.py) and feed
+        return n in (layout.page_name(f), layout.experiment_feed_name(f)) or n.startswith(
+            (layout.assets_root(f) + "/", layout.history_dir(f))
+        )
+
+    outside = [
+        n
+        for n in changed
+        if n not in (layout.index_name(), layout.feed_name()) and not any(own_object(n, f) for f in own)
+    ]
     assert not outside, f"written outside the experiments' own objects: {outside}"
 
     # hostile text on the pages: shown literally, no dialog, no injected element (Chromium)
-    pages = [P + c for c in ("hostile_metrics", "hostile_branches", "hostile_errors") if s.status_record(P + c)["state"] == "ok"]
+    pages = [
+        P + c
+        for c in ("hostile_metrics", "hostile_branches", "hostile_errors")
+        if s.status_record(P + c)["state"] == "ok"
+    ]
     assert P + "hostile_errors" in pages, "the errors-only hostile page must render"
     dialogs, literal = browse(s, pages + ["index"], marker)
     assert dialogs == [], f"a dialog fired: {dialogs}"
@@ -184,19 +221,35 @@ def test_bad_input_corpus(rstack, evidence, tmp_path):
     assert not Path(marker).exists()
 
     ev = evidence
-    ev.row("7 bad input: content", f"{len(cases)} experiments with bad/hostile files (malformed, truncated, [] , not an array, schema-invalid, NaN/Infinity, unknown statistic, bad metadata, 50 MB, hostile metric/branch/error names)", 1,
-           "status ok|failed with a reason, TOC shows the same state, ≤ 1 execution per upload, ≤ 4 attempts each",
-           "; ".join(f"{k}: {v}" for k, v in outcomes.items()))
-    ev.row("7 bad input: object names", f"{len(names)} ignorable names (unknown period, temps, outside prefixes, traversal-looking, hostile/300-char slugs)", 1,
-           "no marker/status/execution, an 'ignored event' log line each",
-           f"{len(names) - len(upload_errors)} ignored with a log line; {len(upload_errors)} refused by the emulator: {sorted(upload_errors)}; "
-           f"stored under a normalised name by fake-gcs-server (then rendered as that name): {normalised}")
-    ev.row("7 bad input: render requests", f"{len(requests)} hostile render-request messages", 1,
-           "rejected with one ERROR line each and acknowledged, or (odd characters, by design) mapped to a harmless [A-Za-z0-9_] file slug whose render fails with no page and no TOC row",
-           f"{len(rejected)} rejected; {len(harmless)} mapped to harmless file slugs (status failed, no page)")
-    ev.row("7 bad input: safety", "all of the above", 1,
-           "functions up, 0 tracebacks, marker file absent, site bucket changes only index.html + own objects, Chromium: 0 dialogs, hostile text literal",
-           f"{len(changed)} site objects changed, 0 outside; pages checked: {', '.join(pages)} + index")
+    ev.row(
+        "7 bad input: content",
+        f"{len(cases)} experiments with bad/hostile files (malformed, truncated, [] , not an array, schema-invalid, NaN/Infinity, unknown statistic, bad metadata, 50 MB, hostile metric/branch/error names)",
+        1,
+        "status ok|failed with a reason, TOC shows the same state, ≤ 1 execution per upload, ≤ 4 attempts each",
+        "; ".join(f"{k}: {v}" for k, v in outcomes.items()),
+    )
+    ev.row(
+        "7 bad input: object names",
+        f"{len(names)} ignorable names (unknown period, temps, outside prefixes, traversal-looking, hostile/300-char slugs)",
+        1,
+        "no marker/status/execution, an 'ignored event' log line each",
+        f"{len(names) - len(upload_errors)} ignored with a log line; {len(upload_errors)} refused by the emulator: {sorted(upload_errors)}; "
+        f"stored under a normalised name by fake-gcs-server (then rendered as that name): {normalised}",
+    )
+    ev.row(
+        "7 bad input: render requests",
+        f"{len(requests)} hostile render-request messages",
+        1,
+        "rejected with one ERROR line each and acknowledged, or (odd characters, by design) mapped to a harmless [A-Za-z0-9_] file slug whose render fails with no page and no TOC row",
+        f"{len(rejected)} rejected; {len(harmless)} mapped to harmless file slugs (status failed, no page)",
+    )
+    ev.row(
+        "7 bad input: safety",
+        "all of the above",
+        1,
+        "functions up, 0 tracebacks, marker file absent, site bucket changes only index.html + own objects, Chromium: 0 dialogs, hostile text literal",
+        f"{len(changed)} site objects changed, 0 outside; pages checked: {', '.join(pages)} + index",
+    )
 
 
 def browse(stack, pages: list[str], marker: str) -> tuple[list[str], bool]:
@@ -204,7 +257,11 @@ def browse(stack, pages: list[str], marker: str) -> tuple[list[str], bool]:
 
     from tests.helpers import launch_chromium
 
-    probes = ["</script><script>alert('xss-script')</script>", "<img src=x onerror=alert('xss-img')>", '"); system("touch ' + marker + '"); ("']
+    probes = [
+        "</script><script>alert('xss-script')</script>",
+        "<img src=x onerror=alert('xss-img')>",
+        '"); system("touch ' + marker + '"); ("',
+    ]
     dialogs: list[str] = []
     seen_literal = True
     with sync_playwright() as p:
@@ -217,12 +274,16 @@ def browse(stack, pages: list[str], marker: str) -> tuple[list[str], bool]:
                 page.goto(url, wait_until="load")
                 page.wait_for_timeout(300)
                 text = page.inner_text("body")
-                inline_scripts = page.evaluate("() => Array.from(document.scripts).filter(s => s.textContent.includes('xss-')).length")
+                inline_scripts = page.evaluate(
+                    "() => Array.from(document.scripts).filter(s => s.textContent.includes('xss-')).length"
+                )
                 assert inline_scripts == 0, f"{name}: a hostile string became a script"
                 if name != "index":
                     found = [h for h in probes if h in text]
                     seen_literal = seen_literal and bool(found)
-                    assert not page.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length"), f"{name}: injected <img>"
+                    assert not page.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length"), (
+                        f"{name}: injected <img>"
+                    )
         finally:
             browser.close()
     return dialogs, seen_literal

@@ -16,7 +16,6 @@ import re
 import pytest
 
 from partybal import layout
-
 from tests.reliability import support
 
 pytestmark = pytest.mark.emulators
@@ -25,7 +24,10 @@ pytestmark = pytest.mark.emulators
 def asset_folders(stack, fslug: str) -> set[str]:
     client = stack.storage()
     root = layout.assets_root(fslug) + "/"
-    return {b.name[len(root):].split("/", 1)[0] for b in client.list_blobs(client.bucket(stack.site_bucket), prefix=root)}
+    folders = {
+        b.name[len(root) :].split("/", 1)[0] for b in client.list_blobs(client.bucket(stack.site_bucket), prefix=root)
+    }
+    return {f for f in folders if layout.is_render_id(f)}  # not figures/ (shared, by content hash)
 
 
 @pytest.mark.parametrize("point", ["after-assets", "after-page"])
@@ -62,11 +64,20 @@ def test_crash_mid_render(rstack, evidence, point):
             assert page_rid != good["render_id"], "after-page: the new page should be live"
         n_attempts = len(crashed[-1]["attempts"])
         killed = f"killed (attempt {n_attempts} of {n_attempts})"
-        record = support.wait_until(lambda: (r := s.status_record(fslug)) and r.get("reason") == killed and r, 60, what=f"the sweeper to record {killed!r}")
-        assert record["state"] == "failed" and record["page"] == good["page"] and record["input_generations"][name] == newer
+        record = support.wait_until(
+            lambda: (r := s.status_record(fslug)) and r.get("reason") == killed and r,
+            60,
+            what=f"the sweeper to record {killed!r}",
+        )
+        assert (
+            record["state"] == "failed"
+            and record["page"] == good["page"]
+            and record["input_generations"][name] == newer
+        )
         # the TOC may still show an earlier attempt's failure: wait for the rebuild after the sweeper's record
         toc = support.wait_until(
-            lambda: support.toc_state(html := support.index_html(s), fslug) == "failed" and killed in html and "failed", 60,
+            lambda: support.toc_state(html := support.index_html(s), fslug) == "failed" and killed in html and "failed",
+            60,
             what=f"the TOC to say failed: {killed}",
         )
         # and no endless retries: nothing is requested again for these inputs
@@ -88,6 +99,7 @@ def test_crash_mid_render(rstack, evidence, point):
     html, figures = support.page_figures(s, fslug)
     assert support.render_id_of_page(html, fslug) == final["render_id"]
     assert figures and all(code == 200 for _, code in figures)
+
     # left: the live page's figures and those of the page it replaced (open tabs still load them; the
     # local stack's grace is 0); crashed attempts' orphans and the pages before are gone
     def cleaned():
@@ -97,7 +109,17 @@ def test_crash_mid_render(rstack, evidence, point):
 
     support.wait_until(cleaned, 30, what="old and orphaned asset folders removed")
     swept = support.sweeper_requests(s, fslug, offsets["sweep_pending"])
-    assert support.toc_state(support.wait_until(lambda: support.toc_state(support.index_html(s), fslug) == "ok" and support.index_html(s), 30, what="TOC ok"), fslug) == "ok"
+    assert (
+        support.toc_state(
+            support.wait_until(
+                lambda: support.toc_state(support.index_html(s), fslug) == "ok" and support.index_html(s),
+                30,
+                what="TOC ok",
+            ),
+            fslug,
+        )
+        == "ok"
+    )
     evidence.row(
         f"4 crash {point}",
         f"PARTYBAL_FAULT={point} (os._exit(137)) on every attempt of the render of a newer upload",

@@ -20,7 +20,6 @@ import pytest
 
 from partybal import layout
 from partybal.local import stack as localstack
-
 from tests.reliability import support
 
 pytestmark = pytest.mark.emulators
@@ -56,7 +55,9 @@ def test_every_event_three_times(rstack, evidence):
 
     sub = _subscriber(s.pubsub_host)
     tap = f"projects/{s.project}/subscriptions/rel-tap-{uuid.uuid4().hex[:8]}"
-    sub.create_subscription(request={"name": tap, "topic": s.topic_path(localstack.GCS_TOPIC), "ack_deadline_seconds": 60})
+    sub.create_subscription(
+        request={"name": tap, "topic": s.topic_path(localstack.GCS_TOPIC), "ack_deadline_seconds": 60}
+    )
     try:
         once, thrice = "rel-dup-once", "rel-dup-thrice"
         support.upload(s, support.small_experiment(once))
@@ -78,7 +79,9 @@ def test_every_event_three_times(rstack, evidence):
         publisher = s.publisher()
         for msg in captured:  # two more deliveries of every event
             for _ in range(2):
-                publisher.publish(s.topic_path(localstack.GCS_TOPIC), msg.data, **dict(msg.attributes)).result(timeout=30)
+                publisher.publish(s.topic_path(localstack.GCS_TOPIC), msg.data, **dict(msg.attributes)).result(
+                    timeout=30
+                )
     finally:
         sub.delete_subscription(request={"subscription": tap})
 
@@ -89,30 +92,55 @@ def test_every_event_three_times(rstack, evidence):
     claims = {fs: support.claims(s, fs, offsets["on_results_finalized"]) for fs in first}
     sweeps = {fs: support.sweeper_requests(s, fs, offsets["sweep_pending"]) for fs in first}
     for fs in first:
-        assert first[fs] == claims[fs] + sweeps[fs], f"{fs}: {first[fs]} renders, {claims[fs]} marker claims, {sweeps[fs]} sweeper requests"
+        assert first[fs] == claims[fs] + sweeps[fs], (
+            f"{fs}: {first[fs]} renders, {claims[fs]} marker claims, {sweeps[fs]} sweeper requests"
+        )
     one = snapshot(s, "rel_dup_once", once)
     three = snapshot(s, "rel_dup_thrice", thrice)
-    assert one == three, "three deliveries changed the result: " + str({k: (one[k], three[k]) for k in one if one[k] != three[k]})[:2000]
+    assert one == three, (
+        "three deliveries changed the result: " + str({k: (one[k], three[k]) for k in one if one[k] != three[k]})[:2000]
+    )
     assert one["state"] == "ok" and one["fresh"] and one["figures_ok"] and one["page_is_record"] and one["toc"] == "ok"
 
     # the render request, three times: one render per delivery, same page and TOC
     for _ in range(3):
         s.publish_render(thrice)
-    support.wait_until(lambda: support.settled(s, "rel_dup_thrice", first["rel_dup_thrice"] + 3), 120, what="three re-renders")
+    support.wait_until(
+        lambda: support.settled(s, "rel_dup_thrice", first["rel_dup_thrice"] + 3), 120, what="three re-renders"
+    )
     support.wait_quiet(s)
     renders = len(support.executions_for(s, "rel_dup_thrice")) - first["rel_dup_thrice"]
     extra_sweeps = support.sweeper_requests(s, "rel_dup_thrice", offsets["sweep_pending"]) - sweeps["rel_dup_thrice"]
     assert renders == 3 + extra_sweeps, f"{renders} renders for 3 requests"
     again = snapshot(s, "rel_dup_thrice", thrice)
     assert again == one, "re-rendering changed the result"
-    assert s.status_record("rel_dup_thrice")["render_id"] == support.render_id_of_page(support.page_figures(s, "rel_dup_thrice")[0], "rel_dup_thrice")
-    old = [b.name for b in s.storage().list_blobs(s.storage().bucket(s.site_bucket), prefix=layout.assets_root("rel_dup_thrice") + "/")]
-    folders = {n.split("/")[1] for n in old}  # the live page's, and the replaced page's (for open tabs)
-    assert s.status_record("rel_dup_thrice")["render_id"] in folders and len(folders) == 2, f"asset folders left: {sorted(folders)}"
+    assert s.status_record("rel_dup_thrice")["render_id"] == support.render_id_of_page(
+        support.page_figures(s, "rel_dup_thrice")[0], "rel_dup_thrice"
+    )
+    old = [
+        b.name
+        for b in s.storage().list_blobs(
+            s.storage().bucket(s.site_bucket), prefix=layout.assets_root("rel_dup_thrice") + "/"
+        )
+    ]
+    folders = {n.split("/")[1] for n in old} - {
+        layout.FIGURES_FOLDER
+    }  # the live page's, and the replaced page's (for open tabs)
+    assert s.status_record("rel_dup_thrice")["render_id"] in folders and len(folders) == 2, (
+        f"asset folders left: {sorted(folders)}"
+    )
 
-    evidence.row("1 duplicates: GCS notifications", f"{len(captured)} notifications of a 5-file Jetstream-style upload, each published 2 more times", 3,
-                 "renders == logged marker claims (+ sweeper requests); page (normalised), figures, status and TOC equal to a twin delivered once",
-                 f"renders: once {first['rel_dup_once']}, thrice {first['rel_dup_thrice']}; claims {claims}; sweeper {sweeps}")
-    evidence.row("1 duplicates: render requests", "the render request of one experiment", 3,
-                 "one render per delivered request (dispatch does not deduplicate); same page, status, TOC; two asset folders left (live, replaced)",
-                 f"{renders} renders")
+    evidence.row(
+        "1 duplicates: GCS notifications",
+        f"{len(captured)} notifications of a 5-file Jetstream-style upload, each published 2 more times",
+        3,
+        "renders == logged marker claims (+ sweeper requests); page (normalised), figures, status and TOC equal to a twin delivered once",
+        f"renders: once {first['rel_dup_once']}, thrice {first['rel_dup_thrice']}; claims {claims}; sweeper {sweeps}",
+    )
+    evidence.row(
+        "1 duplicates: render requests",
+        "the render request of one experiment",
+        3,
+        "one render per delivered request (dispatch does not deduplicate); same page, status, TOC; two asset folders left (live, replaced)",
+        f"{renders} renders",
+    )

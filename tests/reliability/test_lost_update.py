@@ -12,22 +12,29 @@ import time
 import pytest
 
 from partybal import layout
-from tests.support import synthetic
-
 from tests.reliability import support
+from tests.support import synthetic
 
 pytestmark = pytest.mark.emulators
 
 
 def slow_experiment(slug: str, seed: int) -> dict[str, bytes]:
     spec = synthetic.ExperimentSpec(
-        slug=slug, seed=seed, branches=("control", "treatment"), segments=("all",), bases=("enrollments",),
-        windows={"overall": 1, "weekly": 3}, grid_points=64, errors=1,
+        slug=slug,
+        seed=seed,
+        branches=("control", "treatment"),
+        segments=("all",),
+        bases=("enrollments",),
+        windows={"overall": 1, "weekly": 3},
+        grid_points=64,
+        errors=1,
     )
     return synthetic.experiment_files(spec)
 
 
-@pytest.mark.parametrize("rounds", [pytest.param(2, id="2-rounds"), pytest.param(5, id="5-rounds", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "rounds", [pytest.param(2, id="2-rounds"), pytest.param(5, id="5-rounds", marks=pytest.mark.slow)]
+)
 def test_newer_upload_during_render_wins(rstack, evidence, rounds):
     s = rstack
     support.wait_quiet(s)

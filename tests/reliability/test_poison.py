@@ -18,7 +18,6 @@ import time
 import pytest
 
 from partybal import layout
-
 from tests.reliability import support
 
 pytestmark = pytest.mark.emulators
@@ -55,11 +54,21 @@ def test_poison_messages_are_bounded(rstack, evidence):
         s.publish_render(dispatch_poison)
         support.upload(s, support.tiny_experiment(bystander))
 
-        ok = support.wait_until(lambda: support.fresh_and_ok(s, layout.file_slug(bystander)), 120, what="the bystander render")
-        failed = support.wait_until(lambda: (r := support.settled(s, render_poison)) and r["state"] == "failed" and r, 120, what="the failing render")
+        ok = support.wait_until(
+            lambda: support.fresh_and_ok(s, layout.file_slug(bystander)), 120, what="the bystander render"
+        )
+        failed = support.wait_until(
+            lambda: (r := support.settled(s, render_poison)) and r["state"] == "failed" and r,
+            120,
+            what="the failing render",
+        )
         n_failed = len(support.executions_for(s, render_poison))
         dead: list = []
-        support.wait_until(lambda: dead.extend(m for m in drain(sub, dlq) if m.message.data == dispatch_poison.encode()) or dead, 120, what="the request on the dead-letter topic")
+        support.wait_until(
+            lambda: dead.extend(m for m in drain(sub, dlq) if m.message.data == dispatch_poison.encode()) or dead,
+            120,
+            what="the request on the dead-letter topic",
+        )
         # quiet: past the sweeper threshold and a few sweeps, nothing more happens to either
         wait = max(0.0, started + support.STALE_SECONDS + 4 * support.SWEEP_INTERVAL - time.time())
         time.sleep(wait)
@@ -82,9 +91,17 @@ def test_poison_messages_are_bounded(rstack, evidence):
     assert attrs.get("CloudPubSubDeadLetterSourceDeliveryCount") == "5", attrs
     assert support.executions_for(s, dispatch_poison) == []
     assert ok["state"] == "ok"
-    evidence.row("6 poison: render always fails", "truncated statistics file; the job exits 1 on every attempt", "1 request",
-                 "executions == marker claims, each 4 attempts (1 + max_retries 3), status failed with reason, TOC failed, no new execution or sweeper request after its threshold",
-                 f"{len(exs)} execution(s); attempts {len(exs[0]['attempts'])}, exit codes {[a['exit_code'] for a in exs[0]['attempts']]}; reason: {failed['reason'][:100]}")
-    evidence.row("6 poison: dispatch always fails", "run_job answered 503 for one slug (dispatch_render raises → nack)", "1 request",
-                 "deliveries counted at the stand-in == max_delivery_attempts (5), message on render-requests-dead-letter, no execution; a bystander renders ok",
-                 f"{len(rejected)} deliveries; dead-letter attributes: DeliveryCount={attrs.get('CloudPubSubDeadLetterSourceDeliveryCount')}, source={attrs.get('CloudPubSubDeadLetterSourceSubscription')}")
+    evidence.row(
+        "6 poison: render always fails",
+        "truncated statistics file; the job exits 1 on every attempt",
+        "1 request",
+        "executions == marker claims, each 4 attempts (1 + max_retries 3), status failed with reason, TOC failed, no new execution or sweeper request after its threshold",
+        f"{len(exs)} execution(s); attempts {len(exs[0]['attempts'])}, exit codes {[a['exit_code'] for a in exs[0]['attempts']]}; reason: {failed['reason'][:100]}",
+    )
+    evidence.row(
+        "6 poison: dispatch always fails",
+        "run_job answered 503 for one slug (dispatch_render raises → nack)",
+        "1 request",
+        "deliveries counted at the stand-in == max_delivery_attempts (5), message on render-requests-dead-letter, no execution; a bystander renders ok",
+        f"{len(rejected)} deliveries; dead-letter attributes: DeliveryCount={attrs.get('CloudPubSubDeadLetterSourceDeliveryCount')}, source={attrs.get('CloudPubSubDeadLetterSourceSubscription')}",
+    )

@@ -14,7 +14,6 @@ import time
 import pytest
 
 from partybal import layout
-
 from tests.reliability import support
 
 pytestmark = pytest.mark.emulators
@@ -50,7 +49,12 @@ def test_restart_emulators_mid_burst(rstack, evidence, n):
     s.restart_pubsub(down_seconds=1)  # and once more while renders are in flight
 
     fslugs = [layout.file_slug(x) for x in slugs]
-    support.wait_until(lambda: all(support.fresh_and_ok(s, f) for f in fslugs), 300 + 4 * n, interval=1.0, what="every experiment rendered after the restarts")
+    support.wait_until(
+        lambda: all(support.fresh_and_ok(s, f) for f in fslugs),
+        300 + 4 * n,
+        interval=1.0,
+        what="every experiment rendered after the restarts",
+    )
     support.wait_quiet(s)
     final = listing(s)
     missing = {k for k, v in uploaded.items() if final.get(k) != v}
@@ -61,7 +65,13 @@ def test_restart_emulators_mid_burst(rstack, evidence, n):
     s.check_alive()
     swept = support.sweeper_requests(s, None, offsets["sweep_pending"])
     renders = sum(len(support.executions_for(s, f)) for f in fslugs)
-    failed_attempts = sum(1 for f in fslugs for e in support.executions_for(s, f) for a in e["attempts"] if a["exit_code"] not in (0, None))
+    failed_attempts = sum(
+        1
+        for f in fslugs
+        for e in support.executions_for(s, f)
+        for a in e["attempts"]
+        if a["exit_code"] not in (0, None)
+    )
     evidence.row(
         f"5 restart {n}×5",
         f"{n} experiments uploaded in thirds: Pub/Sub emulator restarted (2 s down) after the 1st, fake-gcs-server (2 s down) after the 2nd, Pub/Sub again after the 3rd",

@@ -22,7 +22,7 @@ import pytest
 
 from partybal import layout
 from partybal.pipeline import status, toc
-
+from partybal.pipeline.state import group_results, list_results
 from tests.reliability import support
 
 pytestmark = pytest.mark.emulators
@@ -31,14 +31,19 @@ pytestmark = pytest.mark.emulators
 def post_event(url: str, bucket: str, name: str, generation: int) -> int:
     """A Cloud Storage finalize CloudEvent (binary mode), as Eventarc delivers it; the HTTP status."""
     body = json.dumps({"bucket": bucket, "name": name, "generation": str(generation)}).encode()
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json",
-        "ce-specversion": "1.0",
-        "ce-type": "google.cloud.storage.object.v1.finalized",
-        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-        "ce-id": uuid.uuid4().hex,
-        "ce-subject": f"objects/{name}",
-    })
+    req = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "ce-specversion": "1.0",
+            "ce-type": "google.cloud.storage.object.v1.finalized",
+            "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+            "ce-id": uuid.uuid4().hex,
+            "ce-subject": f"objects/{name}",
+        },
+    )
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
             return resp.status
@@ -71,7 +76,10 @@ def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
     url = f"http://127.0.0.1:{s.ports['rebuild_toc']}/"
     before_lines = support.count_messages(support.fn_log(s, "rebuild_toc"), "index rebuilt")
     codes: list[int] = []
-    threads = [threading.Thread(target=deliver, args=(url, s.state_bucket, b.name, b.generation, codes)) for b in (statuses * 10)[:10]]
+    threads = [
+        threading.Thread(target=deliver, args=(url, s.state_bucket, b.name, b.generation, codes))
+        for b in (statuses * 10)[:10]
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -79,7 +87,7 @@ def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
     assert codes.count(200) == 10, f"not every event was handled after redelivery: {codes}"
     gave_up = len(codes) - 10  # rebuilds that failed (e.g. exhausted toc.MAX_ATTEMPTS) and were redelivered
     assert gave_up == 0, f"{gave_up} of 10 concurrent rebuilds failed and needed a redelivery: {codes}"
-    expected = set(toc.group_results(toc.list_results(client, s.results_bucket, ""), ""))
+    expected = set(group_results(list_results(client, s.results_bucket, ""), ""))
     rows = support.toc_rows(support.index_html(s))
     assert expected <= set(rows), f"dropped: {sorted(expected - set(rows))[:10]}"
     rebuilt = support.count_messages(support.fn_log(s, "rebuild_toc"), "index rebuilt") - before_lines
@@ -97,8 +105,17 @@ def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
 
         def writer(i: int) -> None:
             fs = f"toc_{rnd}_{i}"
-            client.bucket(settings.results_bucket).blob(layout.results_name(layout.Kind.METADATA, fs)).upload_from_string(b"{}")
-            record = {"file_slug": fs, "name": fs, "state": "ok", "input_generations": {}, "page": layout.page_name(fs), "page_rendered_at": status.iso(dt.datetime.now(dt.timezone.utc))}
+            client.bucket(settings.results_bucket).blob(
+                layout.results_name(layout.Kind.METADATA, fs)
+            ).upload_from_string(b"{}")
+            record = {
+                "file_slug": fs,
+                "name": fs,
+                "state": "ok",
+                "input_generations": {},
+                "page": layout.page_name(fs),
+                "page_rendered_at": status.iso(dt.datetime.now(dt.UTC)),
+            }
             blob = client.bucket(settings.state_bucket).blob(layout.status_name(fs))
             blob.metadata = status.toc_metadata(record)
             blob.upload_from_string(json.dumps(record))
@@ -141,8 +158,17 @@ def test_concurrent_rebuilds_keep_every_entry(rstack, evidence):
     time.sleep(quiet)
     n1 = support.count_messages(support.fn_log(s, "rebuild_toc"), "index rebuilt")
     assert n1 == n0, f"rebuild_toc rebuilt {n1 - n0} times while nothing changed"
-    evidence.row("8 TOC: concurrent rebuilds", "10 concurrent state CloudEvents to rebuild_toc; 10 threads × 3 rounds calling publish_index while adding one experiment each", "10 at once (×4)",
-                 "index lists every experiment (function) / every added experiment after each round (threads)",
-                 f"function: {rebuilt} writes for 10 events, the rest stopped because a later listing had written; {gave_up} needed a redelivery; threads: max {max(attempts)} listings per rebuild, {sum(a == 1 for a in attempts)} wrote at once, {sum(a == 2 for a in attempts)} listed again after a 412, {sum(a == 0 for a in attempts)} stopped (a later listing had written), {len(gave_up_threads)} gave up")
-    evidence.row("8 TOC: no self-trigger", f"2 index.html writes and {quiet:.0f} s of sweeps with no state change", 1,
-                 "'index rebuilt' lines in fn-rebuild_toc.log unchanged", f"{n1 - n0} rebuilds")
+    evidence.row(
+        "8 TOC: concurrent rebuilds",
+        "10 concurrent state CloudEvents to rebuild_toc; 10 threads × 3 rounds calling publish_index while adding one experiment each",
+        "10 at once (×4)",
+        "index lists every experiment (function) / every added experiment after each round (threads)",
+        f"function: {rebuilt} writes for 10 events, the rest stopped because a later listing had written; {gave_up} needed a redelivery; threads: max {max(attempts)} listings per rebuild, {sum(a == 1 for a in attempts)} wrote at once, {sum(a == 2 for a in attempts)} listed again after a 412, {sum(a == 0 for a in attempts)} stopped (a later listing had written), {len(gave_up_threads)} gave up",
+    )
+    evidence.row(
+        "8 TOC: no self-trigger",
+        f"2 index.html writes and {quiet:.0f} s of sweeps with no state change",
+        1,
+        "'index rebuilt' lines in fn-rebuild_toc.log unchanged",
+        f"{n1 - n0} rebuilds",
+    )

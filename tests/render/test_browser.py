@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from partybal import layout
-from tests.support import synthetic
-from tests.support.synthetic import MetricSpec
 from tests.helpers import ARTIFACTS, ROOT, SAMPLE, StaticSite, launch_chromium
 from tests.helpers import playwright_api as _playwright_api
 from tests.render.test_render_r import MARKER, render_hostile
+from tests.support import synthetic
+from tests.support.synthetic import MetricSpec
 
 pytestmark = [pytest.mark.browser, pytest.mark.r]
 playwright_api = _playwright_api(module_level=True)
@@ -27,8 +27,21 @@ playwright_api = _playwright_api(module_level=True)
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
-        [sys.executable, "-m", "partybal", "render", "sample-new-tab-layout", "--results", str(SAMPLE), "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "partybal",
+            "render",
+            "sample-new-tab-layout",
+            "--results",
+            str(SAMPLE),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     with StaticSite(out) as server:
@@ -73,7 +86,7 @@ def test_tabs_switch_periods_and_images_load(page):
     assert page.locator("button[data-tab=days28]").is_disabled()
     page.click("button[data-tab=weekly]")
     assert page.locator("#tab-weekly").is_visible() and not page.locator("#tab-overall").is_visible()
-    assert page.url.endswith("#weekly")
+    assert page.url.endswith("#tab=weekly")  # the view is in the URL (report.js)
     # only enrollments / segment all are shown by default: bases are never mixed on screen
     assert visible_count(page, "#tab-weekly section.view") == 1
     img = page.locator("#tab-weekly section.view:not(.hidden) img.plot").first
@@ -88,7 +101,11 @@ def test_filters_hide_and_show_sections(page):
     page.click("button[data-tab=weekly]")
     metrics_before = visible_count(page, "#tab-weekly article.metric")
     page.select_option("#filter-statistic", "binomial")
-    assert visible_count(page, "#tab-weekly .statistic") == visible_count(page, "#tab-weekly .statistic[data-statistic=binomial]") >= 1
+    assert (
+        visible_count(page, "#tab-weekly .statistic")
+        == visible_count(page, "#tab-weekly .statistic[data-statistic=binomial]")
+        >= 1
+    )
     assert visible_count(page, "#tab-weekly article.metric") < metrics_before
     page.select_option("#filter-statistic", "")
     page.fill("#filter-metric", "uri")
@@ -134,13 +151,26 @@ def render_names(tmp_path):
                 for b in branches:
                     rows.append(row(metric=metric, branch=b, segment=seg, window=w))
                     if b != "control":
-                        rows.append(row(metric=metric, branch=b, segment=seg, window=w, comparison="relative_uplift", to="control", point=0.1))
+                        rows.append(
+                            row(
+                                metric=metric,
+                                branch=b,
+                                segment=seg,
+                                window=w,
+                                comparison="relative_uplift",
+                                to="control",
+                                point=0.1,
+                            )
+                        )
     results = tmp_path / "results"
     write_json(results / "statistics/statistics_names_weekly.json", rows)
     out = tmp_path / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "partybal", "render", "names", "--results", str(results), "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     return out, segments
@@ -160,7 +190,9 @@ def test_names_from_data_never_break_the_page_or_the_filters(browser, tmp_path):
         pg.goto(server.url + "names.html#weekly")
         labels = pg.eval_on_selector_all("#filter-segment option", "os => os.map(o => o.textContent)")
         assert sorted(labels) == sorted(["any", *(s.replace("\x00", "\u2400") for s in segments)])
-        for value, label in zip(pg.eval_on_selector_all("#filter-segment option", "os => os.map(o => o.value)")[1:], labels[1:]):
+        for value, label in zip(
+            pg.eval_on_selector_all("#filter-segment option", "os => os.map(o => o.value)")[1:], labels[1:]
+        ):
             pg.select_option("#filter-segment", value)
             assert visible_count(pg, "#tab-weekly section.view") == 1, label
             heading = pg.locator("#tab-weekly section.view:not(.hidden) h3").inner_text()
@@ -201,8 +233,21 @@ def large_site(tmp_path_factory):
     synthetic.write_experiment(tmp / "results", spec)
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "partybal", "render", spec.slug, "--results", str(tmp / "results"), "--out", str(tmp / "site")],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "partybal",
+            "render",
+            spec.slug,
+            "--results",
+            str(tmp / "results"),
+            "--out",
+            str(tmp / "site"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     print(f"\nlarge page rendered in {time.monotonic() - started:.1f} s: {proc.stdout.strip()}")
@@ -263,7 +308,9 @@ def check_large_page(pg) -> dict:
             img = imgs.nth(i)
             img.scroll_into_view_if_needed()
             pg.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
-            size = img.evaluate("i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().right - i.closest('article').getBoundingClientRect().right]")
+            size = img.evaluate(
+                "i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().right - i.closest('article').getBoundingClientRect().right]"
+            )
             assert size[0] == 850 and 200 <= size[1] <= 1300 and size[2] <= 1, (tab, i, size)
         found["figures"] += imgs.count()
     assert pg.console_errors == []
@@ -271,7 +318,11 @@ def check_large_page(pg) -> dict:
 
 
 def visible_statistics(pg, panel: str) -> set[str]:
-    return set(pg.eval_on_selector_all(f"{panel} .statistic", "els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.statistic)"))
+    return set(
+        pg.eval_on_selector_all(
+            f"{panel} .statistic", "els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.statistic)"
+        )
+    )
 
 
 def test_large_page_loads_filters_and_fits(browser, large_site):
@@ -312,7 +363,10 @@ def test_large_page_loads_filters_and_fits(browser, large_site):
 REAL_SIZE_PAGE = os.environ.get("PARTYBAL_REAL_SIZE_PAGE")
 
 
-@pytest.mark.skipif(not REAL_SIZE_PAGE, reason="set PARTYBAL_REAL_SIZE_PAGE to a page rendered by benchmarks/render_real_size.py --keep-site")
+@pytest.mark.skipif(
+    not REAL_SIZE_PAGE,
+    reason="set PARTYBAL_REAL_SIZE_PAGE to a page rendered by benchmarks/render_real_size.py --keep-site",
+)
 def test_real_size_page(browser):
     """The real-size page (rendered by the benchmark, too slow for make test): the same checks."""
     page = Path(REAL_SIZE_PAGE)

@@ -11,10 +11,10 @@ import sys
 import pytest
 
 from partybal import layout
-from tests.support import synthetic
-from tests.support.synthetic import MetricSpec
 from tests.helpers import ARTIFACTS, ROOT, StaticSite, launch_chromium
 from tests.helpers import playwright_api as _playwright_api
+from tests.support import synthetic
+from tests.support.synthetic import MetricSpec
 
 pytestmark = [pytest.mark.browser, pytest.mark.r]
 playwright_api = _playwright_api(module_level=True)
@@ -46,11 +46,19 @@ def site(tmp_path_factory):
         # a metric the metadata lists that Jetstream never wrote and reported no error for
         path = results / layout.results_name(layout.Kind.METADATA, layout.file_slug(s.slug))
         md = json.loads(path.read_text())
-        md["metrics"]["search_clicks"] = {"friendly_name": "Search clicks", "description": "", "bigger_is_better": True, "analysis_bases": ["enrollments"]}
+        md["metrics"]["search_clicks"] = {
+            "friendly_name": "Search clicks",
+            "description": "",
+            "bigger_is_better": True,
+            "analysis_bases": ["enrollments"],
+        }
         path.write_text(json.dumps(md))
         proc = subprocess.run(
             [sys.executable, "-m", "partybal", "render", s.slug, "--results", str(results), "--out", str(out)],
-            capture_output=True, text=True, cwd=ROOT, timeout=600,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=600,
         )
         assert proc.returncode == 0, proc.stderr
     with StaticSite(out) as server:
@@ -84,7 +92,9 @@ def test_mismatch_opens_with_a_red_warning(browser, site):
     warning = pg.locator("#srm-warning")
     assert warning.is_visible()
     # it comes before the tabs, filters and every result
-    assert pg.evaluate("document.querySelector('#srm-warning').getBoundingClientRect().bottom < document.querySelector('.toolbar').getBoundingClientRect().top")
+    assert pg.evaluate(
+        "document.querySelector('#srm-warning').getBoundingClientRect().bottom < document.querySelector('.toolbar').getBoundingClientRect().top"
+    )
     text = warning.inner_text()
     assert "Sample-ratio mismatch" in text and "Enrollments, segment all" in text
     assert "expected 33.33%" in text and "p = " in text and "biased" in text
@@ -161,8 +171,23 @@ def context_site(tmp_path_factory):
     with StandIn() as standin:
         for slug, url in (("sample-new-tab-layout", standin.url), ("sample-search-defaults", down)):
             proc = subprocess.run(
-                [sys.executable, "-m", "partybal", "render", slug, "--results", str(SAMPLE), "--out", str(out), "--experimenter", url],
-                capture_output=True, text=True, cwd=ROOT, timeout=600,
+                [
+                    sys.executable,
+                    "-m",
+                    "partybal",
+                    "render",
+                    slug,
+                    "--results",
+                    str(SAMPLE),
+                    "--out",
+                    str(out),
+                    "--experimenter",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=600,
             )
             assert proc.returncode == 0, proc.stderr
         with StaticSite(out) as server:
@@ -176,10 +201,21 @@ def test_header_shows_experimenters_context(browser, context_site):
     ctx = pg.locator("#experiment-context")
     assert ctx.is_visible()
     text = ctx.inner_text()
-    for words in ("Tests a compact layout", "Firefox desktop, release", "Experiment", "2026-09-18", "2026-09-25",
-                  "enrollment 7 days, duration 28 days", "control (reference)", "50%"):
+    for words in (
+        "Tests a compact layout",
+        "Firefox desktop, release",
+        "Experiment",
+        "2026-09-18",
+        "2026-09-25",
+        "enrollment 7 days, duration 28 days",
+        "control (reference)",
+        "50%",
+    ):
         assert words in text, words
-    assert pg.locator("#experiment-context a").get_attribute("href") == f"{standin_url}/nimbus/sample-new-tab-layout/summary"
+    assert (
+        pg.locator("#experiment-context a").get_attribute("href")
+        == f"{standin_url}/nimbus/sample-new-tab-layout/summary"
+    )
     assert pg.title() == "New Tab layout: compact tiles · experiment results"
     assert pg.locator("#srm-warning").count() == 0
     pg.screenshot(path=str(ARTIFACTS / "report-experimenter-header.png"))
@@ -203,19 +239,39 @@ def test_header_without_experimenter_says_so(browser, context_site):
 def test_toc_filters_by_application_and_stage(browser, tmp_path):
     import datetime as dt
 
-    from partybal.pipeline import experimenter, toc
     from partybal.local.experimenter_standin import FIXTURE
+    from partybal.pipeline import experimenter, toc
+    from partybal.pipeline.state import Experiment
 
     _, infos, _ = experimenter.parse_entries(json.loads(FIXTURE.read_bytes()), "fixture")
     snapshot = experimenter.toc_bytes(infos.values())
-    slugs = ["sample_new_tab_layout", "sample_search_defaults", "fenix_onboarding_cards", "ios_tab_tray_rollout", "desktop_pip_nudge_v2", "not_in_experimenter"]
+    slugs = [
+        "sample_new_tab_layout",
+        "sample_search_defaults",
+        "fenix_onboarding_cards",
+        "ios_tab_tray_rollout",
+        "desktop_pip_nudge_v2",
+        "not_in_experimenter",
+    ]
     exps, statuses = {}, {}
     for i, fs in enumerate(slugs):
         name = layout.results_name(layout.Kind.STATISTICS, fs, "overall")
-        exps[fs] = toc.Experiment(fs, {name: 1}, {"overall"}, dt.datetime(2026, 11, 20 - i, tzinfo=dt.timezone.utc))
-        statuses[fs] = {"state": "ok", "input_generations": {name: 1}, "page": layout.page_name(fs), "name": fs,
-                        "srm": {"mismatch": fs == "fenix_onboarding_cards", "p_value": 3e-9, "basis": "enrollments"}}
-    page = toc.toc_page(exps, statuses, set(), "", now=dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc), catalog=experimenter.toc_entries(snapshot))
+        exps[fs] = Experiment(fs, {name: 1}, {"overall"}, dt.datetime(2026, 11, 20 - i, tzinfo=dt.UTC))
+        statuses[fs] = {
+            "state": "ok",
+            "input_generations": {name: 1},
+            "page": layout.page_name(fs),
+            "name": fs,
+            "srm": {"mismatch": fs == "fenix_onboarding_cards", "p_value": 3e-9, "basis": "enrollments"},
+        }
+    page = toc.toc_page(
+        exps,
+        statuses,
+        set(),
+        "",
+        now=dt.datetime(2026, 11, 26, tzinfo=dt.UTC),
+        catalog=experimenter.toc_entries(snapshot),
+    )
     (tmp_path / "index.html").write_text(toc.render_html(page))
     with StaticSite(tmp_path) as server:
         pg = open_page(browser, server, "index.html")

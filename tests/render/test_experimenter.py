@@ -13,17 +13,23 @@ import sys
 
 import pytest
 
-from partybal.pipeline import experimenter
-from partybal.page import srm, templating
-from tests.support import synthetic
 from partybal.local.experimenter_standin import FIXTURE, StandIn
+from partybal.page import srm, templating
 from partybal.page.report import build_page
 from partybal.page.results import load_experiment
+from partybal.pipeline import experimenter
 from partybal.storage import LocalResults
 from tests.helpers import ROOT
 from tests.render.test_report import PLOTTED
+from tests.support import synthetic
 
-VALID = {"sample_new_tab_layout", "sample_search_defaults", "fenix_onboarding_cards", "ios_tab_tray_rollout", "desktop_pip_nudge_v2"}
+VALID = {
+    "sample_new_tab_layout",
+    "sample_search_defaults",
+    "fenix_onboarding_cards",
+    "ios_tab_tray_rollout",
+    "desktop_pip_nudge_v2",
+}
 
 
 def free_port() -> int:
@@ -62,7 +68,9 @@ def test_fixture_entries_validate_and_broken_ones_are_skipped_and_logged(caplog)
 
 
 def test_status_from_dates():
-    info = experimenter.validate_entry(next(e for e in json.loads(FIXTURE.read_bytes()) if e["slug"] == "desktop-pip-nudge.v2"))
+    info = experimenter.validate_entry(
+        next(e for e in json.loads(FIXTURE.read_bytes()) if e["slug"] == "desktop-pip-nudge.v2")
+    )
     assert info.status(dt.date(2026, 4, 1)) == "scheduled"
     assert info.status(dt.date(2026, 5, 10)) == "live"
     assert info.status(dt.date(2026, 6, 1)) == "observing"
@@ -101,7 +109,9 @@ def test_check_url():
 
 def test_snapshot_round_trip_and_worker_handoff(standin, tmp_path):
     catalog = experimenter.load(standin.url)
-    data = experimenter.snapshot_bytes(catalog.entries, standin.url + experimenter.API_PATH, dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc))
+    data = experimenter.snapshot_bytes(
+        catalog.entries, standin.url + experimenter.API_PATH, dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    )
     again = experimenter.catalog_from_snapshot(data, "gs://state/x")
     assert set(again.experiments) == VALID and again.base_url == standin.url
     assert experimenter.catalog_from_snapshot(None, "x").note.startswith("No Experimenter snapshot")
@@ -119,7 +129,11 @@ def test_snapshot_round_trip_and_worker_handoff(standin, tmp_path):
 
 
 def _results(tmp_path, slug, **changes):
-    spec = dataclasses.replace(synthetic.small_spec(slug), metrics=(synthetic.MetricSpec("identity", ("count",)), synthetic.MetricSpec("uri_count", ("mean",))), **changes)
+    spec = dataclasses.replace(
+        synthetic.small_spec(slug),
+        metrics=(synthetic.MetricSpec("identity", ("count",)), synthetic.MetricSpec("uri_count", ("mean",))),
+        **changes,
+    )
     synthetic.write_experiment(tmp_path / "results", spec)
     return load_experiment(LocalResults(tmp_path / "results"), slug)
 
@@ -135,7 +149,10 @@ def test_header_model_from_experimenter(tmp_path, standin):
     assert facts["Application"] == "Firefox desktop, release" and facts["Type"] == "Experiment"
     assert facts["Start"] == "2026-09-18" and facts["Enrollment end"] == "2026-09-25" and facts["End"] == "not yet"
     assert facts["Proposed"] == "enrollment 7 days, duration 28 days"
-    assert [(b.slug, b.ratio, b.share, b.reference) for b in ctx.branches] == [("control", "1", "50%", True), ("treatment", "1", "50%", False)]
+    assert [(b.slug, b.ratio, b.share, b.reference) for b in ctx.branches] == [
+        ("control", "1", "50%", True),
+        ("treatment", "1", "50%", False),
+    ]
     assert ctx.reference_note == ""  # the analysis also compares against control
     html = templating.render("page.html.j2", page=page, body=templating.Markup(""), index_href="index.html")
     assert "<title>New Tab layout: compact tiles · experiment results</title>" in html
@@ -146,7 +163,10 @@ def test_reference_disagreement_is_said(tmp_path, standin):
     catalog = experimenter.load(standin.url)
     res = _results(tmp_path, "sample-new-tab-layout", branches=("treatment", "control"), reference_branch="treatment")
     page, _ = build_page(res, plotted=PLOTTED, experiment=catalog.get(res.file_slug))
-    assert page.context.reference_note == "Experimenter names control as the reference branch; the analysis compares against treatment."
+    assert (
+        page.context.reference_note
+        == "Experimenter names control as the reference branch; the analysis compares against treatment."
+    )
 
 
 def test_without_an_entry_the_page_says_so(tmp_path):
@@ -162,7 +182,12 @@ def test_without_an_entry_the_page_says_so(tmp_path):
 
 def test_srm_uses_experimenters_ratios(tmp_path, standin):
     # fenix-onboarding-cards is configured 2:1:1; counts enrolled that way are no mismatch
-    res = _results(tmp_path, "fenix-onboarding-cards", branches=("control", "treatment-a", "treatment-b"), enrolled_shares=(0.5, 0.25, 0.25))
+    res = _results(
+        tmp_path,
+        "fenix-onboarding-cards",
+        branches=("control", "treatment-a", "treatment-b"),
+        enrolled_shares=(0.5, 0.25, 0.25),
+    )
     info = experimenter.load(standin.url).get(res.file_slug)
     (with_ratios,) = [c for c in srm.srm_checks(res, info.ratios) if c.segment == "all"]
     (equal,) = [c for c in srm.srm_checks(res) if c.segment == "all"]
@@ -175,12 +200,29 @@ def test_srm_uses_experimenters_ratios(tmp_path, standin):
 
 def test_cli_flag_is_checked_in_one_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "partybal", "render", "x", "--results", str(tmp_path), "--out", str(tmp_path / "o"), "--experimenter", "ftp://nope"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "partybal",
+            "render",
+            "x",
+            "--results",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--experimenter",
+            "ftp://nope",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--experimenter" in proc.stderr
     for cmd in ("preview", "backfill"):
-        help_text = subprocess.run([sys.executable, "-m", "partybal", cmd, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60).stdout
+        help_text = subprocess.run(
+            [sys.executable, "-m", "partybal", cmd, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
+        ).stdout
         assert "--experimenter URL|off" in help_text
 
 
@@ -189,7 +231,11 @@ def test_bad_environment_value_is_a_config_error(tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "partybal", "render", "x", "--results", str(tmp_path), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "EXPERIMENTER_URL": "nonsense"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "EXPERIMENTER_URL": "nonsense"},
     )
     assert proc.returncode == 2 and "EXPERIMENTER_URL" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -200,7 +246,7 @@ def _worker_sees(src, fslug, out, cores, generations):
 
     catalog = experimenter.for_worker()
     info = catalog.get(fslug) if catalog else None
-    return backfill.Outcome(fslug, True, info.name if info else (catalog.note if catalog else "no catalog"))
+    return backfill.RenderOutcome(fslug, True, info.name if info else (catalog.note if catalog else "no catalog"))
 
 
 def test_backfill_reads_experimenter_once_for_its_workers(tmp_path, standin, monkeypatch):
@@ -218,7 +264,14 @@ def test_backfill_reads_experimenter_once_for_its_workers(tmp_path, standin, mon
     monkeypatch.setattr(backfill, "run_workers", lambda *a, **k: seen.extend(real(*a, **k)) or seen)
     for value, expected in ((standin.url, "New Tab layout: compact tiles"), ("off", "Experimenter lookup is off")):
         seen.clear()
-        args = argparse.Namespace(results=str(tmp_path / "results"), out=str(tmp_path / "site"), only_stale=False, parallel=2, cores=None, experimenter=value)
+        args = argparse.Namespace(
+            results=str(tmp_path / "results"),
+            out=str(tmp_path / "site"),
+            only_stale=False,
+            parallel=2,
+            cores=None,
+            experimenter=value,
+        )
         assert backfill.cmd_backfill(args, environ={}, renderer=_worker_sees) == 0
         reasons = {o.slug: o.reason for o in seen}
         assert reasons["sample_new_tab_layout"].startswith(expected)

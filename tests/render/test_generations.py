@@ -23,8 +23,21 @@ PLOTTED = frozenset({"mean", "binomial", "deciles"})
 
 # What each generation's page must say it was missing, and the reference it must name.
 EXPECTED = {
-    "2020": (["analysis_basis", "no segment", "ci_width", "comparison_to_branch", "no outcomes", "analysis_bases"], "msw_control"),
-    "2021": (["analysis_basis", "ci_width", "comparison_to_branch", "no schema_version", "analysis_bases (4 metrics)", "default_metrics (1 outcome)"], "msw_control"),
+    "2020": (
+        ["analysis_basis", "no segment", "ci_width", "comparison_to_branch", "no outcomes", "analysis_bases"],
+        "msw_control",
+    ),
+    "2021": (
+        [
+            "analysis_basis",
+            "ci_width",
+            "comparison_to_branch",
+            "no schema_version",
+            "analysis_bases (4 metrics)",
+            "default_metrics (1 outcome)",
+        ],
+        "msw_control",
+    ),
     "2021-06": (["no external_config", "no analysis_start_time"], "msw_control"),
     "2021-08": (["top-level reference_branch is used", "no analysis_start_time"], "msw_control"),
     "2022": (["no external_config", "no version_info"], None),  # pairwise rows, no metadata reference
@@ -54,12 +67,17 @@ def test_generation_loads_and_says_what_was_missing(tmp_path, generation):
         assert page.compared_to == reference
     else:
         assert not page.reference_known and page.reference_branch == "not stated in the data"
-        assert "Neither the metadata nor the rows say" in page.reference_reason and page.compared_to in page.reference_reason
+        assert (
+            "Neither the metadata nor the rows say" in page.reference_reason
+            and page.compared_to in page.reference_reason
+        )
     # every figure and table compares against the branch the page names
     assert all(f.reference == page.compared_to for f in figures)
     assert figures and page.summary and page.summary.rows
     older = generation in ("2020", "2021")
-    assert page.summary.ci_label == ("intervals whose confidence level the data does not state" if older else "95% confidence intervals")
+    assert page.summary.ci_label == (
+        "intervals whose confidence level the data does not state" if older else "95% confidence intervals"
+    )
 
 
 def test_generation_2021_is_the_issue_case(tmp_path):
@@ -93,9 +111,19 @@ def test_broken_metadata_still_fails_in_one_line(results_dir, metadata, expected
 
 
 def test_2021_06_metadata_uses_its_analysis_basis(results_dir):
-    md = {"metrics": {"m": {"bigger_is_better": True, "friendly_name": "M", "description": "d", "analysis_basis": "exposures"},
-                      "n": {"bigger_is_better": True, "friendly_name": "N", "description": "d", "analysis_basis": ["enrollments"]}},
-          "outcomes": {}, "schema_version": 4}
+    md = {
+        "metrics": {
+            "m": {"bigger_is_better": True, "friendly_name": "M", "description": "d", "analysis_basis": "exposures"},
+            "n": {
+                "bigger_is_better": True,
+                "friendly_name": "N",
+                "description": "d",
+                "analysis_basis": ["enrollments"],
+            },
+        },
+        "outcomes": {},
+        "schema_version": 4,
+    }
     (results_dir / "metadata/metadata_x.json").write_text(json.dumps(md))
     res = load_experiment(LocalResults(results_dir), "x")
     assert [b.value for b in res.metadata.metrics["m"].analysis_bases] == ["exposures"]
@@ -105,6 +133,7 @@ def test_2021_06_metadata_uses_its_analysis_basis(results_dir):
 def test_generations_differ_as_documented():
     """The generator itself: keys present per generation (so the corpus cannot silently become
     all-current)."""
+
     def keys(gen):
         files = generation_files(gen, generation_spec("k", gen))
         rows = json.loads(files["statistics/statistics_k_overall.json"])
@@ -121,7 +150,12 @@ def test_generations_differ_as_documented():
     rows, md, metric = keys("2021-08")
     assert "reference_branch" in md and "external_config" not in md
     rows, md, metric = keys("current")
-    assert {"external_config", "analysis_start_time", "version_info", "schema_version"} <= md and "analysis_bases" in metric
+    assert {
+        "external_config",
+        "analysis_start_time",
+        "version_info",
+        "schema_version",
+    } <= md and "analysis_bases" in metric
 
 
 @pytest.mark.r
@@ -141,8 +175,21 @@ def test_generation_renders_with_r(tmp_path, generation):
         path.write_bytes(data)
     out = tmp_path / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "partybal", "render", spec.slug, "--results", str(tmp_path / "results"), "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "partybal",
+            "render",
+            spec.slug,
+            "--results",
+            str(tmp_path / "results"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     html = (out / f"gen_{generation.replace('-', '_')}.html").read_text()

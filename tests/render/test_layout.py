@@ -22,8 +22,20 @@ def test_file_slug(slug, expected):
     "name,kind,slug,period,prefix",
     [
         ("statistics/statistics_my_exp_weekly.json", Kind.STATISTICS, "my_exp", "weekly", ""),
-        ("statistics/statistics_my_exp_preenrollment_weekly.json", Kind.STATISTICS, "my_exp", "preenrollment_weekly", ""),
-        ("statistics/statistics_my_exp_preenrollment_days28.json", Kind.STATISTICS, "my_exp", "preenrollment_days28", ""),
+        (
+            "statistics/statistics_my_exp_preenrollment_weekly.json",
+            Kind.STATISTICS,
+            "my_exp",
+            "preenrollment_weekly",
+            "",
+        ),
+        (
+            "statistics/statistics_my_exp_preenrollment_days28.json",
+            Kind.STATISTICS,
+            "my_exp",
+            "preenrollment_days28",
+            "",
+        ),
         ("statistics/statistics_weekly_overall.json", Kind.STATISTICS, "weekly", "overall", ""),
         ("statistics/statistics_a_daily_days28.json", Kind.STATISTICS, "a_daily", "days28", ""),
         ("metadata/metadata_my_exp.json", Kind.METADATA, "my_exp", None, ""),

@@ -14,7 +14,7 @@ from partybal.page.report import Banner
 from partybal.storage import LocalResults
 from tests.helpers import ROOT, copy_sample, write_json
 
-NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
 def test_banner_names_the_data_and_the_expiry():
@@ -47,7 +47,10 @@ def test_preview_renders_every_experiment_and_lists_errors(tmp_path):
     (results / "statistics/statistics_broken_overall.json").write_text("[{]")
     proc = subprocess.run(
         [sys.executable, "-m", "partybal", "preview", "--results", str(results), "--out", str(tmp_path / "previews")],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert proc.returncode == 1  # one experiment could not be rendered
     assert "sample_search_defaults: file://" in proc.stdout and "index: file://" in proc.stdout

@@ -13,15 +13,17 @@ import pytest
 from partybal import layout
 from partybal.page import render as partybal_render
 from partybal.page.report import R_DIR, FigureSpec, plotted_statistics
-from tests.support.synthetic import ExperimentSpec, MetricSpec, write_experiment
 from tests.helpers import ROOT, copy_sample, write_json
 from tests.render.test_report import HOSTILE, row
+from tests.support.synthetic import ExperimentSpec, MetricSpec, write_experiment
 
 pytestmark = pytest.mark.r
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "partybal", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "partybal", *args], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
 
 
 def render(results: Path, slug: str, out: Path) -> subprocess.CompletedProcess:
@@ -50,7 +52,11 @@ def test_sample_page_renders_with_existing_assets(tmp_path, sample_dir):
     # else, and no work folders left behind
     manifest = partybal_render.manifest_path(out, "sample_search_defaults")
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert files == {"sample_search_defaults.html", manifest.name, *srcs}
+    exported = re.findall(r'<a class="csv" href="([^"]+)"', html) + re.findall(
+        r'<a href="([^"]+)" id="render-manifest"', html
+    )
+    assert len(exported) > len(srcs)  # a CSV per table and figure, and the render's manifest.json
+    assert files == {"sample_search_defaults.html", manifest.name, *srcs, *exported}
     assert [p for p in out.iterdir() if p.name.startswith(".")] == [manifest]
 
 
@@ -60,22 +66,32 @@ def test_rerender_replaces_assets_and_removes_old_ones(tmp_path, sample_dir):
     first = assets_of((out / "sample_search_defaults.html").read_text())
     assert render(sample_dir, "sample_search_defaults", out).returncode == 0
     second = assets_of((out / "sample_search_defaults.html").read_text())
-    assert first != second
-    assert all((out / s).exists() for s in second) and not any((out / s).exists() for s in first)
-    assert len(list((out / "sample_search_defaults_files").iterdir())) == 1
+    assert first == second  # the same figures (by content hash): reused, not drawn again
+    assert all((out / s).exists() for s in second)
+    assert {
+        p.relative_to(out).as_posix() for p in (out / layout.figures_dir("sample_search_defaults")).iterdir()
+    } == set(second)
+    # the earlier render's folder is gone: one render folder and the figures folder are left
+    assert len(list((out / "sample_search_defaults_files").iterdir())) == 2
 
 
 def small(slug: str, **kw) -> ExperimentSpec:
-    metrics = kw.pop("metrics", (
-        MetricSpec("active_hours", ("mean", "deciles"), True, "Active Hours"),
-        MetricSpec("retained", ("binomial",), True),
-        MetricSpec("identity", ("count",)),
-    ))
+    metrics = kw.pop(
+        "metrics",
+        (
+            MetricSpec("active_hours", ("mean", "deciles"), True, "Active Hours"),
+            MetricSpec("retained", ("binomial",), True),
+            MetricSpec("identity", ("count",)),
+        ),
+    )
     return ExperimentSpec(slug=slug, segments=("all",), bases=("enrollments",), grid_points=8, metrics=metrics, **kw)
 
 
 EDGE_CASES = {
-    "one-branch": (small("one-branch", branches=("control",), windows={"overall": 1, "weekly": 2}), ["No comparisons between branches"]),
+    "one-branch": (
+        small("one-branch", branches=("control",), windows={"overall": 1, "weekly": 2}),
+        ["No comparisons between branches"],
+    ),
     "no-overall": (small("no-overall", windows={"weekly": 3}), ["latest window (3)", "Not available: Overall"]),
     "unknown-stat": (
         small("unknown-stat", windows={"overall": 1}, metrics=(MetricSpec("m", ("quantum_flux",)),)),
@@ -97,9 +113,20 @@ def test_edge_cases_render(tmp_path, name):
 
 def test_only_errors_and_empty_array(tmp_path):
     results = tmp_path / "results"
-    write_json(results / "errors/errors_broken_exp.json", [
-        {"filename": "a.py", "func_name": "f", "log_level": "ERROR", "message": "Enrollment query failed",
-         "exception_type": "EnrollmentNotCompleteException", "timestamp": "2026-01-01T00:00:00Z", "experiment": "broken-exp"}])
+    write_json(
+        results / "errors/errors_broken_exp.json",
+        [
+            {
+                "filename": "a.py",
+                "func_name": "f",
+                "log_level": "ERROR",
+                "message": "Enrollment query failed",
+                "exception_type": "EnrollmentNotCompleteException",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "experiment": "broken-exp",
+            }
+        ],
+    )
     proc = render(results, "broken_exp", tmp_path / "site")
     assert proc.returncode == 0, proc.stderr
     html = (tmp_path / "site/broken_exp.html").read_text()
@@ -122,15 +149,43 @@ def render_hostile(tmp_path: Path) -> Path:
     rows = []
     for name in HOSTILE:
         for w in ("1", "2"):
-            rows += [row(metric=name, branch=name, window=w), row(metric=name, branch="control", window=w),
-                     row(metric=name, branch=name, comparison="relative_uplift", to="control", window=w, point=0.1)]
+            rows += [
+                row(metric=name, branch=name, window=w),
+                row(metric=name, branch="control", window=w),
+                row(metric=name, branch=name, comparison="relative_uplift", to="control", window=w, point=0.1),
+            ]
     write_json(results / "statistics/statistics_hostile_weekly.json", rows)
-    write_json(results / "statistics/statistics_hostile_overall.json", [dict(r, window_index="1") for r in rows if r["window_index"] == "1"])
-    write_json(results / "metadata/metadata_hostile.json", {"metrics": {HOSTILE[0]: {
-        "bigger_is_better": True, "analysis_bases": ["enrollments"], "friendly_name": HOSTILE[1], "description": HOSTILE[2]}}})
-    write_json(results / "errors/errors_hostile.json", [
-        {"filename": "x", "func_name": "f", "log_level": "ERROR", "message": m, "metric": m, "timestamp": "2026-01-01T00:00:00Z"}
-        for m in HOSTILE])
+    write_json(
+        results / "statistics/statistics_hostile_overall.json",
+        [dict(r, window_index="1") for r in rows if r["window_index"] == "1"],
+    )
+    write_json(
+        results / "metadata/metadata_hostile.json",
+        {
+            "metrics": {
+                HOSTILE[0]: {
+                    "bigger_is_better": True,
+                    "analysis_bases": ["enrollments"],
+                    "friendly_name": HOSTILE[1],
+                    "description": HOSTILE[2],
+                }
+            }
+        },
+    )
+    write_json(
+        results / "errors/errors_hostile.json",
+        [
+            {
+                "filename": "x",
+                "func_name": "f",
+                "log_level": "ERROR",
+                "message": m,
+                "metric": m,
+                "timestamp": "2026-01-01T00:00:00Z",
+            }
+            for m in HOSTILE
+        ],
+    )
     proc = render(results, "hostile", tmp_path / "site")
     assert proc.returncode == 0, proc.stderr
     return tmp_path / "site"
@@ -156,7 +211,9 @@ def test_bad_input_fails_cleanly_and_keeps_the_good_page(tmp_path, sample_dir):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("partybal render: error: statistics/statistics_sample_search_defaults_overall.json: not valid JSON")
+    assert lines[0].startswith(
+        "partybal render: error: statistics/statistics_sample_search_defaults_overall.json: not valid JSON"
+    )
     assert snapshot(out) == before  # the earlier good page and its figures are untouched, nothing added
 
 
@@ -177,15 +234,25 @@ def test_every_plot_function_draws(tmp_path):
             for w in windows:
                 for b in ("control", "treatment"):
                     for comparison in ("absolute", "relative_uplift", "difference"):
-                        for p in ([0.1, 0.5, 0.9] if stat in ("deciles", "kernel_density_estimate", "empirical_cdf") else [None]):
+                        for p in (
+                            [0.1, 0.5, 0.9]
+                            if stat in ("deciles", "kernel_density_estimate", "empirical_cdf")
+                            else [None]
+                        ):
                             rows["branch"].append(b)
                             rows["comparison"].append(comparison)
                             rows["window"].append(w)
                             rows["parameter"].append(p)
                             rows["point"].append(1.0 + w / 10)
-                            rows["lower"].append(0.8 if comparison != "absolute" or stat not in ("kernel_density_estimate",) else None)
+                            rows["lower"].append(
+                                0.8 if comparison != "absolute" or stat not in ("kernel_density_estimate",) else None
+                            )
                             rows["upper"].append(1.3)
-            figures.append(FigureSpec(len(figures) + 1, stat, "Metric", "control", ["control", "treatment"], series, windows, "alt", rows))
+            figures.append(
+                FigureSpec(
+                    len(figures) + 1, stat, "Metric", "control", ["control", "treatment"], series, windows, "alt", rows
+                )
+            )
     plots = tmp_path / "plots.json"
     plots.write_text(json.dumps({"figures": [f.__dict__ for f in figures]}))
     script = (
@@ -193,7 +260,13 @@ def test_every_plot_function_draws(tmp_path):
         "r <- partybal_draw_all(args[2], args[3], 'figs', 2L);"
         "cat(jsonlite::toJSON(r, auto_unbox = TRUE))"
     )
-    proc = subprocess.run(["Rscript", "-e", script, str(R_DIR), str(plots), str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        ["Rscript", "-e", script, str(R_DIR), str(plots), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     for f in figures:
@@ -225,13 +298,18 @@ def test_figure_layout_follows_content():
     assert heights == sorted(heights) and heights[0] < 3 < 10 < heights[-1]
     # distributions of a long series: first, latest and evenly between, at most 4 or 8
     assert shown_windows("deciles", list(range(1, 61))) == [1, 21, 40, 60]
-    assert shown_windows("empirical_cdf", list(range(1, 29)))[::7] == [1, 28] and len(shown_windows("empirical_cdf", list(range(1, 91)))) == 8
+    assert (
+        shown_windows("empirical_cdf", list(range(1, 29)))[::7] == [1, 28]
+        and len(shown_windows("empirical_cdf", list(range(1, 91)))) == 8
+    )
     assert shown_windows("mean", list(range(1, 91))) == list(range(1, 91))
     # the legend wraps onto rows that fit the figure's width
     assert legend_rows(["control", "treatment"]) == 1 and legend_rows(LONG_NAMES) >= 4
 
 
-def _series_rows(branches, windows, *, reference="control", comparisons=("absolute", "relative_uplift", "difference"), grid=(None,)):
+def _series_rows(
+    branches, windows, *, reference="control", comparisons=("absolute", "relative_uplift", "difference"), grid=(None,)
+):
     rows = {k: [] for k in ("branch", "comparison", "window", "parameter", "point", "lower", "upper")}
     for w in windows:
         for i, b in enumerate(branches):
@@ -240,7 +318,10 @@ def _series_rows(branches, windows, *, reference="control", comparisons=("absolu
                     continue
                 for p in grid:
                     point = (0.02 * i if c != "absolute" else 5 + i / 10) + (p or 0)
-                    for k, v in zip(("branch", "comparison", "window", "parameter", "point", "lower", "upper"), (b, c, w, p, point, point - 0.3, point + 0.3)):
+                    for k, v in zip(
+                        ("branch", "comparison", "window", "parameter", "point", "lower", "upper"),
+                        (b, c, w, p, point, point - 0.3, point + 0.3),
+                    ):
                         rows[k].append(v)
     return rows
 
@@ -266,7 +347,13 @@ def test_real_size_figures_have_no_empty_facets_and_sizes_follow_content(tmp_pat
     figures = []
     for stat, branches, n, ref, comps, _ in cases:
         windows = shown_windows(stat, list(range(1, n + 1)))
-        rows = _series_rows(branches, windows, reference=ref, comparisons=comps, grid=grid if stat not in ("mean", "binomial") else (None,))
+        rows = _series_rows(
+            branches,
+            windows,
+            reference=ref,
+            comparisons=comps,
+            grid=grid if stat not in ("mean", "binomial") else (None,),
+        )
         figures.append(FigureSpec(len(figures) + 1, stat, "Metric", ref, branches, True, windows, "alt", rows))
     plots = tmp_path / "plots.json"
     plots.write_text(json.dumps({"figures": [f.__dict__ for f in figures]}))
@@ -281,7 +368,13 @@ def test_real_size_figures_have_no_empty_facets_and_sizes_follow_content(tmp_pat
         "r <- partybal_draw_all(args[2], args[3], 'figs', 2L);"
         "cat(jsonlite::toJSON(list(built = out, drawn = r), auto_unbox = TRUE))"
     )
-    proc = subprocess.run(["Rscript", "-e", script, str(R_DIR), str(plots), str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        ["Rscript", "-e", script, str(R_DIR), str(plots), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     for f, (stat, branches, n, ref, comps, panels), built in zip(figures, cases, result["built"]):

@@ -14,13 +14,32 @@ from tests.helpers import write_json
 PLOTTED = frozenset({"mean", "binomial", "deciles", "kernel_density_estimate", "empirical_cdf"})
 
 
-def row(metric="m", statistic="mean", branch="control", comparison=None, to=None, point=1.0, window="1",
-        segment="all", basis="enrollments", parameter=None):
+def row(
+    metric="m",
+    statistic="mean",
+    branch="control",
+    comparison=None,
+    to=None,
+    point=1.0,
+    window="1",
+    segment="all",
+    basis="enrollments",
+    parameter=None,
+):
     return {
-        "metric": metric, "statistic": statistic, "branch": branch, "parameter": parameter,
-        "comparison": comparison, "comparison_to_branch": to, "ci_width": 0.95,
-        "point": point, "lower": point - 0.1, "upper": point + 0.1,
-        "segment": segment, "analysis_basis": basis, "window_index": window,
+        "metric": metric,
+        "statistic": statistic,
+        "branch": branch,
+        "parameter": parameter,
+        "comparison": comparison,
+        "comparison_to_branch": to,
+        "ci_width": 0.95,
+        "point": point,
+        "lower": point - 0.1,
+        "upper": point + 0.1,
+        "segment": segment,
+        "analysis_basis": basis,
+        "window_index": window,
     }
 
 
@@ -44,8 +63,13 @@ def meta(metrics=None, reference=None, outcomes=None):
 
 
 def test_reference_order_config_then_data_then_control(results_dir):
-    rows = [row(branch="a"), row(branch="b"), row(branch="control"),
-            row(branch="a", comparison="difference", to="b"), row(branch="control", comparison="difference", to="b")]
+    rows = [
+        row(branch="a"),
+        row(branch="b"),
+        row(branch="control"),
+        row(branch="a", comparison="difference", to="b"),
+        row(branch="control", comparison="difference", to="b"),
+    ]
     res = experiment(results_dir, {"overall": rows}, meta(reference="a"))
     assert choose_reference(res).branch == "a"
     # the data: every comparison is against b (a branch named control does not outrank that)
@@ -54,11 +78,18 @@ def test_reference_order_config_then_data_then_control(results_dir):
     assert (ref.branch, ref.reason) == ("b", "every comparison row is against it")
     # every branch compared to every other: the data cannot tell, control decides
     pairwise = [row(branch=x) for x in ("a", "control")] + [
-        row(branch=x, comparison="difference", to=y) for x, y in (("a", "control"), ("control", "a"))]
+        row(branch=x, comparison="difference", to=y) for x, y in (("a", "control"), ("control", "a"))
+    ]
     res = experiment(results_dir, {"overall": pairwise}, meta())
     assert choose_reference(res).branch == "control"
-    renamed = [{**r, "branch": r["branch"].replace("control", "ctl"),
-                "comparison_to_branch": (r["comparison_to_branch"] or "").replace("control", "ctl") or None} for r in pairwise]
+    renamed = [
+        {
+            **r,
+            "branch": r["branch"].replace("control", "ctl"),
+            "comparison_to_branch": (r["comparison_to_branch"] or "").replace("control", "ctl") or None,
+        }
+        for r in pairwise
+    ]
     res = experiment(results_dir, {"overall": renamed}, meta())
     ref = choose_reference(res)
     assert ref.branch is None and ref.shown == "a" and ref.reason.startswith("Neither the metadata nor the rows")
@@ -110,7 +141,11 @@ def test_every_vs_label_is_true_of_the_rows_under_it(results_dir, situation):
                         assert label == vs, (where, title)
                         for cells in sb.table.rows:
                             if cells[col].text != "—":
-                                assert _target(_number(cells[col].text), branches) == label, (where, title, cells[col].text)
+                                assert _target(_number(cells[col].text), branches) == label, (
+                                    where,
+                                    title,
+                                    cells[col].text,
+                                )
                                 checked += 1
                 if metric.pairwise:
                     for cells in metric.pairwise.rows:
@@ -137,8 +172,14 @@ def test_every_vs_label_is_true_of_the_rows_under_it(results_dir, situation):
 
 @pytest.mark.parametrize(
     "lower,upper,bigger,expected",
-    [(0.1, 0.2, True, "good"), (0.1, 0.2, False, "bad"), (-0.2, -0.1, True, "bad"),
-     (-0.2, -0.1, False, "good"), (-0.1, 0.1, True, "neutral"), (None, None, True, "neutral")],
+    [
+        (0.1, 0.2, True, "good"),
+        (0.1, 0.2, False, "bad"),
+        (-0.2, -0.1, True, "bad"),
+        (-0.2, -0.1, False, "good"),
+        (-0.1, 0.1, True, "neutral"),
+        (None, None, True, "neutral"),
+    ],
 )
 def test_significance(lower, upper, bigger, expected):
     assert significance(lower, upper, bigger) == expected
@@ -149,14 +190,22 @@ def pairwise_rows(window="1", basis="enrollments", segment="all", base=1.0):
     for b in ("control", "a", "b"):
         out.append(row(branch=b, point=base, window=window, basis=basis, segment=segment))
     for b, to in (("a", "control"), ("b", "control")):
-        out.append(row(branch=b, comparison="relative_uplift", to=to, point=0.5, window=window, basis=basis, segment=segment))
+        out.append(
+            row(branch=b, comparison="relative_uplift", to=to, point=0.5, window=window, basis=basis, segment=segment)
+        )
     # pairwise comparisons not against the reference: a marker value that must never be plotted
-    out.append(row(branch="a", comparison="relative_uplift", to="b", point=-99.0, window=window, basis=basis, segment=segment))
-    out.append(row(branch="b", comparison="relative_uplift", to="a", point=-99.0, window=window, basis=basis, segment=segment))
+    out.append(
+        row(branch="a", comparison="relative_uplift", to="b", point=-99.0, window=window, basis=basis, segment=segment)
+    )
+    out.append(
+        row(branch="b", comparison="relative_uplift", to="a", point=-99.0, window=window, basis=basis, segment=segment)
+    )
     return out
 
 
 def test_figures_never_mix_bases_segments_or_pairwise_comparisons(results_dir):
+    """A figure holds one basis; the segments of a basis are one figure with a column per segment
+    (shown in each segment's view), every row labelled with its own segment."""
     weekly = []
     for w in ("1", "2"):
         weekly += pairwise_rows(w, "enrollments", "all", base=1.0)
@@ -166,15 +215,23 @@ def test_figures_never_mix_bases_segments_or_pairwise_comparisons(results_dir):
     page, figures = build_page(res, plotted=PLOTTED)
     by_number = {f.number: f for f in figures}
     (tab,) = [t for t in page.tabs if t.period == "weekly"]
-    assert [(v.basis, v.segment) for v in tab.views] == [("enrollments", "all"), ("enrollments", "new"), ("exposures", "all")]
+    assert [(v.basis, v.segment) for v in tab.views] == [
+        ("enrollments", "all"),
+        ("enrollments", "new"),
+        ("exposures", "all"),
+    ]
     expected_base = {("enrollments", "all"): 1.0, ("exposures", "all"): 1000.0, ("enrollments", "new"): 50.0}
     for view in tab.views:
         for group in view.groups:
             for metric in group.metrics:
                 for sb in metric.statistics:
                     fig = by_number[sb.figure.number]
-                    absolute = [p for p, c in zip(fig.rows["point"], fig.rows["comparison"]) if c == "absolute"]
-                    assert set(absolute) == {expected_base[(view.basis, view.segment)]}
+                    segs = fig.rows.get("segment") or [view.segment] * len(fig.rows["point"])
+                    assert view.segment in segs
+                    for p, c, seg in zip(fig.rows["point"], fig.rows["comparison"], segs):
+                        if c == "absolute":
+                            assert p == expected_base[(view.basis, seg)]
+                    assert fig.segments == (["all", "new"] if view.basis == "enrollments" else [])
                     assert -99.0 not in fig.rows["point"]
                     assert set(fig.rows["comparison"]) == {"absolute", "relative_uplift"}
                     assert fig.series and fig.windows == [1, 2]
@@ -194,13 +251,20 @@ def test_overall_has_tables_with_intervals_and_pairwise_details(results_dir):
 
 
 def test_summary_colours_follow_bigger_is_better(results_dir):
-    rows = [row(metric="up", branch="control"), row(metric="down", branch="control"),
-            row(metric="up", branch="t", comparison="relative_uplift", to="control", point=0.3),
-            row(metric="down", branch="t", comparison="relative_uplift", to="control", point=0.3),
-            row(metric="identity", statistic="count", branch="control", point=300),
-            row(metric="identity", statistic="count", branch="t", point=100)]
-    md = meta({"up": {"bigger_is_better": True, "analysis_bases": ["enrollments"], "friendly_name": "Up"},
-               "down": {"bigger_is_better": False, "analysis_bases": ["enrollments"]}})
+    rows = [
+        row(metric="up", branch="control"),
+        row(metric="down", branch="control"),
+        row(metric="up", branch="t", comparison="relative_uplift", to="control", point=0.3),
+        row(metric="down", branch="t", comparison="relative_uplift", to="control", point=0.3),
+        row(metric="identity", statistic="count", branch="control", point=300),
+        row(metric="identity", statistic="count", branch="t", point=100),
+    ]
+    md = meta(
+        {
+            "up": {"bigger_is_better": True, "analysis_bases": ["enrollments"], "friendly_name": "Up"},
+            "down": {"bigger_is_better": False, "analysis_bases": ["enrollments"]},
+        }
+    )
     page, _ = build_page(experiment(results_dir, {"overall": rows}, md), plotted=PLOTTED)
     s = page.summary
     assert s.branches == ["t"]
@@ -210,8 +274,10 @@ def test_summary_colours_follow_bigger_is_better(results_dir):
 
 
 def test_summary_falls_back_to_latest_weekly_window(results_dir):
-    weekly = [row(branch="t", comparison="relative_uplift", to="control", point=p, window=w)
-              for w, p in (("1", -0.5), ("2", 0.5))] + [row(window="1"), row(window="2")]
+    weekly = [
+        row(branch="t", comparison="relative_uplift", to="control", point=p, window=w)
+        for w, p in (("1", -0.5), ("2", 0.5))
+    ] + [row(window="1"), row(window="2")]
     page, _ = build_page(experiment(results_dir, {"weekly": weekly}, meta()), plotted=PLOTTED)
     assert "latest window (2)" in page.summary.source_label
     assert page.summary.rows[0].cells[0].text.startswith("+50.0%")
@@ -228,10 +294,17 @@ def test_unknown_statistic_is_a_table_with_a_note(results_dir):
 
 def test_outcomes_group_metrics(results_dir):
     rows = [row(metric=m) for m in ("a", "b", "c")]
-    md = meta(outcomes={"o": {"slug": "o", "friendly_name": "Search", "description": "d", "metrics": ["b"], "default_metrics": []}})
+    md = meta(
+        outcomes={
+            "o": {"slug": "o", "friendly_name": "Search", "description": "d", "metrics": ["b"], "default_metrics": []}
+        }
+    )
     page, _ = build_page(experiment(results_dir, {"overall": rows}, md), plotted=PLOTTED)
     groups = page.tabs[0].views[0].groups
-    assert [(g.title, [m.metric for m in g.metrics]) for g in groups] == [("Outcome: Search", ["b"]), ("Other metrics", ["a", "c"])]
+    assert [(g.title, [m.metric for m in g.metrics]) for g in groups] == [
+        ("Outcome: Search", ["b"]),
+        ("Other metrics", ["a", "c"]),
+    ]
 
 
 HOSTILE = [
@@ -248,10 +321,28 @@ def test_rmd_never_carries_data_into_code(results_dir):
     for i, name in enumerate(HOSTILE):
         rows += [row(metric=name, branch=name, window=w) for w in ("1", "2")]
         rows += [row(metric=name, branch="control", window=w) for w in ("1", "2")]
-    md = meta({HOSTILE[0]: {"bigger_is_better": True, "analysis_bases": ["enrollments"],
-                            "friendly_name": HOSTILE[1], "description": HOSTILE[2]}})
-    errors = [{"filename": "x.py", "func_name": "f", "log_level": "ERROR", "message": m, "metric": m,
-               "timestamp": "2026-01-01T00:00:00Z", "exception": m} for m in HOSTILE]
+    md = meta(
+        {
+            HOSTILE[0]: {
+                "bigger_is_better": True,
+                "analysis_bases": ["enrollments"],
+                "friendly_name": HOSTILE[1],
+                "description": HOSTILE[2],
+            }
+        }
+    )
+    errors = [
+        {
+            "filename": "x.py",
+            "func_name": "f",
+            "log_level": "ERROR",
+            "message": m,
+            "metric": m,
+            "timestamp": "2026-01-01T00:00:00Z",
+            "exception": m,
+        }
+        for m in HOSTILE
+    ]
     res = experiment(results_dir, {"weekly": rows}, md, errors)
     page, figures = build_page(res, plotted=PLOTTED)
     rmd = templating.render("report.Rmd.j2", page=page)
@@ -272,7 +363,9 @@ def _ci_rows(width, metric="m", lower_shift=0.1):
     out = []
     for b in ("control", "t"):
         out.append({**row(metric=metric, branch=b), "ci_width": width})
-    out.append({**row(metric=metric, branch="t", comparison="relative_uplift", to="control", point=0.3), "ci_width": width})
+    out.append(
+        {**row(metric=metric, branch="t", comparison="relative_uplift", to="control", point=0.3), "ci_width": width}
+    )
     return out
 
 
@@ -328,9 +421,15 @@ def test_interval_missing_its_estimate_is_flagged_not_green(results_dir):
 
 
 NAMES = [
-    "new", "New", "nеw",  # Latin e, Cyrillic е
-    "a\x00b", "a\u2400b",  # a NUL, and the symbol partybal shows for it
-    "tab\there", "esc\x1b[31mred", "line\nbreak", "del\x7fc1\x85",
+    "new",
+    "New",
+    "nеw",  # Latin e, Cyrillic е
+    "a\x00b",
+    "a\u2400b",  # a NUL, and the symbol partybal shows for it
+    "tab\there",
+    "esc\x1b[31mred",
+    "line\nbreak",
+    "del\x7fc1\x85",
     "x" * 5000,
 ]
 

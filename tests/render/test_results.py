@@ -112,11 +112,17 @@ def test_rows_differing_only_in_ci_width_keep_the_widest(results_dir):
     write_json(results_dir / "statistics/statistics_w_overall.json", rows)
     res = load_experiment(LocalResults(results_dir), "w")
     assert sorted((r.branch, r.ci_width) for r in res.statistics["overall"]) == [("control", 0.95), ("t", 0.9)]
-    assert any("several confidence levels (90%, 95%)" in n.text and "1 narrower row not shown" in n.text for n in res.notes)
+    assert any(
+        "several confidence levels (90%, 95%)" in n.text and "1 narrower row not shown" in n.text for n in res.notes
+    )
 
 
 def test_intervals_that_miss_their_estimate_are_reported(results_dir):
-    rows = [ROW, {**ROW, "branch": "t", "point": 2.0}, {**ROW, "branch": "u", "lower": 3.0, "upper": 2.0, "point": None}]
+    rows = [
+        ROW,
+        {**ROW, "branch": "t", "point": 2.0},
+        {**ROW, "branch": "u", "lower": 3.0, "upper": 2.0, "point": None},
+    ]
     write_json(results_dir / "statistics/statistics_b_overall.json", rows)
     res = load_experiment(LocalResults(results_dir), "b")
     assert sorted(r.branch for r in res.problems["overall"].out_of_bounds) == ["t", "u"]

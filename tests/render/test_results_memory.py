@@ -45,7 +45,18 @@ def rows(n: int, seed: int = 1) -> list[dict]:
 def hostile_rows(n: int, seed: int = 1) -> list[dict]:
     """The most rows per byte, nothing shared: a new name and new numbers in every row."""
     rng = random.Random(seed)
-    return [{"metric": f"m{i}", "statistic": "s", "branch": "b", "point": rng.random(), "lower": rng.random(), "upper": rng.random(), "parameter": rng.random()} for i in range(n)]
+    return [
+        {
+            "metric": f"m{i}",
+            "statistic": "s",
+            "branch": "b",
+            "point": rng.random(),
+            "lower": rng.random(),
+            "upper": rng.random(),
+            "parameter": rng.random(),
+        }
+        for i in range(n)
+    ]
 
 
 def write_daily(folder, slug: str, n: int, shape=rows) -> int:
@@ -103,7 +114,7 @@ def test_the_stream_reads_exactly_what_json_reads_across_chunk_boundaries(tmp_pa
     data[3]["point"] = float("nan")
     data[4]["upper"] = float("inf")
     data[5]["lower"] = -float("inf")
-    data[6]["metric"] = "métrique ✓ \"quoted\" \\ back\tslash " + "é" * 50
+    data[6]["metric"] = 'métrique ✓ "quoted" \\ back\tslash ' + "é" * 50
     data[7]["point"] = -1.25e-300
     text = json.dumps(data, ensure_ascii=False, indent=1).encode()
     path = tmp_path / "f.json"
@@ -132,11 +143,24 @@ def test_repeated_names_are_shared_not_copied(tmp_path):
 @pytest.mark.parametrize(
     "content,expected",
     [
-        ("[" + json.dumps(rows(1)[0]) + ",\n" + json.dumps(rows(1)[0])[:-1] + ", 7]", "not valid JSON (Expecting property name enclosed in double quotes at line 2 column"),
-        ("[" + ",\n".join(json.dumps(r) for r in rows(3000)) + ",\n{\"metric\" \"x\"}]", "at line 3001 column 11, in row 3001)"),
+        (
+            "[" + json.dumps(rows(1)[0]) + ",\n" + json.dumps(rows(1)[0])[:-1] + ", 7]",
+            "not valid JSON (Expecting property name enclosed in double quotes at line 2 column",
+        ),
+        (
+            "[" + ",\n".join(json.dumps(r) for r in rows(3000)) + ',\n{"metric" "x"}]',
+            "at line 3001 column 11, in row 3001)",
+        ),
         ("[" + ",\n".join(json.dumps(r) for r in rows(3000)) + "\n", "not valid JSON (the array is not closed"),
         ("[" + json.dumps(rows(1)[0]) + "] 5", "trailing characters after the array"),
-        ("[" + ",".join(json.dumps(r) for r in rows(2500)) + "," + json.dumps({**rows(1)[0], "window_index": 3}) + "]", "row 2501, field window_index"),
+        (
+            "["
+            + ",".join(json.dumps(r) for r in rows(2500))
+            + ","
+            + json.dumps({**rows(1)[0], "window_index": 3})
+            + "]",
+            "row 2501, field window_index",
+        ),
         ('"rows"', "Input should be a valid array"),
         ("   \n  ", "file is empty"),
     ],
@@ -208,7 +232,10 @@ def test_metadata_and_errors_files_have_their_own_small_limit(tmp_path, monkeypa
     (tmp_path / "errors/errors_side.json").write_text(json.dumps([{"message": "x" * 3000, "log_level": "ERROR"}]))
     monkeypatch.setattr(storage, "SIDE_FILE_BYTES", 2000)
     monkeypatch.setattr(LocalResults, "open", lambda self, info: pytest.fail(f"opened {info.name}"))
-    with pytest.raises(InputError, match=r"^errors/errors_side.json: file is \d+ bytes, over the limit of 2000 bytes for a metadata or errors file$"):
+    with pytest.raises(
+        InputError,
+        match=r"^errors/errors_side.json: file is \d+ bytes, over the limit of 2000 bytes for a metadata or errors file$",
+    ):
         load_experiment(LocalResults(tmp_path), "side")
 
 

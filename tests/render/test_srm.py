@@ -9,13 +9,18 @@ import math
 import pytest
 
 from partybal.page import srm, templating
-from partybal.pipeline import status, toc
 from partybal.page.report import build_page, fmt_p
+from partybal.pipeline import status, toc
+from partybal.pipeline.state import Experiment
 from tests.render.test_report import PLOTTED, experiment, meta, row
 
 
 def count(branch, n, segment="all", basis="enrollments", window="1", metric="identity"):
-    return {**row(metric=metric, statistic="count", branch=branch, point=n, segment=segment, basis=basis, window=window), "lower": None, "upper": None}
+    return {
+        **row(metric=metric, statistic="count", branch=branch, point=n, segment=segment, basis=basis, window=window),
+        "lower": None,
+        "upper": None,
+    }
 
 
 # --- the test itself, against known values -------------------------------------------------------
@@ -84,15 +89,28 @@ def test_fmt_p():
 
 def test_checks_per_basis_and_segment_from_overall_counts(results_dir):
     rows = [
-        count("control", 5000), count("treatment", 5010),  # fine
-        count("control", 5000, segment="new"), count("treatment", 4000, segment="new"),  # mismatch
-        count("control", 3000, basis="exposures"), count("treatment", 3100, basis="exposures"),
-        count("control", 1, metric="other"), count("treatment", 900, metric="other"),  # identity wins
-        row(metric="m", branch="control"), row(metric="m", branch="treatment"),
+        count("control", 5000),
+        count("treatment", 5010),  # fine
+        count("control", 5000, segment="new"),
+        count("treatment", 4000, segment="new"),  # mismatch
+        count("control", 3000, basis="exposures"),
+        count("treatment", 3100, basis="exposures"),
+        count("control", 1, metric="other"),
+        count("treatment", 900, metric="other"),  # identity wins
+        row(metric="m", branch="control"),
+        row(metric="m", branch="treatment"),
     ]
-    res = experiment(results_dir, {"overall": rows, "weekly": [count("control", 10, window="3"), count("treatment", 90, window="3")]}, meta())
+    res = experiment(
+        results_dir,
+        {"overall": rows, "weekly": [count("control", 10, window="3"), count("treatment", 90, window="3")]},
+        meta(),
+    )
     checks = srm.srm_checks(res)
-    assert [(c.basis, c.segment) for c in checks] == [("enrollments", "all"), ("enrollments", "new"), ("exposures", "all")]
+    assert [(c.basis, c.segment) for c in checks] == [
+        ("enrollments", "all"),
+        ("enrollments", "new"),
+        ("exposures", "all"),
+    ]
     by = {(c.basis, c.segment): c for c in checks}
     assert by[("enrollments", "all")].source == "overall period" and by[("enrollments", "all")].metric == "identity"
     assert not by[("enrollments", "all")].mismatch and by[("enrollments", "all")].p_value > 0.9
@@ -102,8 +120,12 @@ def test_checks_per_basis_and_segment_from_overall_counts(results_dir):
 
 
 def test_without_overall_the_latest_weekly_window_is_tested(results_dir):
-    weekly = [count("control", 5000, window="1"), count("treatment", 5000, window="1"),
-              count("control", 5000, window="2"), count("treatment", 6000, window="2")]
+    weekly = [
+        count("control", 5000, window="1"),
+        count("treatment", 5000, window="1"),
+        count("control", 5000, window="2"),
+        count("treatment", 6000, window="2"),
+    ]
     res = experiment(results_dir, {"weekly": weekly}, meta())
     (check,) = srm.srm_checks(res)
     assert check.source == "weekly period, latest window (2)" and check.observed == (5000.0, 6000.0) and check.mismatch
@@ -149,16 +171,32 @@ def test_page_model_warns_only_on_a_mismatch(results_dir):
 
 
 def _listed(fslug="exp"):
-    return toc.Experiment(fslug, {f"statistics/statistics_{fslug}_overall.json": 1}, {"overall"}, dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc))
+    return Experiment(
+        fslug,
+        {f"statistics/statistics_{fslug}_overall.json": 1},
+        {"overall"},
+        dt.datetime(2026, 9, 1, tzinfo=dt.UTC),
+    )
 
 
 def test_status_record_and_toc_row_carry_the_flag(results_dir):
-    rows = [count("control", 5000), count("treatment", 4000), count("control", 10, basis="exposures"), count("treatment", 10, basis="exposures")]
+    rows = [
+        count("control", 5000),
+        count("treatment", 4000),
+        count("control", 10, basis="exposures"),
+        count("treatment", 10, basis="exposures"),
+    ]
     res = experiment(results_dir, {"overall": rows}, meta())
     field = status.srm_field(srm.srm_checks(res))
     assert field["mismatch"] is True and field["basis"] == "enrollments" and field["p_value"] < 1e-3
     assert status.srm_field([]) is None
-    record = {"state": "ok", "input_generations": {"statistics/statistics_exp_overall.json": 1}, "page": "exp.html", "name": "exp", "srm": field}
+    record = {
+        "state": "ok",
+        "input_generations": {"statistics/statistics_exp_overall.json": 1},
+        "page": "exp.html",
+        "name": "exp",
+        "srm": field,
+    }
     listed = status.from_toc_metadata(status.toc_metadata(record))  # what the TOC reads from a listing
     assert listed["srm"] == field
     row_ = toc.make_row(_listed(), listed, False, "")
@@ -173,8 +211,15 @@ def test_status_record_and_toc_row_carry_the_flag(results_dir):
 
 
 def test_killed_record_keeps_the_live_pages_flag():
-    previous = {"state": "ok", "input_generations": {}, "page": "exp.html", "srm": {"mismatch": True, "p_value": 1e-9, "basis": "enrollments"}}
-    rec = status.killed_record(previous, {"attempt": "0", "max_attempts": "3"}, "exp", "exp", "", dt.datetime.now(dt.timezone.utc))
+    previous = {
+        "state": "ok",
+        "input_generations": {},
+        "page": "exp.html",
+        "srm": {"mismatch": True, "p_value": 1e-9, "basis": "enrollments"},
+    }
+    rec = status.killed_record(
+        previous, {"attempt": "0", "max_attempts": "3"}, "exp", "exp", "", dt.datetime.now(dt.UTC)
+    )
     assert rec["srm"] == previous["srm"]
 
 
@@ -187,15 +232,28 @@ def _metric(bases=("enrollments",), name=None):
 
 def _error(metric, segment="all", basis="enrollments", statistic="mean", message="boom"):
     return {
-        "analysis_basis": basis, "source": "jetstream", "exception": "Traceback", "exception_type": "StatisticComputationException",
-        "experiment": "exp", "filename": "statistics.py", "func_name": "apply", "log_level": "ERROR", "message": message,
-        "metric": metric, "segment": segment, "statistic": statistic, "timestamp": "2026-09-20T04:22:10+00:00",
+        "analysis_basis": basis,
+        "source": "jetstream",
+        "exception": "Traceback",
+        "exception_type": "StatisticComputationException",
+        "experiment": "exp",
+        "filename": "statistics.py",
+        "func_name": "apply",
+        "log_level": "ERROR",
+        "message": message,
+        "metric": metric,
+        "segment": segment,
+        "statistic": statistic,
+        "timestamp": "2026-09-20T04:22:10+00:00",
     }
 
 
 def test_completeness_map_cells(results_dir):
     overall = [row(metric="ok", branch=b) for b in ("control", "t")] + [count(b, 100) for b in ("control", "t")]
-    overall += [row(metric="ok", branch="control", segment="new"), row(metric="ok", branch="control", basis="exposures")]
+    overall += [
+        row(metric="ok", branch="control", segment="new"),
+        row(metric="ok", branch="control", basis="exposures"),
+    ]
     overall += [row(metric="half", branch="control")]  # no exposures rows though metadata expects them
     overall += [row(metric="partial", branch="control", statistic="binomial")]
     weekly = [row(metric="ok", branch="control")]
@@ -207,16 +265,35 @@ def test_completeness_map_cells(results_dir):
             "silent": _metric(),
             "partial": _metric(),
         },
-        outcomes={"o": {"slug": "o", "friendly_name": "O", "description": "", "metrics": ["from_outcome"], "default_metrics": []}},
+        outcomes={
+            "o": {
+                "slug": "o",
+                "friendly_name": "O",
+                "description": "",
+                "metrics": ["from_outcome"],
+                "default_metrics": [],
+            }
+        },
     )
     errors = [_error("failed", message="division by zero"), _error("partial", statistic="mean")]
     res = experiment(results_dir, {"overall": overall, "weekly": weekly}, metadata, errors)
     page, _ = build_page(res, plotted=PLOTTED, srm_checks=srm.srm_checks(res))
     cmap = page.completeness
     cols = [(c.period, c.basis, c.segment_key) for c in cmap.columns]
-    assert cols == [("overall", "enrollments", "all"), ("weekly", "enrollments", "all"), ("overall", "enrollments", "new"),
-                    ("overall", "exposures", "all"), ("weekly", "exposures", "all"), ("overall", "exposures", "new")]
-    assert [(g.basis, g.segment, g.span) for g in cmap.groups] == [("enrollments", "all", 2), ("enrollments", "new", 1), ("exposures", "all", 2), ("exposures", "new", 1)]
+    assert cols == [
+        ("overall", "enrollments", "all"),
+        ("weekly", "enrollments", "all"),
+        ("overall", "enrollments", "new"),
+        ("overall", "exposures", "all"),
+        ("weekly", "exposures", "all"),
+        ("overall", "exposures", "new"),
+    ]
+    assert [(g.basis, g.segment, g.span) for g in cmap.groups] == [
+        ("enrollments", "all", 2),
+        ("enrollments", "new", 1),
+        ("exposures", "all", 2),
+        ("exposures", "new", 1),
+    ]
     assert cmap.groups[0].srm_css == "srm-ok" and cmap.groups[1].srm_css == ""  # no counts in segment new
     rows = {r.metric: r for r in cmap.rows}
     assert set(rows) == {"ok", "half", "failed", "silent", "partial", "identity", "from_outcome"}
@@ -228,7 +305,9 @@ def test_completeness_map_cells(results_dir):
     assert states["partial"][0] == "partial"
     # links: results to the metric in its view, errors to the error row
     ok_link = rows["ok"].cells[0].href
-    assert ok_link.startswith("#overall-enrollments-all") and ok_link[1:] in {m.anchor for t in page.tabs for v in t.views for g in v.groups for m in g.metrics}
+    assert ok_link.startswith("#overall-enrollments-all") and ok_link[1:] in {
+        m.anchor for t in page.tabs for v in t.views for g in v.groups for m in g.metrics
+    }
     assert rows["failed"].cells[0].href == "#error-1" and page.errors[0].anchor == "error-1"
     assert "division by zero" in rows["failed"].cells[0].title
     # metrics without results anywhere are listed with the reason when known
@@ -241,10 +320,14 @@ def test_completeness_map_cells(results_dir):
 
 
 def test_completeness_map_in_the_page_body(results_dir):
-    res = experiment(results_dir, {"overall": [row(metric="ok"), count("control", 1), count("t", 1)]}, meta(metrics={"gone": _metric()}))
+    res = experiment(
+        results_dir,
+        {"overall": [row(metric="ok"), count("control", 1), count("t", 1)]},
+        meta(metrics={"gone": _metric()}),
+    )
     page, _ = build_page(res, plotted=PLOTTED, srm_checks=srm.srm_checks(res))
     rmd = templating.render("report.Rmd.j2", page=page)
-    assert 'id="completeness-map"' in rmd and 'data-statistics="mean"' in rmd and "class=\"map-row no-results\"" in rmd
+    assert 'id="completeness-map"' in rmd and 'data-statistics="mean"' in rmd and 'class="map-row no-results"' in rmd
 
 
 def test_no_statistics_files_no_map(results_dir):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
-from partybal.pipeline.backfill import Outcome
+from partybal.pipeline.backfill import RenderOutcome as Outcome
 
 
 def fake_renderer(src: str, fslug: str, out: str, cores: int, generations: Mapping[str, int]) -> Outcome:
@@ -33,15 +33,26 @@ def experiment_slug(i: int) -> str:
     return f"scale_exp_{i:05d}"
 
 
-def fill_experiments(client, results_bucket: str, state_bucket: str, n: int, *, start: int = 0, periods=PERIODS_PER_EXPERIMENT, threads: int = 16, with_status: bool = True, status_metadata: bool = True) -> int:
+def fill_experiments(
+    client,
+    results_bucket: str,
+    state_bucket: str,
+    n: int,
+    *,
+    start: int = 0,
+    periods=PERIODS_PER_EXPERIMENT,
+    threads: int = 16,
+    with_status: bool = True,
+    status_metadata: bool = True,
+) -> int:
     """``n`` experiments: per experiment a statistics object per period + metadata (tiny bodies:
     the TOC never reads them) and an ``ok`` status record matching those generations (every 7th
     one is stale: its record names an older generation). Uploads on a thread pool. Objects written."""
     import concurrent.futures as cf
     import json
 
-    from partybal.pipeline import job, status
     from partybal import layout
+    from partybal.pipeline import job, status
 
     results = client.bucket(results_bucket)
     state = client.bucket(state_bucket)
@@ -60,15 +71,24 @@ def fill_experiments(client, results_bucket: str, state_bucket: str, n: int, *, 
         if i % 7 == 3:
             gens[names[0]] -= 1
         record = {
-            "slug": fslug.replace("_", "-"), "file_slug": fslug, "prefix": "", "name": fslug.replace("_", "-"),
-            "analysis_start": "2026-09-20T04:10:00+00:00", "windows": {p: 1 for p in periods}, "state": "ok",
-            "reason": "", "input_generations": gens, "page": layout.page_name(fslug),
+            "slug": fslug.replace("_", "-"),
+            "file_slug": fslug,
+            "prefix": "",
+            "name": fslug.replace("_", "-"),
+            "analysis_start": "2026-09-20T04:10:00+00:00",
+            "windows": {p: 1 for p in periods},
+            "state": "ok",
+            "reason": "",
+            "input_generations": gens,
+            "page": layout.page_name(fslug),
             "page_rendered_at": "2026-09-21T04:10:00+00:00",
         }
         if status_metadata:
             job.write_status(state, record, "")
         else:
-            state.blob(layout.status_name(fslug)).upload_from_string(json.dumps(record), content_type="application/json")
+            state.blob(layout.status_name(fslug)).upload_from_string(
+                json.dumps(record), content_type="application/json"
+            )
         assert status.toc_metadata(record) is not None
         return len(names) + 1
 
@@ -76,7 +96,18 @@ def fill_experiments(client, results_bucket: str, state_bucket: str, n: int, *, 
         return sum(pool.map(one, range(start, start + n)))
 
 
-def _fs_object(root, bucket: str, name: str, body: bytes, generation: int, when: str, *, content_type="application/json", cache_control="", metadata=None) -> None:
+def _fs_object(
+    root,
+    bucket: str,
+    name: str,
+    body: bytes,
+    generation: int,
+    when: str,
+    *,
+    content_type="application/json",
+    cache_control="",
+    metadata=None,
+) -> None:
     """Write one object the way fake-gcs-server's filesystem backend stores it: the bytes at
     ``<root>/<bucket>/<name>`` and its attributes as JSON in the ``user.metadata`` xattr (format
     read back from objects the server itself wrote; the benchmark checks the result via the API)."""
@@ -95,18 +126,47 @@ def _fs_object(root, bucket: str, name: str, body: bytes, generation: int, when:
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     crc = base64.b64encode(struct.pack(">I", google_crc32c.value(body))).decode()
     attrs = {
-        "StorageClass": "STANDARD", "ContentType": content_type, "ContentEncoding": "", "ContentDisposition": "",
-        "ContentLanguage": "", "CacheControl": cache_control, "Crc32c": crc, "Md5Hash": md5, "Etag": md5,
-        "ACL": [{"Entity": "projectOwner-test-project", "EntityID": "", "Role": "OWNER", "Domain": "", "Email": "", "ProjectTeam": None}],
-        "Metadata": metadata, "Created": when, "Deleted": "0001-01-01T00:00:00Z", "Updated": when,
-        "CustomTime": "0001-01-01T00:00:00Z", "Generation": generation, "RetentionMode": "", "RetentionRetainUntil": "",
+        "StorageClass": "STANDARD",
+        "ContentType": content_type,
+        "ContentEncoding": "",
+        "ContentDisposition": "",
+        "ContentLanguage": "",
+        "CacheControl": cache_control,
+        "Crc32c": crc,
+        "Md5Hash": md5,
+        "Etag": md5,
+        "ACL": [
+            {
+                "Entity": "projectOwner-test-project",
+                "EntityID": "",
+                "Role": "OWNER",
+                "Domain": "",
+                "Email": "",
+                "ProjectTeam": None,
+            }
+        ],
+        "Metadata": metadata,
+        "Created": when,
+        "Deleted": "0001-01-01T00:00:00Z",
+        "Updated": when,
+        "CustomTime": "0001-01-01T00:00:00Z",
+        "Generation": generation,
+        "RetentionMode": "",
+        "RetentionRetainUntil": "",
     }
     os.setxattr(path, "user.metadata", json.dumps(attrs).encode())
 
 
 def seed_filesystem(
-    root, results_bucket: str, state_bucket: str, n: int, *, site_bucket: str | None = None, periods=PERIODS_PER_EXPERIMENT,
-    legacy_every: int = 0, catalog: bool = False,
+    root,
+    results_bucket: str,
+    state_bucket: str,
+    n: int,
+    *,
+    site_bucket: str | None = None,
+    periods=PERIODS_PER_EXPERIMENT,
+    legacy_every: int = 0,
+    catalog: bool = False,
 ) -> int:
     """The same experiments as :func:`fill_experiments`, written straight into a fake-gcs-server
     filesystem-backend root (before the server starts). With ``legacy_every=k`` every k-th status
@@ -136,18 +196,42 @@ def seed_filesystem(
         if i % 7 == 3:
             gens[names[0]] -= 1
         record = {
-            "slug": fslug.replace("_", "-"), "file_slug": fslug, "prefix": "", "name": fslug.replace("_", "-"),
-            "analysis_start": "2026-09-20T04:10:00+00:00", "windows": {p: 1 for p in periods}, "state": "ok",
-            "reason": "", "input_generations": gens, "page": layout.page_name(fslug),
+            "slug": fslug.replace("_", "-"),
+            "file_slug": fslug,
+            "prefix": "",
+            "name": fslug.replace("_", "-"),
+            "analysis_start": "2026-09-20T04:10:00+00:00",
+            "windows": {p: 1 for p in periods},
+            "state": "ok",
+            "reason": "",
+            "input_generations": gens,
+            "page": layout.page_name(fslug),
             "page_rendered_at": "2026-09-21T04:10:00+00:00",
         }
         gen += 1
         import json
 
-        _fs_object(root, state_bucket, layout.status_name(fslug), json.dumps(record).encode(), gen, "2026-09-21T04:10:00.000000Z", cache_control="no-store", metadata=None if legacy_every and i % legacy_every == 0 else status.toc_metadata(record))
+        _fs_object(
+            root,
+            state_bucket,
+            layout.status_name(fslug),
+            json.dumps(record).encode(),
+            gen,
+            "2026-09-21T04:10:00.000000Z",
+            cache_control="no-store",
+            metadata=None if legacy_every and i % legacy_every == 0 else status.toc_metadata(record),
+        )
         written += len(names) + 1
     if catalog:
-        _fs_object(root, state_bucket, layout.experimenter_toc_name(), catalog_bytes(n), gen + 1, "2026-09-21T04:10:00.000000Z", cache_control="no-store")
+        _fs_object(
+            root,
+            state_bucket,
+            layout.experimenter_toc_name(),
+            catalog_bytes(n),
+            gen + 1,
+            "2026-09-21T04:10:00.000000Z",
+            cache_control="no-store",
+        )
         written += 1
     return written
 
@@ -162,10 +246,21 @@ def catalog_bytes(n: int) -> bytes:
     infos = []
     for i in range(n):
         start = dt.date(2024, 1, 1) + dt.timedelta(days=i % 900)
-        infos.append(experimenter.ExperimentInfo(
-            slug=experiment_slug(i).replace("_", "-"), name=f"Experiment {i}: a name people read", description="",
-            app_name=apps[i % len(apps)], channel="release", is_rollout=i % 5 == 0, start_date=start,
-            enrollment_end_date=start + dt.timedelta(days=7), end_date=start + dt.timedelta(days=35) if i % 3 else None,
-            proposed_enrollment=7, proposed_duration=35, reference_branch="control", branches=(),
-        ))
+        infos.append(
+            experimenter.ExperimentInfo(
+                slug=experiment_slug(i).replace("_", "-"),
+                name=f"Experiment {i}: a name people read",
+                description="",
+                app_name=apps[i % len(apps)],
+                channel="release",
+                is_rollout=i % 5 == 0,
+                start_date=start,
+                enrollment_end_date=start + dt.timedelta(days=7),
+                end_date=start + dt.timedelta(days=35) if i % 3 else None,
+                proposed_enrollment=7,
+                proposed_duration=35,
+                reference_branch="control",
+                branches=(),
+            )
+        )
     return experimenter.toc_bytes(infos)

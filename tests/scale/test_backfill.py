@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import json
-from pathlib import Path
 
 import pytest
 
-from partybal.pipeline import backfill, job, toc
 from partybal import layout
-from tests.helpers import copy_sample
+from partybal.pipeline import backfill, job
+from partybal.pipeline.state import Experiment
 from tests.scale.scale_support import crashing_renderer, fake_renderer
 
 
@@ -34,7 +32,7 @@ def test_task_share_rejects_bad_index(index, count):
 
 
 def _exp(fslug, **gens):
-    return toc.Experiment(fslug, dict(gens))
+    return Experiment(fslug, dict(gens))
 
 
 def test_select_only_stale_uses_the_toc_rule():
@@ -51,7 +49,12 @@ def test_select_only_stale_uses_the_toc_rule():
         "failed_same": {"state": "failed", "reason": "x", "input_generations": {"a": 1}},
         "waiting": {"state": "ok", "input_generations": {"a": 1}},
     }
-    assert backfill.select(exps, statuses, {"waiting"}, only_stale=True) == ["changed", "failed_same", "never", "waiting"]
+    assert backfill.select(exps, statuses, {"waiting"}, only_stale=True) == [
+        "changed",
+        "failed_same",
+        "never",
+        "waiting",
+    ]
     assert backfill.select(exps, statuses, {"waiting"}, only_stale=False) == sorted(exps)
 
 
@@ -67,8 +70,8 @@ def test_progress_plain_and_tty():
     p = backfill.Progress(3, plain, tty=False)
     p.show()
     p.show()  # no change: no new line
-    p.add(backfill.Outcome("a", True))
-    p.add(backfill.Outcome("b", False, "boom"))
+    p.add(backfill.RenderOutcome("a", True))
+    p.add(backfill.RenderOutcome("b", False, "boom"))
     p.close()
     assert plain.getvalue().splitlines() == [
         "backfill: 0/3 finished, 0 done, 0 failed, 3 remaining",
@@ -78,13 +81,19 @@ def test_progress_plain_and_tty():
     tty = io.StringIO()
     p = backfill.Progress(1, tty, tty=True)
     p.show()
-    p.add(backfill.Outcome("a", True))
+    p.add(backfill.RenderOutcome("a", True))
     p.close()
     assert tty.getvalue().count("\r") == 2 and tty.getvalue().endswith("0 remaining\n")
 
 
 def _args(results, out, **kw):
-    return argparse.Namespace(results=str(results), out=str(out), only_stale=kw.get("only_stale", False), parallel=kw.get("parallel", 2), cores=None)
+    return argparse.Namespace(
+        results=str(results),
+        out=str(out),
+        only_stale=kw.get("only_stale", False),
+        parallel=kw.get("parallel", 2),
+        cores=None,
+    )
 
 
 def _results(tmp_path, slugs):
@@ -126,8 +135,13 @@ def test_local_backfill_only_stale_after_a_real_render(tmp_path, capsys):
     from tests.support import synthetic
 
     spec = synthetic.ExperimentSpec(
-        slug="tiny-one", branches=("control", "treatment"), segments=("all",), bases=("enrollments",),
-        windows={"overall": 1}, metrics=(synthetic.MetricSpec("uri_count", ("mean",)),), errors=0,
+        slug="tiny-one",
+        branches=("control", "treatment"),
+        segments=("all",),
+        bases=("enrollments",),
+        windows={"overall": 1},
+        metrics=(synthetic.MetricSpec("uri_count", ("mean",)),),
+        errors=0,
     )
     root = tmp_path / "results"
     synthetic.write_experiment(root, spec)
@@ -178,8 +192,15 @@ def test_cloud_run_mode_writes_the_list_and_starts_one_execution(monkeypatch):
             self.requests.append(request)
 
     jobs = Jobs()
-    started = backfill.start_cloud_run(["a", "b", "c"], "", 8, environ={"RUN_JOB": "projects/p/locations/l/jobs/j", "STATE_BUCKET": "state-b"}, storage_client=Storage(), jobs_client=jobs)
-    (name, doc), = written.items()
+    started = backfill.start_cloud_run(
+        ["a", "b", "c"],
+        "",
+        8,
+        environ={"RUN_JOB": "projects/p/locations/l/jobs/j", "STATE_BUCKET": "state-b"},
+        storage_client=Storage(),
+        jobs_client=jobs,
+    )
+    ((name, doc),) = written.items()
     assert name.startswith("backfill/") and doc["slugs"] == ["a", "b", "c"] and doc["prefix"] == ""
     assert started.startswith(f"gs://state-b/{name}")
     (req,) = jobs.requests

@@ -6,15 +6,19 @@ import json
 
 import pytest
 
-from partybal.pipeline import backfill, job
 from partybal import layout
+from partybal.pipeline import backfill, job
 from tests.support import synthetic
 
 pytestmark = pytest.mark.emulators
 
 TINY = dict(
-    branches=("control", "treatment"), segments=("all",), bases=("enrollments",), windows={"overall": 1},
-    metrics=(synthetic.MetricSpec("uri_count", ("mean",)),), errors=0,
+    branches=("control", "treatment"),
+    segments=("all",),
+    bases=("enrollments",),
+    windows={"overall": 1},
+    metrics=(synthetic.MetricSpec("uri_count", ("mean",)),),
+    errors=0,
 )
 
 
@@ -25,8 +29,12 @@ def _upload(gcs, bucket, files):
 
 def _env(buckets, uri, index, count, attempt="0"):
     return {
-        "PARTYBAL_SLUGS_URI": uri, "CLOUD_RUN_TASK_INDEX": str(index), "CLOUD_RUN_TASK_COUNT": str(count),
-        "CLOUD_RUN_TASK_ATTEMPT": attempt, "RESULTS_BUCKET": buckets.results, "SITE_BUCKET": buckets.site,
+        "PARTYBAL_SLUGS_URI": uri,
+        "CLOUD_RUN_TASK_INDEX": str(index),
+        "CLOUD_RUN_TASK_COUNT": str(count),
+        "CLOUD_RUN_TASK_ATTEMPT": attempt,
+        "RESULTS_BUCKET": buckets.results,
+        "SITE_BUCKET": buckets.site,
         "STATE_BUCKET": buckets.state,
     }
 
@@ -87,7 +95,9 @@ def test_local_workers_on_emulated_buckets_and_only_stale(gcs, buckets, monkeypa
     monkeypatch.delenv("RUN_JOB", raising=False)
 
     def args(only_stale):
-        return argparse.Namespace(results=f"gs://{buckets.results}", out=None, only_stale=only_stale, parallel=2, cores=None)
+        return argparse.Namespace(
+            results=f"gs://{buckets.results}", out=None, only_stale=only_stale, parallel=2, cores=None
+        )
 
     assert backfill.cmd_backfill(args(False)) == 1
     err = capsys.readouterr().err

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from partybal.pipeline import toc
+from partybal.pipeline.state import Experiment
 from tests.helpers import launch_chromium, playwright_api
 
 pytestmark = pytest.mark.browser
@@ -16,13 +17,19 @@ VISIBLE = "rows => rows.map(r => r.getAttribute('data-name'))"
 
 def _page_html(n: int) -> str:
     exps, statuses = {}, {}
-    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     for i in range(n):
         fs = f"exp_{i}_v{i % 13}"  # numeric parts: exp_2 sorts before exp_10
-        exp = toc.Experiment(fs, {f"metadata/metadata_{fs}.json": 1}, {"overall"}, t0 + dt.timedelta(minutes=(i * 37) % n))
+        exp = Experiment(fs, {f"metadata/metadata_{fs}.json": 1}, {"overall"}, t0 + dt.timedelta(minutes=(i * 37) % n))
         exps[fs] = exp
         gens = exp.generations if i % 4 else {}
-        statuses[fs] = {"state": "failed" if i % 9 == 0 else "ok", "reason": "boom", "input_generations": gens, "page": f"{fs}.html", "name": fs.replace("_", "-")}
+        statuses[fs] = {
+            "state": "failed" if i % 9 == 0 else "ok",
+            "reason": "boom",
+            "input_generations": gens,
+            "page": f"{fs}.html",
+            "name": fs.replace("_", "-"),
+        }
     return toc.render_html(toc.toc_page(exps, statuses, set(), ""))
 
 
@@ -43,7 +50,10 @@ def test_filter_and_sort(tmp_path):
             header.locator("button").click()
             assert header.get_attribute("aria-sort") == "ascending"
             asc = page.eval_on_selector_all("#toc-table tbody tr:not([hidden])", VISIBLE)
-            expected = page.evaluate("names => names.slice().sort((x, y) => x.localeCompare(y, undefined, {numeric: true, sensitivity: 'base'}))", names)
+            expected = page.evaluate(
+                "names => names.slice().sort((x, y) => x.localeCompare(y, undefined, {numeric: true, sensitivity: 'base'}))",
+                names,
+            )
             assert asc == expected and asc[:3] == ["exp-0-v0 exp_0_v0", "exp-1-v1 exp_1_v1", "exp-2-v2 exp_2_v2"]
             header.locator("button").click()
             assert header.get_attribute("aria-sort") == "descending"
@@ -55,10 +65,14 @@ def test_filter_and_sort(tmp_path):
             assert shown and all("v12" in n for n in shown) and len(shown) == sum(1 for n in names if "v12" in n)
             assert page.inner_text("#toc-shown") == f"{len(shown)} of 300 shown"
             page.select_option("#toc-state", "failed")
-            both = page.eval_on_selector_all("#toc-table tbody tr:not([hidden])", "rows => rows.map(r => r.dataset.state)")
+            both = page.eval_on_selector_all(
+                "#toc-table tbody tr:not([hidden])", "rows => rows.map(r => r.dataset.state)"
+            )
             assert both and set(both) == {"failed"}
             page.fill("#toc-filter", "")
-            states = page.eval_on_selector_all("#toc-table tbody tr:not([hidden])", "rows => rows.map(r => r.dataset.state)")
+            states = page.eval_on_selector_all(
+                "#toc-table tbody tr:not([hidden])", "rows => rows.map(r => r.dataset.state)"
+            )
             assert set(states) == {"failed"} and len(states) > len(both)
             page.select_option("#toc-state", "")
             assert len(page.eval_on_selector_all("#toc-table tbody tr:not([hidden])", VISIBLE)) == 300

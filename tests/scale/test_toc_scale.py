@@ -8,10 +8,9 @@ import subprocess
 
 import pytest
 
-from tests.helpers import unavailable
-
-from partybal.pipeline import job, toc
 from partybal import layout
+from partybal.pipeline import job, toc
+from tests.helpers import unavailable
 from tests.pipeline.conftest import fake_gcs_binary, free_port, stop, wait_for_port
 from tests.scale.scale_support import experiment_slug, seed_filesystem
 
@@ -46,7 +45,15 @@ def test_rebuild_lists_once_and_never_downloads_statistics(gcs, buckets, downloa
             b = results.blob(name)
             b.upload_from_string(b"[" + b"0," * 1000 + b"0]")
             gens[name] = b.generation
-        record = {"slug": fslug, "file_slug": fslug, "state": "ok", "reason": "", "input_generations": gens, "page": layout.page_name(fslug), "windows": {"weekly": 2}}
+        record = {
+            "slug": fslug,
+            "file_slug": fslug,
+            "state": "ok",
+            "reason": "",
+            "input_generations": gens,
+            "page": layout.page_name(fslug),
+            "windows": {"weekly": 2},
+        }
         if i == 4:  # a record without TOC metadata (older job): downloaded
             state.blob(layout.status_name(fslug)).upload_from_string(json.dumps(record))
         else:
@@ -85,15 +92,35 @@ def seeded_gcs(tmp_path):
     assert written == 1000 * 5
     port = free_port()
     proc = subprocess.Popen(
-        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "filesystem", "-filesystem-root", str(root), "-log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(binary),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
+            str(root),
+            "-log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_port(port, proc, 30, "fake-gcs-server")
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        yield storage.Client(project="scale", credentials=AnonymousCredentials(), client_options={"api_endpoint": f"http://127.0.0.1:{port}"})
+        yield storage.Client(
+            project="scale",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": f"http://127.0.0.1:{port}"},
+        )
     finally:
         stop(proc)
 

@@ -91,18 +91,49 @@ def tiny_spec(slug: str, seed: int = 1) -> ExperimentSpec:
     )
 
 
-
 # --- real-size shapes (issue 12: readable and within budget at real size) -----------------------
 
 _REAL_MEAN_METRICS = (
-    "uri_count", "search_count", "tagged_search_count", "tagged_follow_on_search_count", "ad_clicks",
-    "searches_with_ads", "organic_search_count", "days_of_use", "qualified_cumulative_days_of_use",
-    "active_ticks", "total_uri_count", "unique_domains_count", "tab_open_count", "window_open_count",
-    "bookmarks_added", "pocket_saves", "history_visits", "downloads_count", "pip_usage", "pdf_opens",
-    "newtab_visits", "newtab_searches", "newtab_clicks", "sponsored_tile_clicks", "topsite_clicks",
-    "urlbar_engagements", "urlbar_abandonments", "sidebar_opens", "translations_used", "extensions_installed",
-    "login_autofills", "address_autofills", "credit_card_autofills", "screenshots_taken", "reader_mode_opens",
-    "print_count", "sync_logins", "private_windows_opened", "content_crashes", "gpu_crashes",
+    "uri_count",
+    "search_count",
+    "tagged_search_count",
+    "tagged_follow_on_search_count",
+    "ad_clicks",
+    "searches_with_ads",
+    "organic_search_count",
+    "days_of_use",
+    "qualified_cumulative_days_of_use",
+    "active_ticks",
+    "total_uri_count",
+    "unique_domains_count",
+    "tab_open_count",
+    "window_open_count",
+    "bookmarks_added",
+    "pocket_saves",
+    "history_visits",
+    "downloads_count",
+    "pip_usage",
+    "pdf_opens",
+    "newtab_visits",
+    "newtab_searches",
+    "newtab_clicks",
+    "sponsored_tile_clicks",
+    "topsite_clicks",
+    "urlbar_engagements",
+    "urlbar_abandonments",
+    "sidebar_opens",
+    "translations_used",
+    "extensions_installed",
+    "login_autofills",
+    "address_autofills",
+    "credit_card_autofills",
+    "screenshots_taken",
+    "reader_mode_opens",
+    "print_count",
+    "sync_logins",
+    "private_windows_opened",
+    "content_crashes",
+    "gpu_crashes",
     "memory_pressure_events",
 )
 _REAL_BINOMIAL_METRICS = ("retained", "default_browser", "is_pinned", "crashed")
@@ -112,11 +143,17 @@ def real_size_metrics(distribution_metrics: int = 2) -> tuple[MetricSpec, ...]:
     """49 metrics like a large Jetstream configuration: most a mean or a proportion, a few with the
     full distribution (deciles, KDE, ECDF, which dominate the bytes), a count and a sum."""
     dist = tuple(
-        MetricSpec(name, ("mean", "deciles", "kernel_density_estimate", "empirical_cdf"), True, name.replace("_", " ").title())
+        MetricSpec(
+            name, ("mean", "deciles", "kernel_density_estimate", "empirical_cdf"), True, name.replace("_", " ").title()
+        )
         for name in ("active_hours", "active_hours_cumulative", "session_length")[:distribution_metrics]
     )
     means = tuple(
-        MetricSpec(name, ("mean",) if i % 7 else ("mean", "per_client_dau_impact"), not name.endswith(("crashes", "events", "abandonments")))
+        MetricSpec(
+            name,
+            ("mean",) if i % 7 else ("mean", "per_client_dau_impact"),
+            not name.endswith(("crashes", "events", "abandonments")),
+        )
         for i, name in enumerate(_REAL_MEAN_METRICS)
     )
     props = tuple(MetricSpec(name, ("binomial",), name != "crashed") for name in _REAL_BINOMIAL_METRICS)
@@ -145,12 +182,16 @@ def real_size_spec(slug: str = "real-size-experiment", seed: int = 1) -> Experim
     )
 
 
-def many_branches_spec(slug: str = "many-branches-experiment", seed: int = 1, *, branches: int = 10, daily: int = 60, metrics: int = 8) -> ExperimentSpec:
+def many_branches_spec(
+    slug: str = "many-branches-experiment", seed: int = 1, *, branches: int = 10, daily: int = 60, metrics: int = 8
+) -> ExperimentSpec:
     """Many branches and a long daily series: ``branches`` branches (control first) and ``daily``
     daily windows, one segment and basis, ``metrics`` metrics including a distribution, a count,
     a sum and a statistic partybal has no plot for."""
     chosen = (
-        MetricSpec("active_hours", ("mean", "deciles", "kernel_density_estimate", "empirical_cdf"), True, "Active Hours"),
+        MetricSpec(
+            "active_hours", ("mean", "deciles", "kernel_density_estimate", "empirical_cdf"), True, "Active Hours"
+        ),
         MetricSpec("retained", ("binomial",), True, "Retained"),
         MetricSpec("identity", ("count",), True, "Clients"),
         MetricSpec("search_count", ("mean", "sum"), True, "Search Count"),
@@ -159,7 +200,9 @@ def many_branches_spec(slug: str = "many-branches-experiment", seed: int = 1, *,
         MetricSpec("uri_count", ("mean",), True, "URI Count"),
         MetricSpec("engagement_index", ("geometric_mean",), True, "Engagement index"),
     )[:metrics]
-    names = ("control",) + tuple(f"treatment-{chr(ord('a') + i)}-{'long-name-' * (i % 3)}variant".replace("--", "-") for i in range(branches - 1))
+    names = ("control",) + tuple(
+        f"treatment-{chr(ord('a') + i)}-{'long-name-' * (i % 3)}variant".replace("--", "-") for i in range(branches - 1)
+    )
     return ExperimentSpec(
         slug=slug,
         seed=seed,
@@ -182,7 +225,14 @@ def spec_2021(slug: str = "like-2021-experiment", seed: int = 1) -> ExperimentSp
         slug=slug,
         seed=seed,
         smooth=True,
-        branches=("msw_control", "control-no-show", "msw-treatment-a", "msw-treatment-b", "msw-treatment-c", "msw-treatment-d"),
+        branches=(
+            "msw_control",
+            "control-no-show",
+            "msw-treatment-a",
+            "msw-treatment-b",
+            "msw-treatment-c",
+            "msw-treatment-d",
+        ),
         segments=("all", "new_or_resurrected_users", "windows_users"),
         bases=("enrollments",),
         windows={"overall": 1, "weekly": 4, "daily": 29},
@@ -191,7 +241,10 @@ def spec_2021(slug: str = "like-2021-experiment", seed: int = 1) -> ExperimentSp
         reference_branch="msw_control",
     )
 
-def _smooth_level(spec: ExperimentSpec, metric: str, branch: str, window: int, segment: str, rng: random.Random) -> float:
+
+def _smooth_level(
+    spec: ExperimentSpec, metric: str, branch: str, window: int, segment: str, rng: random.Random
+) -> float:
     """A metric's level: its own base, a steady effect per branch (none for the first branch), a
     weekly rhythm and a slow trend over windows, and 1% noise."""
     base = 3 + zlib.crc32(f"{metric}/{segment}".encode()) % 600 / 100
@@ -222,7 +275,9 @@ def iter_statistics_rows(spec: ExperimentSpec, period: str, rng: random.Random):
     real-size daily file is a few hundred MB of JSON: it is written as it is generated)."""
     rows: list[dict] = []
 
-    def add(metric, stat, branch, values, parameter=None, comparison=None, to=None, window=1, seg="all", basis="enrollments"):
+    def add(
+        metric, stat, branch, values, parameter=None, comparison=None, to=None, window=1, seg="all", basis="enrollments"
+    ):
         rows.append(
             {
                 "metric": metric,
@@ -252,7 +307,13 @@ def iter_statistics_rows(spec: ExperimentSpec, period: str, rng: random.Random):
                         if stat == "count":
                             for b in spec.branches:
                                 jitter = (rng.randint(5000, 9000) - 7000) / 25  # ±80 clients
-                                add(m.name, stat, b, {"point": float(round(_enrolled(spec, b) + jitter)), "lower": None, "upper": None}, **common)
+                                add(
+                                    m.name,
+                                    stat,
+                                    b,
+                                    {"point": float(round(_enrolled(spec, b) + jitter)), "lower": None, "upper": None},
+                                    **common,
+                                )
                         elif stat == "sum":
                             for b in spec.branches:
                                 add(m.name, stat, b, {"point": level[b] * 8000, "lower": None, "upper": None}, **common)
@@ -264,8 +325,24 @@ def iter_statistics_rows(spec: ExperimentSpec, period: str, rng: random.Random):
                                     if other == b:
                                         continue
                                     diff = (level[b] - level[other]) * scale
-                                    add(m.name, stat, b, _ci(rng, diff, 0.4 * scale), comparison="difference", to=other, **common)
-                                    add(m.name, stat, b, _ci(rng, diff / (level[other] * scale), 0.06), comparison="relative_uplift", to=other, **common)
+                                    add(
+                                        m.name,
+                                        stat,
+                                        b,
+                                        _ci(rng, diff, 0.4 * scale),
+                                        comparison="difference",
+                                        to=other,
+                                        **common,
+                                    )
+                                    add(
+                                        m.name,
+                                        stat,
+                                        b,
+                                        _ci(rng, diff / (level[other] * scale), 0.06),
+                                        comparison="relative_uplift",
+                                        to=other,
+                                        **common,
+                                    )
                         elif stat == "deciles":
                             for b in spec.branches:
                                 for i in range(1, 10):
@@ -273,8 +350,26 @@ def iter_statistics_rows(spec: ExperimentSpec, period: str, rng: random.Random):
                                     add(m.name, stat, b, _ci(rng, level[b] * i / 5, 0.2), parameter=q, **common)
                                     for other in spec.branches:
                                         if other != b:
-                                            add(m.name, stat, b, _ci(rng, 0.1, 0.2), parameter=q, comparison="difference", to=other, **common)
-                                            add(m.name, stat, b, _ci(rng, 0.02, 0.05), parameter=q, comparison="relative_uplift", to=other, **common)
+                                            add(
+                                                m.name,
+                                                stat,
+                                                b,
+                                                _ci(rng, 0.1, 0.2),
+                                                parameter=q,
+                                                comparison="difference",
+                                                to=other,
+                                                **common,
+                                            )
+                                            add(
+                                                m.name,
+                                                stat,
+                                                b,
+                                                _ci(rng, 0.02, 0.05),
+                                                parameter=q,
+                                                comparison="relative_uplift",
+                                                to=other,
+                                                **common,
+                                            )
                         elif stat in ("kernel_density_estimate", "empirical_cdf"):
                             for b in spec.branches:
                                 acc = 0.0
@@ -291,7 +386,14 @@ def iter_statistics_rows(spec: ExperimentSpec, period: str, rng: random.Random):
                                         y = acc
                                     else:
                                         y = abs(rng.gauss(0.1, 0.03))
-                                    add(m.name, stat, b, {"point": y, "lower": None, "upper": None}, parameter=f"{x:.6f}", **common)
+                                    add(
+                                        m.name,
+                                        stat,
+                                        b,
+                                        {"point": y, "lower": None, "upper": None},
+                                        parameter=f"{x:.6f}",
+                                        **common,
+                                    )
                         else:  # a statistic partybal does not know
                             for b in spec.branches:
                                 add(m.name, stat, b, _ci(rng, level[b], 0.5), **common)
@@ -304,7 +406,10 @@ def metadata(spec: ExperimentSpec) -> dict:
         "schema_version": 4,
         "analysis_start_time": "2026-09-20T04:10:00+00:00",
         "external_config": (
-            {"reference_branch": spec.reference_branch, "url": "https://github.com/mozilla/metric-hub/blob/main/jetstream/x.toml"}
+            {
+                "reference_branch": spec.reference_branch,
+                "url": "https://github.com/mozilla/metric-hub/blob/main/jetstream/x.toml",
+            }
             if spec.reference_branch
             else None
         ),
@@ -355,7 +460,10 @@ def _results_objects(spec: ExperimentSpec):
     rng = random.Random(spec.seed)
     fslug = layout.file_slug(spec.slug)
     for period in spec.windows:
-        yield layout.results_name(layout.Kind.STATISTICS, fslug, period), lambda fh, p=period: _write_json_array(fh, iter_statistics_rows(spec, p, rng))
+        yield (
+            layout.results_name(layout.Kind.STATISTICS, fslug, period),
+            lambda fh, p=period: _write_json_array(fh, iter_statistics_rows(spec, p, rng)),
+        )
     yield layout.results_name(layout.Kind.METADATA, fslug), lambda fh: fh.write(json.dumps(metadata(spec)).encode())
     if spec.errors:
         yield layout.results_name(layout.Kind.ERRORS, fslug), lambda fh: fh.write(json.dumps(errors(spec)).encode())
