@@ -87,7 +87,7 @@ MAX_FILE_SLUG_LENGTH = 200
 RENDER_ID_PATTERN = r"[0-9]{8}T[0-9]{6,12}Z-[0-9a-f]{6}"
 
 
-class Kind(str, Enum):
+class Kind(str, Enum):  # noqa: UP042 - a StrEnum would change str(Kind.X) ("Kind.X" today), which callers may print
     STATISTICS = "statistics"
     METADATA = "metadata"
     ERRORS = "errors"
@@ -149,13 +149,13 @@ def parse_results_name(name: str, allowed_prefixes: tuple[str, ...] = ALLOWED_PR
         splits = [s for s in statistics_splits(rest) if len(s[0]) <= MAX_FILE_SLUG_LENGTH]
         if not splits:
             if statistics_splits(rest):
-                raise Ignored("slug longer than %d characters" % MAX_FILE_SLUG_LENGTH)
+                raise Ignored(f"slug longer than {MAX_FILE_SLUG_LENGTH} characters")
             raise Ignored("unknown period suffix")
         (slug, period), alternatives = splits[0], tuple(splits[1:])
     else:
         slug, period = rest, None
     if len(slug) > MAX_FILE_SLUG_LENGTH:
-        raise Ignored("slug longer than %d characters" % MAX_FILE_SLUG_LENGTH)
+        raise Ignored(f"slug longer than {MAX_FILE_SLUG_LENGTH} characters")
     return ResultBlob(name=name, kind=kind, file_slug=slug, period=period, prefix=prefix, alternatives=alternatives)
 
 
@@ -235,10 +235,21 @@ def assets_dir(fslug: str, render_id: str, prefix: str = "") -> str:
     return f"{assets_root(fslug, prefix)}/{render_id}"
 
 
-# A render's exports live in its own asset folder: a page never links a CSV of another render,
-# and they are kept exactly as long as that render's figures (job.assets_to_delete).
+# A render's exports live in its own asset folder: a page never links a CSV of another render.
+# They are its record, so they outlive its figures: when the render's folder is cleaned up, the job
+# keeps them and stamps them with a custom time; the site bucket's lifecycle rule deletes them
+# history_retention_days later (terraform/buckets.tf). Exports of a live page never expire.
 EXPORTS_FOLDER = "exports"
 RENDER_MANIFEST = "manifest.json"
+
+
+def is_render_record(name: str) -> bool:
+    """An object a render folder keeps after clean-up: its ``manifest.json`` or an export CSV
+    (``<slug>_files/<render-id>/manifest.json``, ``…/<render-id>/exports/<kind>-<n>.csv``)."""
+    parts = name.split("/")
+    if len(parts) >= 3 and parts[-1] == RENDER_MANIFEST and is_render_id(parts[-2]):
+        return True
+    return len(parts) >= 4 and parts[-2] == EXPORTS_FOLDER and is_render_id(parts[-3]) and parts[-1].endswith(".csv")
 
 
 def export_file(kind: str, number: int) -> str:

@@ -73,6 +73,19 @@ resource "google_storage_bucket" "site" {
     }
   }
 
+  # A replaced render's exports (its CSVs and manifest.json, partybal/page/exports.py) outlive its
+  # figures: the job stamps them with a custom time when it deletes the rest of that render's
+  # folder, and they go var.history_retention_days later — exports of a live page never expire.
+  lifecycle_rule {
+    condition {
+      days_since_custom_time = var.history_retention_days
+      matches_suffix         = [".csv", "/manifest.json"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   # Keep a few previous generations of each page for rollback, not every re-render ever made.
   lifecycle_rule {
     condition {

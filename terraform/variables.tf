@@ -92,7 +92,7 @@ variable "noncurrent_version_days" {
 variable "history_retention_days" {
   type        = number
   default     = 400
-  description = "Days the site bucket keeps each render's history summary (history/<slug>/<render-id>.json, the page's \"Changes since\" and History section, the Atom feeds); the job never deletes them. 400: a year of an experiment and then some."
+  description = "Days the site bucket keeps each render's history summary (history/<slug>/<render-id>.json, the page's \"Changes since\" and History section, the Atom feeds), and of a replaced render's CSV exports and manifest.json (counted from when its page was replaced); the job never deletes them. 400: a year of an experiment and then some."
 
   validation {
     condition     = var.history_retention_days >= 1 && var.history_retention_days <= 36500 && floor(var.history_retention_days) == var.history_retention_days

@@ -23,17 +23,7 @@ MIN_REASON = 12  # characters: a reason, not "ok" or "todo"
 # Long functions in files other sessions were editing when this test was written: each is to be
 # split into named steps or given a `# long:` reason, then removed from here. Only shrinks: an
 # entry that is no longer long (or gone) fails the test below.
-NOT_YET = {
-    ("partybal/page/render.py", "build"),
-    ("partybal/page/report.py", "build_page"),
-    ("partybal/page/report.py", "metric_block"),
-    ("partybal/page/report.py", "figure"),
-    ("partybal/page/report.py", "summary"),
-    ("partybal/pipeline/history.py", "_estimates"),
-    ("partybal/pipeline/job.py", "publish_site"),
-    ("partybal/pipeline/job.py", "_render"),
-    ("partybal/pipeline/job.py", "run_list"),
-}
+NOT_YET: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

@@ -97,22 +97,16 @@ def write_csv(path: Path, rows: Iterable[ExportRow]) -> tuple[int, str]:
     return len(rows), hashlib.sha256(data).hexdigest()
 
 
-def figure_rows(spec) -> list[ExportRow]:
-    """The rows of one figure exactly as R receives them (``spec.rows``, column lists), with the
-    figure's context (``spec.context``). A column present in ``rows`` (``segment`` in a figure of
-    several segments side by side, ``metric`` in one of several metrics) wins over the figure-wide
-    value in ``context``; branch and segment labels are mapped back to the names in the data."""
-    rows: dict[str, list] = spec.rows or {}
-    ctx: dict[str, Any] = getattr(spec, "context", None) or {}
-    n = len(rows.get("point") or [])
-    names: dict[str, str] = ctx.get("branch_names") or {}  # label R draws -> name in the data
-    segment_names: dict[str, str] = ctx.get("segment_names") or {}  # likewise, for a ``segment`` column
+def _columns(spec, rows: dict[str, list], ctx: dict[str, Any], n: int) -> dict[str, list]:
+    """Each export column as a list of ``n``: from ``rows`` when it holds the column (one value
+    per row), else the figure-wide value in ``ctx`` (or the default) repeated. Each column is
+    built once: linear in the rows."""
 
     def col(name: str, default=None) -> list:
         values = rows.get(name)
         return list(values) if values is not None and len(values) == n else [ctx.get(name, default)] * n
 
-    c = {
+    return {
         name: col(name, default)
         for name, default in (
             ("metric", ""),
@@ -133,6 +127,20 @@ def figure_rows(spec) -> list[ExportRow]:
             ("ci_level", None),
         )
     }
+
+
+def figure_rows(spec) -> list[ExportRow]:
+    """The rows of one figure exactly as R receives them (``spec.rows``, column lists), with the
+    figure's context (``spec.context``). A column present in ``rows`` (``segment`` in a figure of
+    several segments side by side, ``metric`` in one of several metrics) wins over the figure-wide
+    value in ``context``; branch and segment labels are mapped back to the names in the data."""
+    rows: dict[str, list] = spec.rows or {}
+    ctx: dict[str, Any] = getattr(spec, "context", None) or {}
+    n = len(rows.get("point") or [])
+    names: dict[str, str] = ctx.get("branch_names") or {}  # label R draws -> name in the data
+    segment_names: dict[str, str] = ctx.get("segment_names") or {}  # likewise, for a ``segment`` column
+
+    c = _columns(spec, rows, ctx, n)
     labels = c["branch"]
     comparisons = [x or "absolute" for x in c["comparison"]]
     columns = (

@@ -23,6 +23,7 @@ render created). ``BuiltPage.figure_counts()``: figures drawn / reused / failed 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import functools
@@ -162,10 +163,8 @@ def _write_figure_plan(path: Path, fslug: str, figures: list[FigureSpec], hasher
 def _return_freed_memory() -> None:
     """Collect what was freed and hand glibc's free pages back to the system (R gets them)."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # pragma: no cover - not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
 
 
 def run_group(cmd: list[str], timeout: float, cwd: Path | None = None) -> tuple[int, str]:
@@ -192,10 +191,8 @@ def run_group(cmd: list[str], timeout: float, cwd: Path | None = None) -> tuple[
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def knit(rmd: Path, fragment: Path, plots: Path, fig_dir: str, cores: int) -> None:
@@ -214,9 +211,8 @@ def knit(rmd: Path, fragment: Path, plots: Path, fig_dir: str, cores: int) -> No
         tail = " | ".join(line for line in stderr.strip().splitlines()[-6:] if line.strip())
         if returncode < 0:
             name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-            raise RenderError(
-                f"R was killed by {name}{' (out of memory?)' if -returncode == signal.SIGKILL else ''}: {tail or 'no output'}"
-            )
+            oom = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+            raise RenderError(f"R was killed by {name}{oom}: {tail or 'no output'}")
         raise RenderError(f"R exited with status {returncode}: {tail or 'no output'}")
 
 
@@ -238,35 +234,14 @@ def build(
     started = time.monotonic()
     render_id = render_id or layout.new_render_id()
     fslug = results.file_slug
-    info = catalog.get(fslug) if catalog is not None else None
-    checks = srm.srm_checks(results, info.ratios if info else None)
     table_exports: list = []  # (number, title, rows) of each table, as build_page makes them
-    page, figures = build_page(
-        results,
-        render_dir=layout.assets_dir(fslug, render_id),
-        table_exports=table_exports,
-        banner=banner,
-        srm_checks=checks,
-        experiment=info,
-        experiment_note=catalog.missing_note(results.slug) if catalog is not None and info is None else None,
-        experiment_url=catalog.link(info.slug) if catalog is not None and info else "",
-    )
-    if history is not None:  # (report.Changes, [report.HistoryEntry], note) from pipeline/history.py
-        page = dataclasses.replace(page, changes=history[0], history=list(history[1]), history_note=history[2])
-    limit = max_figures()
-    n_figures = len(figures)
-    if n_figures > limit:
-        raise RenderError(f"the page would draw {n_figures} figures, over the limit of {limit} (PARTYBAL_MAX_FIGURES)")
+    page, figures, checks = _page_model(results, render_id, table_exports, banner, catalog, history)
+    n_figures = _figure_count(figures)
     fig_dir = layout.assets_dir(fslug, render_id)
     work = workdir / "work"
     work.mkdir(parents=True)
     plots = work / "plots.json"
-    # figures by content hash: R draws only those not stored yet (figures.py, reuse)
-    try:
-        hasher = figure_ids.FigureHasher(R_DIR)
-    except figure_ids.FigureCodeError as exc:
-        raise RenderError(str(exc)) from None
-    plan = _write_figure_plan(plots, fslug, figures, hasher, reuse)
+    plan = _plan_figures(plots, fslug, figures, reuse)
     # the CSV of each figure from the very specs R gets, of each table from its rows (exports.py)
     exported = exports.write_all(workdir, fig_dir, figures, table_exports)
     del figures, table_exports
@@ -279,46 +254,106 @@ def build(
     fragment = workdir / "fragment.html"
     knit(rmd, fragment, plots, layout.figures_dir(fslug), cores or default_cores())
     drawn = _drawn_numbers(work / "drawn.json")
+    page_rel = _write_page(workdir, page, fragment, index_href, results, render_id, exported)
+    fragment.unlink()
+    shutil.rmtree(work)
+    by_number = plan.digests
+    return BuiltPage(
+        workdir,
+        fslug,
+        render_id,
+        page_rel,
+        _files_under(workdir, fig_dir),
+        n_figures,
+        results,
+        time.monotonic() - started,
+        checks,
+        figure_files=_drawn_files(workdir, fslug, by_number, drawn["drawn"]),
+        figure_refs=sorted(set(by_number.values()) - {by_number[n] for n in drawn["failed"] if n in by_number}),
+        figures_drawn=len(drawn["drawn"]),
+        figures_reused=n_figures - len(drawn["drawn"]) - len(drawn["failed"]),
+        figures_failed=len(drawn["failed"]),
+    )
+
+
+def _page_model(
+    results: ExperimentResults,
+    render_id: str,
+    table_exports: list,
+    banner: Banner | None,
+    catalog: experimenter.Catalog | None,
+    history: tuple | None,
+) -> tuple:
+    """(page, figures, sample-ratio checks): the page model with Experimenter's facts and the
+    render history, the FigureSpecs R draws; each table's export rows go to ``table_exports``."""
+    fslug = results.file_slug
+    info = catalog.get(fslug) if catalog is not None else None
+    checks = srm.srm_checks(results, info.ratios if info else None)
+    page, figures = build_page(
+        results,
+        render_dir=layout.assets_dir(fslug, render_id),
+        table_exports=table_exports,
+        banner=banner,
+        srm_checks=checks,
+        experiment=info,
+        experiment_note=catalog.missing_note(results.slug) if catalog is not None and info is None else None,
+        experiment_url=catalog.link(info.slug) if catalog is not None and info else "",
+    )
+    if history is not None:  # (report.Changes, [report.HistoryEntry], note) from pipeline/history.py
+        page = dataclasses.replace(page, changes=history[0], history=list(history[1]), history_note=history[2])
+    return page, figures, checks
+
+
+def _write_page(
+    workdir: Path, page, fragment: Path, index_href: str, results: ExperimentResults, render_id: str, exported: list
+) -> str:
+    """Write the page (R's ``fragment`` in page.html.j2) and the render's manifest of exports and
+    versions; the page's path relative to ``workdir``."""
     html = templating.render(
         "page.html.j2",
         page=page,
         body=templating.Markup(fragment.read_text()),
         index_href=index_href,
     )
+    fslug = results.file_slug
     page_rel = layout.page_name(fslug)
     r_versions = workdir / "r-versions.json"  # written by r/render.R
     doc = exports.manifest(results, render_id, page_rel, exported, r_versions=exports.read_r_versions(r_versions))
     exports.write_manifest(workdir / layout.render_manifest_name(fslug, render_id), doc)
     r_versions.unlink(missing_ok=True)
     (workdir / page_rel).write_text(html)
-    fragment.unlink()
-    shutil.rmtree(work)
-    assets = (
-        sorted(p.relative_to(workdir).as_posix() for p in (workdir / fig_dir).rglob("*") if p.is_file())
-        if (workdir / fig_dir).exists()
-        else []
-    )
-    by_number = plan.digests
-    drawn_digests = sorted({by_number[n] for n in drawn["drawn"] if n in by_number})
-    figure_files = [
-        layout.figure_name(fslug, d) for d in drawn_digests if (workdir / layout.figure_name(fslug, d)).is_file()
-    ]
-    return BuiltPage(
-        workdir,
-        fslug,
-        render_id,
-        page_rel,
-        assets,
-        n_figures,
-        results,
-        time.monotonic() - started,
-        checks,
-        figure_files=figure_files,
-        figure_refs=sorted(set(by_number.values()) - {by_number[n] for n in drawn["failed"] if n in by_number}),
-        figures_drawn=len(drawn["drawn"]),
-        figures_reused=n_figures - len(drawn["drawn"]) - len(drawn["failed"]),
-        figures_failed=len(drawn["failed"]),
-    )
+    return page_rel
+
+
+def _figure_count(figures: list) -> int:
+    """How many figures the page draws; more than PARTYBAL_MAX_FIGURES is a RenderError."""
+    limit = max_figures()
+    n_figures = len(figures)
+    if n_figures > limit:
+        raise RenderError(f"the page would draw {n_figures} figures, over the limit of {limit} (PARTYBAL_MAX_FIGURES)")
+    return n_figures
+
+
+def _plan_figures(plots: Path, fslug: str, figures: list, reuse) -> FigurePlan:
+    """Figures by content hash: R draws only those not stored yet (figures.py, ``reuse``)."""
+    try:
+        hasher = figure_ids.FigureHasher(R_DIR)
+    except figure_ids.FigureCodeError as exc:
+        raise RenderError(str(exc)) from None
+    return _write_figure_plan(plots, fslug, figures, hasher, reuse)
+
+
+def _files_under(workdir: Path, folder: str) -> list[str]:
+    """Every file under ``workdir/folder``, relative to ``workdir``, sorted ([] without the folder)."""
+    if not (workdir / folder).exists():
+        return []
+    return sorted(p.relative_to(workdir).as_posix() for p in (workdir / folder).rglob("*") if p.is_file())
+
+
+def _drawn_files(workdir: Path, fslug: str, by_number: dict[int, str], drawn: list[int]) -> list[str]:
+    """The figure files (by content hash) R drew and wrote."""
+    drawn_digests = sorted({by_number[n] for n in drawn if n in by_number})
+    return [layout.figure_name(fslug, d) for d in drawn_digests if (workdir / layout.figure_name(fslug, d)).is_file()]
 
 
 def _drawn_numbers(path: Path) -> dict[str, list[int]]:
@@ -433,6 +468,41 @@ def _delete_unreferenced_figures(built: BuiltPage, out_dir: Path, manifest: dict
     return deleted
 
 
+def _move_assets(built: BuiltPage, out_dir: Path, manifest: dict, root: Path) -> None:
+    """Move the render's asset folder under ``root`` in ``out_dir``, listing it in the manifest
+    first (and ``root`` as ours when this creates it); never over an existing folder."""
+    fslug, rid = built.file_slug, built.render_id
+    src_assets = built.workdir / layout.assets_dir(fslug, rid)
+    if not src_assets.exists():
+        return
+    if not root.exists():
+        root.mkdir(parents=True)
+        manifest["root_created"] = True
+    dest = out_dir / layout.assets_dir(fslug, rid)
+    if dest.exists() or dest.is_symlink():
+        raise RenderError(f"{dest} already exists: refusing to replace it")
+    manifest["renders"] = [*manifest["renders"], rid]
+    _write_manifest(out_dir, fslug, manifest)  # before the move: a crash leaves it listed, not orphaned
+    os.replace(src_assets, dest)
+
+
+def _remove_earlier_renders(root: Path, renders: list[str], rid: str) -> list[str]:
+    """Remove the asset folders of the renders before ``rid``; the renders still listed after
+    (``rid``, and folders that could not be removed). A folder replaced by a symlink is not ours."""
+    kept = [r for r in renders if r == rid]
+    for old in renders:
+        if old == rid:
+            continue
+        folder = root / old
+        if folder.is_symlink():
+            continue  # not ours any more: somebody replaced it with a link
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)  # rmtree unlinks symlinks inside, never follows them
+        if folder.exists():
+            kept.append(old)
+    return kept
+
+
 def publish_local(built: BuiltPage, out_dir: Path) -> Path:
     """Move a built page into ``out_dir``: figures first, then the page (atomic rename), then
     remove the figures of earlier renders — only folders an earlier render created (its manifest
@@ -444,30 +514,10 @@ def publish_local(built: BuiltPage, out_dir: Path) -> Path:
     manifest = read_manifest(out_dir, fslug)
     root = out_dir / layout.assets_root(fslug)
     _publish_figures(built, out_dir, manifest)
-    src_assets = built.workdir / layout.assets_dir(fslug, rid)
-    if src_assets.exists():
-        if not root.exists():
-            root.mkdir(parents=True)
-            manifest["root_created"] = True
-        dest = out_dir / layout.assets_dir(fslug, rid)
-        if dest.exists() or dest.is_symlink():
-            raise RenderError(f"{dest} already exists: refusing to replace it")
-        manifest["renders"] = [*manifest["renders"], rid]
-        _write_manifest(out_dir, fslug, manifest)  # before the move: a crash leaves it listed, not orphaned
-        os.replace(src_assets, dest)
+    _move_assets(built, out_dir, manifest, root)
     target = out_dir / built.page
     os.replace(built.workdir / built.page, target)  # a symlink at target is replaced, its target untouched
-    kept = [r for r in manifest["renders"] if r == rid]
-    for old in manifest["renders"]:
-        if old == rid:
-            continue
-        folder = root / old
-        if folder.is_symlink():
-            continue  # not ours any more: somebody replaced it with a link
-        if folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)  # rmtree unlinks symlinks inside, never follows them
-        if folder.exists():
-            kept.append(old)
+    kept = _remove_earlier_renders(root, manifest["renders"], rid)
     _delete_unreferenced_figures(built, out_dir, manifest)
     root_created = manifest["root_created"]
     if root_created and root.is_dir() and not root.is_symlink() and not any(root.iterdir()):

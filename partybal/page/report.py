@@ -324,7 +324,9 @@ class ExperimentContext:
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # css class: window, better, worse, unclear, significant, metric-added, metric-removed, error-new, error-cleared, config
+    # css class: window, better, worse, unclear, significant, metric-added, metric-removed, error-new,
+    # error-cleared, config
+    kind: str
     text: str
 
 
@@ -705,31 +707,7 @@ class Targets:
             r.comparison is not None and not r.comparison_to_branch for rows in statistics.values() for r in rows
         )
         if self.unstated:
-            plain: dict[tuple, set[str]] = defaultdict(set)
-            compared: dict[tuple, set[str]] = defaultdict(set)
-            needs: set[tuple] = set()
-            in_stats: set[str] = set()
-            with_cmp: set[str] = set()
-            cmp_stats = {r.statistic for rows in statistics.values() for r in rows if r.comparison is not None}
-            for period, rows in statistics.items():
-                for r in rows:
-                    g = _group(period, r)
-                    if r.comparison is None:
-                        plain[g].add(r.branch)
-                    else:
-                        compared[g].add(r.branch)
-                        with_cmp.add(r.branch)
-                        if not r.comparison_to_branch:
-                            needs.add(g)
-                    if r.statistic in cmp_stats:
-                        in_stats.add(r.branch)
-            candidates = in_stats - with_cmp
-            self.global_implied = next(iter(candidates)) if len(candidates) == 1 else None
-            for g in needs:
-                local = plain[g] - compared[g]
-                target = next(iter(local)) if len(local) == 1 else self.global_implied
-                if target is not None:
-                    self.implied[g] = target
+            self._imply(statistics)
         # target -> branches compared to it
         self.compared: dict[str, set[str]] = defaultdict(set)
         cmp_stats: set[str] = set()
@@ -742,6 +720,35 @@ class Targets:
                         self.compared[t].add(r.branch)
         # every branch with rows of a statistic that makes comparisons
         self.comparable = {r.branch for rows in statistics.values() for r in rows if r.statistic in cmp_stats}
+
+    def _imply(self, statistics: dict[str, list[Statistic]]) -> None:
+        """The target of each estimate group whose comparison rows do not name one: the one branch
+        of the group without comparison rows, else the one such branch experiment-wide."""
+        plain: dict[tuple, set[str]] = defaultdict(set)
+        compared: dict[tuple, set[str]] = defaultdict(set)
+        needs: set[tuple] = set()
+        in_stats: set[str] = set()
+        with_cmp: set[str] = set()
+        cmp_stats = {r.statistic for rows in statistics.values() for r in rows if r.comparison is not None}
+        for period, rows in statistics.items():
+            for r in rows:
+                g = _group(period, r)
+                if r.comparison is None:
+                    plain[g].add(r.branch)
+                else:
+                    compared[g].add(r.branch)
+                    with_cmp.add(r.branch)
+                    if not r.comparison_to_branch:
+                        needs.add(g)
+                if r.statistic in cmp_stats:
+                    in_stats.add(r.branch)
+        candidates = in_stats - with_cmp
+        self.global_implied = next(iter(candidates)) if len(candidates) == 1 else None
+        for g in needs:
+            local = plain[g] - compared[g]
+            target = next(iter(local)) if len(local) == 1 else self.global_implied
+            if target is not None:
+                self.implied[g] = target
 
     def of(self, period: str, r: Statistic) -> str | None:
         """The branch a comparison row is against (None: the data does not tell)."""
@@ -777,19 +784,34 @@ def choose_reference(results: ExperimentResults, targets: Targets | None = None)
         md.external_config.reference_branch if md and md.external_config else None
     ) or results.legacy_reference_branch
     if configured:
-        why = "set in the experiment's analysis configuration (metadata)"
-        if configured in branches or not branches:
-            return Reference(configured, configured, why, _check_config(configured, targets))
-        folded = [b for b in branches if b.casefold() == configured.casefold()]
-        if len(folded) == 1:
-            b = folded[0]
-            notes.append(
-                f"The analysis configuration names the reference branch “{shown(configured)}”; the data spells it “{shown(b)}”, which is used."
-            )
-            return Reference(b, b, why + ", matched ignoring case", tuple(notes) + _check_config(b, targets))
+        chosen = _configured_reference(configured, branches, targets, notes)
+        if chosen is not None:
+            return chosen
+    return _reference_from_data(branches, targets, tuple(notes))
+
+
+def _configured_reference(configured: str, branches: set[str], targets: Targets, notes: list[str]) -> Reference | None:
+    """The reference the analysis configuration names, exactly or ignoring case; None (and a
+    note in ``notes``) when no rows have that branch."""
+    why = "set in the experiment's analysis configuration (metadata)"
+    if configured in branches or not branches:
+        return Reference(configured, configured, why, _check_config(configured, targets))
+    folded = [b for b in branches if b.casefold() == configured.casefold()]
+    if len(folded) == 1:
+        b = folded[0]
         notes.append(
-            f"The analysis configuration names the reference branch “{shown(configured)}”, but no rows have that branch."
+            f"The analysis configuration names the reference branch “{shown(configured)}”; "
+            f"the data spells it “{shown(b)}”, which is used."
         )
+        return Reference(b, b, why + ", matched ignoring case", tuple(notes) + _check_config(b, targets))
+    notes.append(
+        f"The analysis configuration names the reference branch “{shown(configured)}”, but no rows have that branch."
+    )
+    return None
+
+
+def _reference_from_data(branches: set[str], targets: Targets, notes: tuple[str, ...]) -> Reference:
+    """What the comparison rows say; else a branch named control; else the page cannot tell."""
     compared = targets.compared
     if len(compared) == 1:
         (t,) = compared
@@ -798,28 +820,28 @@ def choose_reference(results: ExperimentResults, targets: Targets | None = None)
             if not targets.unstated
             else "the branch the others are compared to: the one without comparison rows of its own"
         )
-        return Reference(t, t, how, tuple(notes))
+        return Reference(t, t, how, notes)
     central = sorted(t for t, bs in compared.items() if bs >= targets.comparable - {t})
     if len(central) == 1:
-        return Reference(central[0], central[0], "every other branch is compared to it", tuple(notes))
+        return Reference(central[0], central[0], "every other branch is compared to it", notes)
     control = "control" if "control" in branches else None
     if control and (not compared or control in compared):
-        return Reference(control, control, "the branch named control", tuple(notes))
+        return Reference(control, control, "the branch named control", notes)
     if compared:
         base = sorted(compared, key=lambda t: (-len(compared[t]), t))[0]
         return Reference(
             None,
             base,
             "Neither the metadata nor the rows say which branch is the reference, and no branch is named "
-            f"control. Comparisons are shown against {shown(base)}, the first by name of the branches the data compares "
-            "the others to; comparisons against other branches are listed with each metric",
-            tuple(notes),
+            f"control. Comparisons are shown against {shown(base)}, the first by name of the branches the data "
+            "compares the others to; comparisons against other branches are listed with each metric",
+            notes,
         )
     return Reference(
         None,
         None,
         "The data has no comparisons between branches, so it does not say which is the reference",
-        tuple(notes),
+        notes,
     )
 
 
@@ -827,7 +849,8 @@ def _check_config(branch: str, targets: Targets) -> tuple[str, ...]:
     if targets.compared and branch not in targets.compared:
         others = ", ".join(shown(t) for t in sorted(targets.compared))
         return (
-            f"No comparison row is against {shown(branch)}; the data compares branches to {others} (listed with each metric).",
+            f"No comparison row is against {shown(branch)}; "
+            f"the data compares branches to {others} (listed with each metric).",
         )
     return ()
 
@@ -889,6 +912,69 @@ class _Metrics:
 
 
 # --- building -----------------------------------------------------------------------------------
+
+
+def _figure_windows(stat: str, rows, windows: list[int], series: bool, segments) -> tuple[list, list[int], str]:
+    """(rows, windows drawn, caption): the windows this figure has rows in, not every window of
+    the view (metrics present in different windows would make figures × windows quadratic), of a
+    series only those ``shown_windows`` keeps (the caption then says which)."""
+    windows = sorted({window_of(r) for _, r in rows}) or windows[-1:]
+    drawn = shown_windows(stat, windows, SHOWN_WINDOWS_SEGMENTS if segments else None) if series else windows
+    caption = ""
+    if len(drawn) < len(windows):
+        caption = f"{len(drawn)} of {len(windows)} windows shown: {', '.join(map(str, drawn))}."
+        keep = set(drawn)
+        rows = [(c, r) for c, r in rows if window_of(r) in keep]
+    return rows, drawn, caption
+
+
+def _figure_context(stat, metric_name, period, basis, segment, metrics, reference, names, segment_labels) -> dict:
+    """A figure's figure-wide values (exports.figure_rows): what its rows share, and the names
+    in the data behind the labels R draws."""
+    context = {
+        "metric": next(iter(metrics)) if len(metrics) == 1 else "",
+        "metric_label": shown(metric_name),
+        "statistic_label": STATISTIC_LABELS.get(stat, shown(stat)),
+        "period": period,
+        "basis": basis,
+        "segment": segment,
+        "compared_to": reference or "",
+        "branch_names": {label: name for name, label in names.items()},
+    }
+    if segment_labels:
+        context["segment_names"] = {label: name for name, label in segment_labels.items()}
+    return context
+
+
+def _figure_columns(rows: list[tuple[str, Statistic]]) -> dict[str, list]:
+    """The columns R draws a figure from, one entry per (comparison, row); ``metric`` only when
+    the rows are of several metrics (one metric per figure today)."""
+    cols: dict[str, list] = {
+        k: [] for k in ("branch", "comparison", "window", "parameter", "point", "lower", "upper", "ci_level")
+    }
+    for comparison, r in rows:
+        cols["branch"].append(r.branch)
+        cols["comparison"].append(comparison)
+        cols["window"].append(window_of(r))
+        cols["parameter"].append(finite(r.parameter))
+        cols["point"].append(finite(r.point))
+        cols["lower"].append(finite(r.lower))
+        cols["upper"].append(finite(r.upper))
+        cols["ci_level"].append(finite(r.ci_width) if r.lower is not None or r.upper is not None else None)
+    if len({r.metric for _, r in rows}) > 1:  # a figure of several metrics names each row's
+        cols["metric"] = [r.metric for _, r in rows]
+    return cols
+
+
+def _figure_alt(stat: str, metric_name: str, period: str, basis: str, segment: str, segments) -> str:
+    """A figure's text alternative: what it shows, where, by branch."""
+    where = (
+        f"segments {', '.join(shown(s) for s in segments)} side by side" if segments else f"segment {shown(segment)}"
+    )
+    return (
+        f"{STATISTIC_LABELS.get(stat, shown(stat))} of {shown(metric_name)}, "
+        f"{layout.PERIOD_LABELS[period].lower()}, {basis}, {where}, by branch"
+    )
 
 
 class _Builder:
@@ -1019,39 +1105,13 @@ class _Builder:
                 table = self.ci_table(mine, self.metrics.bigger_is_better(metric), conflicted, period)
                 blocks.append(StatisticBlock(stat, label, table=table, key=key))
             elif stat in self.plotted:
-                flagged = [(c, r) for c, r in mine if out_of_bounds(r)]
-                notes = []
-                if flagged:
-                    mine = [(c, r) for c, r in mine if not out_of_bounds(r)]
-                    notes.append(
-                        f"{len(flagged)} row{'s' if len(flagged) != 1 else ''} whose interval does not contain the estimate not drawn (see Data problems)."
-                    )
-                if conflicted:
-                    notes.append(
-                        f"{len(conflicted)} estimate{'s' if len(conflicted) != 1 else ''} with conflicting rows not drawn (see Data problems)."
-                    )
-                fig = self.segments_figure(stat, name, period, basis, metric)
-                if fig is not None and segment not in fig[1]:  # nothing of this segment to draw there
-                    fig = None
-                if fig is not None:
-                    fig, shown_segments = fig
-                    notes.append(
-                        f"The {len(shown_segments)} segments of {basis} side by side ({', '.join(map(shown, shown_segments))}): "
-                        f"this view's segment {shown(segment)} is the column of that name."
-                    )
-                else:
-                    fig = self.figure(stat, name, mine, windows, series, period, basis, segment)
-                blocks.append(StatisticBlock(stat, label, figure=fig, note=" ".join(notes), key=key))
-            else:
-                blocks.append(
-                    StatisticBlock(
-                        stat,
-                        label,
-                        table=self.raw_table(rows, period),
-                        note="partybal has no plot for this statistic yet; its rows are shown as a table.",
-                        key=key,
-                    )
+                fig, note = self.plotted_figure(
+                    stat, name, mine, windows, series, period, basis, segment, metric, conflicted
                 )
+                blocks.append(StatisticBlock(stat, label, figure=fig, note=note, key=key))
+            else:
+                note = "partybal has no plot for this statistic yet; its rows are shown as a table."
+                blocks.append(StatisticBlock(stat, label, table=self.raw_table(rows, period), note=note, key=key))
         pairwise = self.pairwise_table(pairwise_rows, period) if pairwise_rows and not series else None
         return MetricBlock(
             anchor=self.ids(view_anchor, "m", metric, exact=metric),
@@ -1062,6 +1122,38 @@ class _Builder:
             statistics=blocks,
             pairwise=pairwise,
         )
+
+    def plotted_figure(
+        self, stat, name, mine, windows, series, period, basis, segment, metric, conflicted
+    ) -> tuple[Figure, str]:
+        """The figure of one statistic in one view (its own, or the segments side by side) and the
+        note under it: what was left out of the drawing, and which column is this view's."""
+        flagged = [(c, r) for c, r in mine if out_of_bounds(r)]
+        notes = []
+        if flagged:
+            mine = [(c, r) for c, r in mine if not out_of_bounds(r)]
+            notes.append(
+                f"{len(flagged)} row{'s' if len(flagged) != 1 else ''} whose interval does not contain "
+                "the estimate not drawn (see Data problems)."
+            )
+        if conflicted:
+            notes.append(
+                f"{len(conflicted)} estimate{'s' if len(conflicted) != 1 else ''} with conflicting rows "
+                "not drawn (see Data problems)."
+            )
+        fig = self.segments_figure(stat, name, period, basis, metric)
+        if fig is not None and segment not in fig[1]:  # nothing of this segment to draw there
+            fig = None
+        if fig is not None:
+            fig, shown_segments = fig
+            notes.append(
+                f"The {len(shown_segments)} segments of {basis} side by side "
+                f"({', '.join(map(shown, shown_segments))}): "
+                f"this view's segment {shown(segment)} is the column of that name."
+            )
+        else:
+            fig = self.figure(stat, name, mine, windows, series, period, basis, segment)
+        return fig, " ".join(notes)
 
     def segments_figure(self, stat, metric_name, period, basis, metric) -> tuple[Figure, list[str]] | None:
         """One figure of a series of intervals, or of a distribution, for every segment of ``basis``
@@ -1105,39 +1197,10 @@ class _Builder:
         self, stat, metric_name, rows, windows, series, period, basis, segment, segments: list[str] | None = None
     ) -> Figure:
         number = len(self.figures) + 1
-        # the windows this figure has rows in, not every window of the view (metrics present in
-        # different windows would make figures × windows quadratic)
-        windows = sorted({window_of(r) for _, r in rows}) or windows[-1:]
-        drawn = shown_windows(stat, windows, SHOWN_WINDOWS_SEGMENTS if segments else None) if series else windows
-        caption = ""
-        if len(drawn) < len(windows):
-            caption = f"{len(drawn)} of {len(windows)} windows shown: {', '.join(map(str, drawn))}."
-            keep = set(drawn)
-            rows = [(c, r) for c, r in rows if window_of(r) in keep]
-        cols: dict[str, list] = {
-            k: [] for k in ("branch", "comparison", "window", "parameter", "point", "lower", "upper", "ci_level")
-        }
-        for comparison, r in rows:
-            cols["branch"].append(r.branch)
-            cols["comparison"].append(comparison)
-            cols["window"].append(window_of(r))
-            cols["parameter"].append(finite(r.parameter))
-            cols["point"].append(finite(r.point))
-            cols["lower"].append(finite(r.lower))
-            cols["upper"].append(finite(r.upper))
-            cols["ci_level"].append(finite(r.ci_width) if r.lower is not None or r.upper is not None else None)
+        rows, drawn, caption = _figure_windows(stat, rows, windows, series, segments)
+        cols = _figure_columns(rows)
         metrics = {r.metric for _, r in rows}
-        if len(metrics) > 1:  # one metric per figure today; a figure of several names each row's
-            cols["metric"] = [r.metric for _, r in rows]
-        where = (
-            f"segments {', '.join(shown(s) for s in segments)} side by side"
-            if segments
-            else f"segment {shown(segment)}"
-        )
-        alt = (
-            f"{STATISTIC_LABELS.get(stat, shown(stat))} of {shown(metric_name)}, {layout.PERIOD_LABELS[period].lower()}, "
-            f"{basis}, {where}, by branch"
-        )
+        alt = _figure_alt(stat, metric_name, period, basis, segment, segments)
         segment_labels: dict[str, str] = shown_unique(segments) if segments else {}
         if segments:  # one column per segment: each row says its own (as the figure labels it)
             cols["segment"] = [segment_labels[r.segment] for _, r in rows]
@@ -1151,18 +1214,9 @@ class _Builder:
             caption = (caption + " " if caption else "") + f"Intervals: {level}."
         if caption:
             alt += f" ({caption[:-1]})"
-        context = {
-            "metric": next(iter(metrics)) if len(metrics) == 1 else "",
-            "metric_label": shown(metric_name),
-            "statistic_label": STATISTIC_LABELS.get(stat, shown(stat)),
-            "period": period,
-            "basis": basis,
-            "segment": segment,
-            "compared_to": self.reference or "",
-            "branch_names": {label: name for name, label in names.items()},
-        }
-        if segments:
-            context["segment_names"] = {label: name for name, label in segment_labels.items()}
+        context = _figure_context(
+            stat, metric_name, period, basis, segment, metrics, self.reference, names, segment_labels
+        )
         self.figures.append(
             FigureSpec(
                 number,
@@ -1212,6 +1266,24 @@ class _Builder:
         first = next((r for by_window in values.values() for r in by_window.values()), None)
         return self.exported(Table(columns, body, note), self.export_title("Values", period, first), exported)
 
+    def ci_columns(self, by_branch: dict[str, dict[str, Statistic]], held: set[tuple]) -> tuple[list[tuple], list[str]]:
+        """The (comparison, formatter) of each column with rows (or held rows), and the header."""
+        columns = [
+            (comp, fmt)
+            for comp, fmt in (("absolute", fmt_num), ("relative_uplift", fmt_pct), ("difference", fmt_num))
+            if comp == "absolute" or any(comp in d for d in by_branch.values()) or any(c == comp for _, c in held)
+        ]
+        ref = shown(self.reference) if self.reference else ""
+        titles = {
+            "absolute": "Value",
+            "relative_uplift": f"Relative uplift vs {ref}",
+            "difference": f"Difference vs {ref}",
+        }
+        header = ["Branch"] + [
+            f"{titles[comp]} [{ci_label(d.get(comp) for d in by_branch.values())}]" for comp, _ in columns
+        ]
+        return columns, header
+
     def ci_table(self, rows, bigger_is_better: bool, conflicted: set[tuple] = frozenset(), period: str = "") -> Table:
         """Value, uplift and difference per branch with their intervals, drawn as bars. Headers
         name the rows' CI level and the branch the comparisons are against; a comparison column
@@ -1222,21 +1294,8 @@ class _Builder:
         held = {(b, c) for b, c, _ in conflicted}
         for b, _ in held:
             by_branch.setdefault(b, {})
-        columns = [
-            (comp, fmt)
-            for comp, fmt in (("absolute", fmt_num), ("relative_uplift", fmt_pct), ("difference", fmt_num))
-            if comp == "absolute" or any(comp in d for d in by_branch.values()) or any(c == comp for _, c in held)
-        ]
+        columns, header = self.ci_columns(by_branch, held)
         scales = {comp: interval_scale(d.get(comp) for d in by_branch.values()) for comp, _ in columns}
-        ref = shown(self.reference) if self.reference else ""
-        titles = {
-            "absolute": "Value",
-            "relative_uplift": f"Relative uplift vs {ref}",
-            "difference": f"Difference vs {ref}",
-        }
-        header = ["Branch"] + [
-            f"{titles[comp]} [{ci_label(d.get(comp) for d in by_branch.values())}]" for comp, _ in columns
-        ]
         body = []
         exported: list[ExportRow] = []
         for b in ordered(by_branch, (self.reference,) if self.reference else ()):
@@ -1385,6 +1444,29 @@ class _Builder:
 
     # the summary at the top
     def summary(self) -> Summary | None:
+        chosen = self.summary_rows()
+        if chosen is None:
+            return None
+        rows, label, period, basis, latest = chosen
+        uplift, counts = self.summary_estimates(rows, period)
+        held = self.summary_held(uplift, period, basis, latest)
+        others = [b for b in self.branches if b != self.reference] if self.reference else []
+        shown_rows = [r for m in uplift.values() for d in m.values() for r in d.values()]
+        level = ci_label(shown_rows)
+        mixed = level.startswith("CI (")
+        body, exported = self.summary_body(uplift, held, others, mixed, period)
+        populations = self.populations(counts, period, label)
+        summary = Summary(label, [shown(b) for b in others], body, populations, _ci_text(level, mixed))
+        if body and others and self.table_exports is not None:
+            summary = replace(
+                summary,
+                csv=self.exported(Table([], []), f"Relative uplift vs {shown(self.reference)}, {label}", exported).csv,
+            )
+        return summary
+
+    def summary_rows(self) -> tuple[list[Statistic], str, str, str, int | None] | None:
+        """(rows, label, period, basis, latest window) the summary is of: the overall period, else the
+        latest weekly window; one basis (enrollments when present), segment all. None: neither."""
         stats = self.results.statistics
         latest = None
         if stats.get("overall"):
@@ -1400,6 +1482,11 @@ class _Builder:
         rows = [r for r in rows if r.segment == "all" and basis_of(r) == basis]
         label += f", {basis}, segment all"
         period = "overall" if stats.get("overall") else "weekly"
+        return rows, label, period, basis, latest
+
+    def summary_estimates(self, rows: list[Statistic], period: str) -> tuple[dict, dict[str, Statistic]]:
+        """The relative uplifts against the reference (metric -> statistic -> branch -> row) and
+        each branch's client count."""
         uplift: dict[str, dict[str, dict[str, Statistic]]] = defaultdict(lambda: defaultdict(dict))
         counts: dict[str, Statistic] = {}
         for r in rows:
@@ -1412,7 +1499,11 @@ class _Builder:
                 and self.targets.of(period, r) == self.reference
             ):
                 uplift[r.metric][r.statistic][r.branch] = r
-        # estimates set aside as conflicting still get their row, saying so
+        return uplift, counts
+
+    def summary_held(self, uplift: dict, period: str, basis: str, latest: int | None) -> dict[str, dict[str, set[str]]]:
+        """Estimates set aside as conflicting still get their row, saying so: the branches of each
+        (metric, statistic) held back; ``uplift`` gains an entry for each."""
         held: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         for (p, metric, stat, seg, b_), keys in self.conflicts.items():
             if p == period and seg == "all" and b_ == basis and stat in SUMMARY_STATISTICS:
@@ -1420,10 +1511,10 @@ class _Builder:
                     if comp == "relative_uplift" and (period == "overall" or window == latest):
                         held[metric][stat].add(branch)
                         uplift[metric].setdefault(stat, {})
-        others = [b for b in self.branches if b != self.reference] if self.reference else []
-        shown_rows = [r for m in uplift.values() for d in m.values() for r in d.values()]
-        level = ci_label(shown_rows)
-        mixed = level.startswith("CI (")
+        return held
+
+    def summary_body(self, uplift, held, others: list[str], mixed: bool, period: str) -> tuple[list, list[ExportRow]]:
+        """One row per metric, one cell per branch against the reference; and the rows to export."""
         body = []
         exported: list[ExportRow] = []
         for metric in self.metrics.order(uplift):
@@ -1444,42 +1535,42 @@ class _Builder:
                     cells.append(Cell(text, css))
                 exported.append(self.export_row(period, r, shown(b), cells[-1].text))
             body.append(SummaryRow(shown(self.metrics.name(metric)), metric, cells))
-        populations = None
-        if counts:
-            total = sum(finite(c.point) or 0 for c in counts.values())
-            branch_order = ordered(counts, (self.reference,) if self.reference else ())
-            populations = Table(
-                ["Branch", "Clients", "Share"],
+        return body, exported
+
+    def populations(self, counts: dict[str, Statistic], period: str, label: str) -> Table | None:
+        """Clients and share of each branch (None: no counts)."""
+        if not counts:
+            return None
+        total = sum(finite(c.point) or 0 for c in counts.values())
+        branch_order = ordered(counts, (self.reference,) if self.reference else ())
+        populations = Table(
+            ["Branch", "Clients", "Share"],
+            [
                 [
-                    [
-                        Cell(shown(b)),
-                        Cell(fmt_num(counts[b].point), "num"),
-                        Cell(f"{(finite(counts[b].point) or 0) / total * 100:.1f}%" if total else "—", "num"),
-                    ]
-                    for b in branch_order
-                ],
-            )
-            populations = self.exported(
-                populations,
-                f"Branch populations, {label}",
-                [
-                    self.export_row(period, counts[b], "Clients", cells[1].text)
-                    for b, cells in zip(branch_order, populations.rows, strict=True)
-                ],
-            )
-        if mixed:
-            ci_text = "confidence intervals at the level each cell states"
-        elif level == "CI, level not stated":
-            ci_text = "intervals whose confidence level the data does not state"
-        else:
-            ci_text = level.replace("CI", "confidence intervals")
-        summary = Summary(label, [shown(b) for b in others], body, populations, ci_text)
-        if body and others and self.table_exports is not None:
-            summary = replace(
-                summary,
-                csv=self.exported(Table([], []), f"Relative uplift vs {shown(self.reference)}, {label}", exported).csv,
-            )
-        return summary
+                    Cell(shown(b)),
+                    Cell(fmt_num(counts[b].point), "num"),
+                    Cell(f"{(finite(counts[b].point) or 0) / total * 100:.1f}%" if total else "—", "num"),
+                ]
+                for b in branch_order
+            ],
+        )
+        return self.exported(
+            populations,
+            f"Branch populations, {label}",
+            [
+                self.export_row(period, counts[b], "Clients", cells[1].text)
+                for b, cells in zip(branch_order, populations.rows, strict=True)
+            ],
+        )
+
+
+def _ci_text(level: str, mixed: bool) -> str:
+    """What the summary's intervals are, in words."""
+    if mixed:
+        return "confidence intervals at the level each cell states"
+    if level == "CI, level not stated":
+        return "intervals whose confidence level the data does not state"
+    return level.replace("CI", "confidence intervals")
 
 
 def grouped_notes(notes) -> list[str]:
@@ -1515,7 +1606,9 @@ def fmt_p(p: float) -> str:
 def srm_result(check, segment_key) -> SrmResult:
     """One :class:`partybal.page.srm.SrmCheck` as the page shows it."""
     shares = []
-    for b, n, obs, exp in zip(check.branches, check.observed, check.observed_shares, check.expected_shares):
+    for b, n, obs, exp in zip(
+        check.branches, check.observed, check.observed_shares, check.expected_shares, strict=True
+    ):
         shares.append(
             SrmShare(
                 shown(b), fmt_num(n), f"{obs * 100:.2f}%", f"{exp * 100:.2f}%", "off" if abs(obs - exp) > 0.01 else ""
@@ -1605,13 +1698,23 @@ def experiment_context(
             "Proposed", f"enrollment {_days(info.proposed_enrollment)}, duration {_days(info.proposed_duration)}"
         ),
     ]
-    ref_note = ""
-    ref = info.reference_branch
-    if ref and analysis_reference and ref != analysis_reference:
-        ref_note = f"Experimenter names {shown(ref)} as the reference branch; the analysis compares against {shown(analysis_reference)}."
-    elif ref and not analysis_reference:
-        ref_note = f"Experimenter names {shown(ref)} as the reference branch; the results do not say which branch they compare against."
+    ref_note = _reference_note(info.reference_branch, analysis_reference)
     return ExperimentContext(True, "", shown(info.name), shown(info.description), facts, branches, ref_note, url)
+
+
+def _reference_note(ref: str | None, analysis_reference: str | None) -> str:
+    """What the header says when Experimenter's reference branch is not the one the analysis uses."""
+    if ref and analysis_reference and ref != analysis_reference:
+        return (
+            f"Experimenter names {shown(ref)} as the reference branch; "
+            f"the analysis compares against {shown(analysis_reference)}."
+        )
+    if ref and not analysis_reference:
+        return (
+            f"Experimenter names {shown(ref)} as the reference branch; "
+            "the results do not say which branch they compare against."
+        )
+    return ""
 
 
 def build_page(
@@ -1638,30 +1741,46 @@ def build_page(
     context = None
     if experiment is not None or experiment_note is not None:
         context = experiment_context(experiment, experiment_note or "", experiment_url, b.ref.branch)
-    tabs: list[PeriodTab] = []
-    bases: set[str] = set()
-    segments: set[str] = set()
-    statistics: set[str] = set()
-    for period in layout.PERIODS:
-        label = layout.PERIOD_LABELS[period]
-        if period not in results.statistics:
-            tabs.append(PeriodTab(period, label, False, 0, [], note=f"No {label.lower()} results have been published."))
-            continue
-        rows = results.statistics[period]
-        groups: dict[tuple[str, str], list[Statistic]] = defaultdict(list)
-        for r in rows:
-            groups[(basis_of(r), r.segment)].append(r)
-            statistics.add(r.statistic)
-        keys = sorted(
-            groups, key=lambda k: (ordered({k[0]} | set(BASIS_ORDER), BASIS_ORDER).index(k[0]), k[1] != "all", k[1])
-        )
-        b.period_groups[period] = groups
-        views = [b.view(period, basis, seg, groups[(basis, seg)]) for basis, seg in keys]
-        bases.update(k[0] for k in keys)
-        segments.update(k[1] for k in keys)
-        n_windows = len({window_of(r) for r in rows})
-        note = "" if rows else f"The {label.lower()} results file is empty."
-        tabs.append(PeriodTab(period, label, True, n_windows, views, note=note))
+    facets = _Facets(set(), set(), set())
+    tabs = [_period_tab(b, period, facets) for period in layout.PERIODS]
+    errors = _error_rows(results)
+    page = _page(results, b, context, tabs, facets, errors, rendered_at, banner, srm_checks, render_dir)
+    return page, b.figures
+
+
+@dataclass
+class _Facets:
+    """The bases, segments and statistics the page's tabs show (its filters' options)."""
+
+    bases: set[str]
+    segments: set[str]
+    statistics: set[str]
+
+
+def _period_tab(b: _Builder, period: str, facets: _Facets) -> PeriodTab:
+    """One period's tab: a view per (basis, segment), bases in BASIS_ORDER, segment all first."""
+    label = layout.PERIOD_LABELS[period]
+    if period not in b.results.statistics:
+        return PeriodTab(period, label, False, 0, [], note=f"No {label.lower()} results have been published.")
+    rows = b.results.statistics[period]
+    groups: dict[tuple[str, str], list[Statistic]] = defaultdict(list)
+    for r in rows:
+        groups[(basis_of(r), r.segment)].append(r)
+        facets.statistics.add(r.statistic)
+    keys = sorted(
+        groups, key=lambda k: (ordered({k[0]} | set(BASIS_ORDER), BASIS_ORDER).index(k[0]), k[1] != "all", k[1])
+    )
+    b.period_groups[period] = groups
+    views = [b.view(period, basis, seg, groups[(basis, seg)]) for basis, seg in keys]
+    facets.bases.update(k[0] for k in keys)
+    facets.segments.update(k[1] for k in keys)
+    n_windows = len({window_of(r) for r in rows})
+    note = "" if rows else f"The {label.lower()} results file is empty."
+    return PeriodTab(period, label, True, n_windows, views, note=note)
+
+
+def _periods_line(tabs: list[PeriodTab]) -> str:
+    """Which periods the page has (with their number of windows) and which it has not."""
     present = [
         f"{t.label} ({t.windows} window{'s' if t.windows != 1 else ''})" if t.period != "overall" else t.label
         for t in tabs
@@ -1671,8 +1790,12 @@ def build_page(
     periods_line = "Available: " + (", ".join(present) or "none")
     if missing:
         periods_line += ". Not available: " + ", ".join(missing)
-    md = results.metadata
-    errors = [
+    return periods_line
+
+
+def _error_rows(results: ExperimentResults) -> list[ErrorRow]:
+    """Jetstream's errors file as the page lists it."""
+    return [
         ErrorRow(
             level=e.log_level,
             css=e.log_level.lower() if e.log_level.lower() in ("error", "warning", "critical", "info") else "",
@@ -1688,7 +1811,24 @@ def build_page(
         )
         for i, e in enumerate(results.errors, start=1)
     ]
-    page = Page(
+
+
+def _page(
+    results: ExperimentResults,
+    b: _Builder,
+    context: ExperimentContext | None,
+    tabs: list[PeriodTab],
+    facets: _Facets,
+    errors: list[ErrorRow],
+    rendered_at: dt.datetime | None,
+    banner: Banner | None,
+    srm_checks: list | None,
+    render_dir: str,
+) -> Page:
+    """The page model from its parts; the summary, data problems and completeness map are built
+    here, after the tabs (in this order: each numbers its exported tables as it goes)."""
+    md = results.metadata
+    return Page(
         slug=results.slug,
         file_slug=results.file_slug,
         title=context.name if context is not None and context.found and context.name else results.slug,
@@ -1698,16 +1838,16 @@ def build_page(
         analysis_start_time=fmt_time(md.analysis_start_time) if md and md.analysis_start_time else "unknown",
         results_updated=fmt_time(results.updated),
         rendered_at=fmt_time(rendered_at or dt.datetime.now(dt.UTC)),
-        periods_line=periods_line,
+        periods_line=_periods_line(tabs),
         summary=b.summary(),
         tabs=tabs,
         errors=errors,
         sources=[SourceLink(f.name, f.url, fmt_time(f.updated)) for f in sorted(results.files, key=lambda f: f.name)],
-        bases=[Option(x, x.capitalize()) for x in ordered(bases, BASIS_ORDER)],
-        segments=[Option(b.segment_key(x), shown(x)) for x in ordered(segments, ("all",))],
+        bases=[Option(x, x.capitalize()) for x in ordered(facets.bases, BASIS_ORDER)],
+        segments=[Option(b.segment_key(x), shown(x)) for x in ordered(facets.segments, ("all",))],
         statistics=[
             Option(b.statistic_keys(x), STATISTIC_LABELS.get(x, shown(x)))
-            for x in ordered(statistics, tuple(STATISTIC_ORDER))
+            for x in ordered(facets.statistics, tuple(STATISTIC_ORDER))
         ],
         ignored=[f"{name} ({why})" for name, why in results.ignored],
         banner=banner,
@@ -1721,7 +1861,6 @@ def build_page(
         completeness=_completeness(results, tabs, errors, b, srm_checks),
         manifest=f"{render_dir}/{layout.RENDER_MANIFEST}" if render_dir else "",
     )
-    return page, b.figures
 
 
 def _completeness(

@@ -69,7 +69,7 @@ def _text(value: Any, limit: int = 400) -> str:
 
 
 def history_entries(
-    site_bucket: str, prefix: str, fslug: str, name: str, listed: list[history.Listed], has_page: bool = True
+    site_bucket: str, prefix: str, fslug: str, name: str, listed: list[history.PastRender], has_page: bool = True
 ) -> list[Entry]:
     """One entry per listed render that is news: the first render, a recovery, or a change."""
     out = []
@@ -251,25 +251,50 @@ def site_feed(client, site_bucket: str, prefix: str, statuses: dict[str, StatusL
     )
 
 
-def _write(site_bucket, name: str, make) -> None:
-    """Write ``make()`` at ``name``, conditional on the generation read before it was made: a
-    rebuild that listed older state than one that wrote meanwhile makes it again."""
+def _base_generation(blob) -> int:
+    try:
+        return int((blob.metadata or {}).get("base_generation", -1))
+    except (TypeError, ValueError):
+        return -1
+
+
+def _write(site_bucket, name: str, make) -> bool:
+    """Write ``make()`` at ``name``, conditional on the generation read before it was made (kept
+    as ``base_generation``), as ``toc.publish_index`` writes the index. Losing to a rebuild that
+    read the feed after this one first did means the winner listed at least as late: done. Losing
+    otherwise makes it again; after :data:`WRITE_ATTEMPTS` losses it gives up with a log line (each
+    loss was another rebuild's write; the next render's rebuild writes again) — never an exception
+    that would fail, and retry, the TOC rebuild. True when this call wrote it."""
     from google.api_core import exceptions as gexc
 
-    for _ in range(WRITE_ATTEMPTS):
+    first_read: int | None = None
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
         current = site_bucket.get_blob(name)
-        generation = int(current.generation) if current is not None else 0
+        generation = int(current.generation) if current is not None else 0  # read BEFORE listing
+        first_read = generation if first_read is None else first_read
         body = make()
         blob = site_bucket.blob(name)
         blob.cache_control = FEED_CACHE_CONTROL
+        blob.metadata = {"base_generation": str(generation)}
         try:
             blob.upload_from_string(
                 body, content_type="application/atom+xml; charset=utf-8", if_generation_match=generation
             )
-            return
+            return True
         except gexc.PreconditionFailed:
-            continue
-    raise RuntimeError(f"{name} changed {WRITE_ATTEMPTS} times while writing it")
+            winner = site_bucket.get_blob(name)
+            if winner is not None and _base_generation(winner) > first_read:
+                logs.log(log, logging.INFO, "feed already rebuilt by a later listing", slug=None, feed=name)
+                return False
+            logs.log(log, logging.INFO, "feed changed while rebuilding", slug=None, feed=name, attempt=attempt)
+    logs.log(
+        log,
+        logging.WARNING,
+        f"{name} changed {WRITE_ATTEMPTS} times while writing it; left to the next rebuild",
+        slug=None,
+        feed=name,
+    )
+    return False
 
 
 def publish_feeds(
@@ -289,6 +314,9 @@ def publish_feeds(
     written.append(layout.feed_name(prefix))
     for fslug in slugs:
         name = layout.experiment_feed_name(fslug, prefix)
+        if not _ever_published(client, site, state_bucket, prefix, fslug):
+            logs.log(log, logging.INFO, "no feed for an experiment without a page", slug=fslug, feed=name)
+            continue
         _write(
             site,
             name,
@@ -297,6 +325,15 @@ def publish_feeds(
         written.append(name)
     logs.log(log, logging.INFO, "feeds rebuilt", slug=None, prefix=prefix, feeds=written)
     return written
+
+
+def _ever_published(client, site, state_bucket: str, prefix: str, fslug: str) -> bool:
+    """Whether the experiment has a page or a history: a render request for a slug without results
+    (a typo, a hostile name) fails and has a status record, but gets no public feed object."""
+    st = status_of(client, state_bucket, prefix, fslug)
+    if st is not None and st.record.get("page") == layout.page_name(fslug, prefix):
+        return True
+    return bool(history.list_history(site, fslug, prefix))
 
 
 def status_of(client, state_bucket: str, prefix: str, fslug: str) -> StatusListed | None:

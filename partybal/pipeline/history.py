@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import zlib
@@ -139,11 +140,17 @@ def _estimates(results: ExperimentResults) -> tuple[list[list], str | None]:
     reference = report.choose_reference(results, targets).shown
     if reference is None:
         return [], None
-    chosen: dict[
-        tuple, tuple
-    ] = {}  # (metric, branch, basis, segment) -> (period rank, -window, stat rank, row, period)
+    chosen = _choose_estimates(results, targets, reference)
+    ordered = sorted(chosen.items(), key=lambda kv: (kv[0][3] != "all", kv[0]))
+    return [_estimate_row(results, key, r, period) for key, (_, r, period) in ordered], reference
+
+
+def _choose_estimates(results: ExperimentResults, targets: report.Targets, reference: str) -> dict[tuple, tuple]:
+    """(metric, branch, basis, segment) → (rank, row, period): of the rows against ``reference``,
+    the best ranked one — overall before later windows before earlier, summary statistics in order."""
     rank = {p: i for i, p in enumerate(LATEST_PERIODS)}
     stat_rank = {s: i for i, s in enumerate(report.SUMMARY_STATISTICS)}
+    chosen: dict[tuple, tuple] = {}
     for period, rows in results.statistics.items():
         if period not in rank:
             continue
@@ -156,28 +163,15 @@ def _estimates(results: ExperimentResults) -> tuple[list[list], str | None]:
             candidate = (rank[period], -window_of(r), stat_rank[r.statistic])
             if key not in chosen or candidate < chosen[key][0]:
                 chosen[key] = (candidate, r, period)
-    out = []
-    for (metric, branch, basis, segment), (_, r, period) in sorted(
-        chosen.items(), key=lambda kv: (kv[0][3] != "all", kv[0])
-    ):
-        sig = None if out_of_bounds(r) else significance(r.lower, r.upper, _direction(results, metric))
-        out.append(
-            [
-                metric,
-                branch,
-                basis,
-                segment,
-                r.statistic,
-                period,
-                window_of(r),
-                _num(r.point),
-                _num(r.lower),
-                _num(r.upper),
-                r.ci_width,
-                sig,
-            ]
-        )
-    return out, reference
+    return chosen
+
+
+def _estimate_row(results: ExperimentResults, key: tuple, r, period: str) -> list:
+    """A summary row: ``KEY_COLUMNS`` then ``VALUE_COLUMNS``."""
+    metric = key[0]
+    sig = None if out_of_bounds(r) else significance(r.lower, r.upper, _direction(results, metric))
+    values = [r.statistic, period, window_of(r), _num(r.point), _num(r.lower), _num(r.upper), r.ci_width, sig]
+    return [*key, *values]
 
 
 def summarize(
@@ -229,6 +223,16 @@ def summarize(
 
 def encode(summary: dict[str, Any]) -> bytes:
     return json.dumps(summary, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+IDENTITY_FIELDS = ("render_id", "rendered_at")  # differ between two renders of the same inputs
+
+
+def content_key(summary: dict[str, Any]) -> str:
+    """What a summary shows, without which render showed it: equal for a re-render of the same
+    input generations (a duplicate delivery, a retried or repeated request)."""
+    rest = {k: v for k, v in summary.items() if k not in IDENTITY_FIELDS}
+    return hashlib.sha256(encode(rest)).hexdigest()[:20]
 
 
 def nest(rows: list[list]) -> dict[str, Any]:
@@ -514,6 +518,7 @@ def digest(d: Diff, summary: dict[str, Any], recovered: str = "") -> dict[str, s
     body: dict[str, Any] = {
         "first": d.first,
         "since": d.since_render_id,
+        "key": content_key(summary),
         "counts": d.counts(),
         "windows": {p: len(w) for p, w in (summary.get("windows") or {}).items()},
         "lines": [],
@@ -538,13 +543,38 @@ def read_digest(metadata: Any) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
-class Listed:
-    """One history object of a listing."""
+class PastRender:
+    """One history object of a listing: an earlier render's summary, not downloaded."""
 
     name: str
     render_id: str
     updated: dt.datetime | None
     digest: dict[str, Any] | None
+
+    @property
+    def key(self) -> str | None:
+        """:func:`content_key` of its summary (None for a summary written before keys were kept)."""
+        key = (self.digest or {}).get("key")
+        return key if isinstance(key, str) and key else None
+
+    @property
+    def recovered(self) -> bool:
+        return bool((self.digest or {}).get("recovered"))
+
+
+def repeats(later: PastRender, earlier: PastRender | None) -> bool:
+    """``later`` showed what ``earlier`` showed (and was no recovery from a failed render)."""
+    return earlier is not None and later.key is not None and later.key == earlier.key and not later.recovered
+
+
+def collapse(listed: list[PastRender]) -> list[PastRender]:
+    """A listing (oldest first) without renders that repeat the one before them: two renders of
+    the same inputs (concurrent duplicates each wrote one) are one entry, the first."""
+    out: list[PastRender] = []
+    for x in listed:
+        if not repeats(x, out[-1] if out else None):
+            out.append(x)
+    return out
 
 
 def summary_href(fslug: str, render_id: str) -> str:
@@ -597,7 +627,7 @@ def page_changes(d: Diff, fslug: str) -> report.Changes:
 
 
 def history_entries(
-    listed: list[Listed], fslug: str, current: str, current_summary: str
+    listed: list[PastRender], fslug: str, current: str, current_summary: str
 ) -> tuple[list[report.HistoryEntry], str]:
     """The History section: this render, then earlier ones newest first (at most
     :data:`MAX_PAGE_HISTORY`), and a note on what is not listed."""
@@ -626,8 +656,9 @@ def history_entries(
 # --- the site bucket ---------------------------------------------------------------------------
 
 
-def list_history(site_bucket, fslug: str, prefix: str = "") -> list[Listed]:
-    """The experiment's history objects: one listing (names, update times, digests), nothing downloaded."""
+def list_history(site_bucket, fslug: str, prefix: str = "") -> list[PastRender]:
+    """The experiment's history objects, oldest first, repeats collapsed (:func:`collapse`): one
+    listing (names, update times, digests), nothing downloaded."""
     out = []
     for b in site_bucket.client.list_blobs(
         site_bucket, prefix=layout.history_dir(fslug, prefix), fields="items(name,updated,metadata),nextPageToken"
@@ -635,11 +666,11 @@ def list_history(site_bucket, fslug: str, prefix: str = "") -> list[Listed]:
         parsed = layout.parse_history_name(b.name)
         if parsed is None or parsed[0] != prefix or parsed[1] != fslug:
             continue
-        out.append(Listed(b.name, parsed[2], b.updated, read_digest(b.metadata)))
-    return sorted(out, key=lambda x: x.render_id)
+        out.append(PastRender(b.name, parsed[2], b.updated, read_digest(b.metadata)))
+    return collapse(sorted(out, key=lambda x: x.render_id))
 
 
-def read_previous(site_bucket, listed: list[Listed], render_id: str) -> dict[str, Any] | None:
+def read_previous(site_bucket, listed: list[PastRender], render_id: str) -> dict[str, Any] | None:
     """The newest summary of a render earlier than ``render_id`` (one download), or None. An
     unreadable one is skipped for the one before it (at most three are tried)."""
     from google.api_core import exceptions as gexc
@@ -682,12 +713,21 @@ def write(site_bucket, summary: dict[str, Any], metadata: dict[str, str]) -> str
 @dataclass(frozen=True)
 class Prepared:
     """What the job needs of the history for one render: the summary to write once the page is
-    live, its custom metadata, and the page's sections (``render.build(history=…)``)."""
+    live, its custom metadata, and the page's sections (``render.build(history=…)``).
+    ``repeat_of``: the earlier render this one repeats (same :func:`content_key`): its summary
+    stands for this render too, nothing is written, and the page is the one that render built."""
 
     summary: dict[str, Any]
     metadata: dict[str, str]
     sections: tuple  # (report.Changes, [report.HistoryEntry], note)
     diff: Diff
+    repeat_of: PastRender | None = None
+
+    def write(self, site_bucket) -> str:
+        """Once the page is live: the summary's name (written unless this render is a repeat)."""
+        if self.repeat_of is not None:
+            return self.repeat_of.name
+        return write(site_bucket, self.summary, self.metadata)
 
 
 def prepare(
@@ -700,15 +740,42 @@ def prepare(
     """Before the page is built (the rows are still loaded): this render's summary, the earlier
     renders (one listing) and the newest earlier summary (one download), what changed.
     ``previous_status``: the experiment's status record before this render (a ``failed`` one
-    makes this render a recovery)."""
+    makes this render a recovery). A render that repeats the newest earlier one (same inputs,
+    same summary, no recovery) shows that render's page: same changes, same History."""
     summary = summarize(results, render_id, prefix=prefix)
     listed = list_history(site_bucket, results.file_slug, prefix)
-    previous = read_previous(site_bucket, listed, render_id)
+    recovered = ""
+    if isinstance(previous_status, dict) and previous_status.get("state") == "failed":
+        recovered = str(previous_status.get("reason") or "unknown reason")
+    repeat_of = _repeated(listed, render_id, summary, recovered)
+    shown_id = repeat_of.render_id if repeat_of is not None else render_id
+    if repeat_of is not None:
+        recovered = str((repeat_of.digest or {}).get("recovered") or "")
+        logs.log(
+            log, logging.INFO, "render repeats an earlier one", slug=results.file_slug, repeats=repeat_of.render_id
+        )
+    d = _compare(read_previous(site_bucket, listed, shown_id), summary, results.file_slug)
+    meta = digest(d, summary, recovered)
+    entries, note = history_entries(listed, results.file_slug, shown_id, describe(d.counts(), d.first, bool(recovered)))
+    return Prepared(summary, meta, (page_changes(d, results.file_slug), entries, note), d, repeat_of)
+
+
+def _repeated(listed: list[PastRender], render_id: str, summary: dict[str, Any], recovered: str) -> PastRender | None:
+    """The newest earlier render when this one repeats it (:func:`repeats`), else None."""
+    earlier = [x for x in listed if x.render_id < render_id]
+    if not earlier or recovered:
+        return None
+    me = PastRender("", render_id, None, {"key": content_key(summary)})
+    return earlier[-1] if repeats(me, earlier[-1]) else None
+
+
+def _compare(previous: dict[str, Any] | None, summary: dict[str, Any], fslug: str) -> Diff:
+    """:func:`diff`, or a note that the previous summary (another version wrote it) is not comparable."""
     try:
-        d = diff(previous, summary)
+        return diff(previous, summary)
     except Exception as exc:  # noqa: BLE001 - a summary another version wrote must not stop the page
         why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        logs.log(log, logging.WARNING, f"previous history summary not comparable: {why}", slug=results.file_slug)
+        logs.log(log, logging.WARNING, f"previous history summary not comparable: {why}", slug=fslug)
         d = Diff(
             first=False,
             since_render_id=str(previous.get("render_id") or ""),
@@ -717,11 +784,4 @@ def prepare(
         d.items.append(
             Item("config", "config", f"The previous render's summary could not be compared with this one ({why}).")
         )
-    recovered = ""
-    if isinstance(previous_status, dict) and previous_status.get("state") == "failed":
-        recovered = str(previous_status.get("reason") or "unknown reason")
-    meta = digest(d, summary, recovered)
-    entries, note = history_entries(
-        listed, results.file_slug, render_id, describe(d.counts(), d.first, bool(recovered))
-    )
-    return Prepared(summary, meta, (page_changes(d, results.file_slug), entries, note), d)
+        return d

@@ -41,6 +41,7 @@ retried attempt, slugs already rendered ``ok`` since the list was written are sk
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -270,11 +271,21 @@ def publish_site(
     The page is written only over a page of an earlier render (render ids sort in start order, so
     a render that started later read newer inputs), with ``ifGenerationMatch`` on the page read, so
     two renders of one experiment finishing together cannot interleave."""
-    from google.api_core import exceptions as gexc
+    _upload_assets(site_bucket, built, prefix)
+    step("after-assets")
+    page_name = layout.page_name(built.file_slug, prefix)
+    live, live_rid, written = _write_page(site_bucket, built, page_name)
+    if not written:
+        return _superseded(site_bucket, built, prefix, live_rid)
+    step("after-page")
+    return _clean_up_after(site_bucket, built, prefix, page_name, live, live_rid, grace_seconds)
 
+
+def _upload_assets(site_bucket, built: render.BuiltPage, prefix: str) -> None:
+    """The render's figure list (first: a clean-up by another render keeps its hashes from now
+    on), its figures by content hash, then its render folder (CSV exports, manifest…)."""
     fslug, rid = built.file_slug, built.render_id
     folder = layout.assets_dir(fslug, rid, prefix) + "/"
-    # The hashes the page shows, first: a clean-up by another render keeps them from now on.
     figure_list = site_bucket.blob(layout.figure_list_name(fslug, rid, prefix))
     figure_list.cache_control = ASSET_CACHE_CONTROL
     figure_list.upload_from_string(json.dumps({"figures": built.figure_refs}), content_type="application/json")
@@ -291,41 +302,57 @@ def publish_site(
         )
 
     in_parallel(upload, built.assets)  # a real-size page has ~1,000 (a CSV per table and figure)
-    step("after-assets")
-    page_name = layout.page_name(fslug, prefix)
+
+
+def _write_page(site_bucket, built: render.BuiltPage, page_name: str) -> tuple[Any, str | None, bool]:
+    """The page, over an earlier render's only, conditional on the generation read; (the live page
+    read, its render id, whether this render's page was written — False: a later render's is live)."""
+    from google.api_core import exceptions as gexc
+
     for _ in range(PUBLISH_ATTEMPTS):
         live = site_bucket.get_blob(page_name)
         live_rid = (live.metadata or {}).get(PAGE_RENDER_ID) if live is not None else None
-        if live_rid is not None and live_rid > rid:
-            dropped = _delete_blobs(
-                site_bucket.blob(prefix + rel) for rel in [*built.assets, layout.figure_list_name(fslug, rid)]
-            )  # no page ever showed them
-            folders, stored = list_assets(site_bucket, fslug, prefix)
-            figures_deleted = delete_unreferenced_figures(
-                site_bucket, fslug, prefix, folders, stored, set(folders), {}, newer_than=live_rid
-            )
-            return Published(
-                page=None,
-                superseded_by=live_rid,
-                assets_deleted=dropped,
-                figures_uploaded=built.figures_uploaded,
-                figures_deleted=figures_deleted,
-            )
+        if live_rid is not None and live_rid > built.render_id:
+            return live, live_rid, False
         page = site_bucket.blob(page_name)
         page.cache_control = PAGE_CACHE_CONTROL
-        page.metadata = {PAGE_RENDER_ID: rid}
+        page.metadata = {PAGE_RENDER_ID: built.render_id}
         try:
             page.upload_from_filename(
                 str(built.workdir / built.page),
                 content_type="text/html; charset=utf-8",
                 if_generation_match=live.generation if live is not None else 0,
             )
-            break
+            return live, live_rid, True
         except gexc.PreconditionFailed:
             continue  # another render of this experiment wrote the page meanwhile: decide again
-    else:
-        raise RuntimeError(f"{page_name} changed {PUBLISH_ATTEMPTS} times while publishing; giving up this attempt")
-    step("after-page")
+    raise RuntimeError(f"{page_name} changed {PUBLISH_ATTEMPTS} times while publishing; giving up this attempt")
+
+
+def _superseded(site_bucket, built: render.BuiltPage, prefix: str, live_rid: str) -> Published:
+    """A later render's page is live: this render's uploads go (no page ever showed them)."""
+    fslug, rid = built.file_slug, built.render_id
+    dropped = _delete_blobs(
+        site_bucket.blob(prefix + rel) for rel in [*built.assets, layout.figure_list_name(fslug, rid)]
+    )
+    folders, stored = list_assets(site_bucket, fslug, prefix)
+    figures_deleted = delete_unreferenced_figures(
+        site_bucket, fslug, prefix, folders, stored, set(folders), {}, newer_than=live_rid
+    )
+    return Published(
+        page=None,
+        superseded_by=live_rid,
+        assets_deleted=dropped,
+        figures_uploaded=built.figures_uploaded,
+        figures_deleted=figures_deleted,
+    )
+
+
+def _clean_up_after(
+    site_bucket, built: render.BuiltPage, prefix: str, page_name: str, live, live_rid: str | None, grace_seconds: int
+) -> Published:
+    """The page is live: the render folders and figures nobody can still need go."""
+    fslug, rid = built.file_slug, built.render_id
     folders, stored = list_assets(site_bucket, fslug, prefix)
     if live is not None and live_rid is None:  # a page written before pages named their render
         live_rid = max((f for f in folders if f < rid), default=None)
@@ -337,7 +364,9 @@ def publish_site(
         dt.datetime.now(dt.UTC),
         grace_seconds,
     )
-    deleted = _delete_blobs(blob for f in sorted(doomed) for blob in folders[f])
+    blobs = [blob for f in sorted(doomed) for blob in folders[f]]
+    deleted = _delete_blobs(b for b in blobs if not layout.is_render_record(b.name))
+    _start_record_retention([b for b in blobs if layout.is_render_record(b.name)])
     kept = (set(folders) - doomed) | {rid}
     figures_deleted = delete_unreferenced_figures(
         site_bucket, fslug, prefix, folders, stored, kept, {rid: set(built.figure_refs)}, newer_than=rid
@@ -381,7 +410,7 @@ def list_assets(site_bucket, fslug: str, prefix: str) -> tuple[dict[str, list], 
     folders: dict[str, list] = {}
     stored: dict[str, Any] = {}
     for blob in site_bucket.client.list_blobs(
-        site_bucket, prefix=root, fields="items(name,generation,timeCreated),nextPageToken"
+        site_bucket, prefix=root, fields="items(name,generation,timeCreated,customTime),nextPageToken"
     ):
         rest = blob.name[len(root) :]
         if rest.startswith(figures_root):
@@ -535,6 +564,24 @@ def in_parallel(fn, items) -> list:
         return list(pool.map(fn, items))
 
 
+def _start_record_retention(blobs) -> None:
+    """A cleaned-up render keeps its exports and manifest: stamp them with the time its page
+    stopped being needed (once; GCS never lets a custom time go back), from which the bucket's
+    lifecycle rule counts ``history_retention_days``."""
+    from google.api_core import exceptions as gexc
+
+    now = dt.datetime.now(dt.UTC)
+
+    def stamp(blob) -> None:
+        if blob.custom_time is not None:
+            return
+        blob.custom_time = now
+        with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):  # gone or changed: next time
+            blob.patch(if_generation_match=blob.generation)
+
+    in_parallel(stamp, blobs)
+
+
 def _delete_blobs(blobs) -> int:
     from google.api_core import exceptions as gexc
 
@@ -607,7 +654,8 @@ def read_experimenter(state_bucket) -> experimenter.Catalog:
             snapshot=where,
         )
         return experimenter.Catalog(
-            note=f"The Experimenter snapshot could not be read ({type(exc).__name__}): what follows comes from the results alone.",
+            note=f"The Experimenter snapshot could not be read ({type(exc).__name__}): "
+            "what follows comes from the results alone.",
             source=where,
         )
     return experimenter.catalog_from_snapshot(data, where)
@@ -629,7 +677,8 @@ def run(settings: JobSettings, client=None, *, cores: int | None = None) -> dict
         _crash_record(
             state,
             settings,
-            f"infrastructure error (Cloud Run retries while the job has retries left): {type(exc).__name__}: {one_line(exc, 300)}",
+            "infrastructure error (Cloud Run retries while the job has retries left): "
+            f"{type(exc).__name__}: {one_line(exc, 300)}",
             run_id,
         )
         raise
@@ -642,7 +691,6 @@ def _render(
 ) -> dict[str, Any]:
     fslug, prefix = settings.file_slug, settings.prefix
     fields = {"slug": fslug, "prefix": prefix, "attempt": settings.attempt}
-    site = client.bucket(settings.site_bucket)
     had_marker = delete_marker(state, fslug, prefix)
     logs.log(log, logging.INFO, "render started", pending_marker=had_marker, **fields)
     source = source or GcsResults(settings.results_bucket, prefix, client=client)
@@ -653,96 +701,13 @@ def _render(
     try:
         results = load_experiment(source, settings.slug)
         record.update(status.results_fields(results, source.prefix))
-        # before the page is built (it releases the rows): this render's summary, what changed
-        hist = history.prepare(site, results, record["run_id"], prefix, read_status(state, fslug, prefix))
-        with tempfile.TemporaryDirectory(prefix=f"partybal-{fslug}-") as tmp:
-            the_banner = (
-                render.Banner.preview(source.description, dt.datetime.now(dt.UTC))
-                if prefix == layout.PREVIEW_PREFIX
-                else None
-            )
-            catalog = read_experimenter(state)
-            built = render.build(
-                results,
-                Path(tmp),
-                render_id=record["run_id"],
-                cores=cores,
-                index_href="index.html",
-                banner=the_banner,
-                catalog=catalog,
-                history=hist.sections,
-                reuse=lambda hashes: reusable_figures(site, fslug, prefix, hashes),
-            )
-            published = publish_site(site, built, prefix, settings.asset_grace_seconds)
-        logs.log(
-            log,
-            logging.INFO,
-            "figures",
-            render_id=built.render_id,
-            **built.figure_counts(),
-            deleted=published.figures_deleted,
-            published=published.page is not None,
-            **fields,
-        )
-        now = status.iso(dt.datetime.now(dt.UTC))
-        record.update(
-            state=OK,
-            render_id=built.render_id,
-            figures=built.figures,
-            page=published.page,
-            rendered_at=now,
-            page_rendered_at=now,
-        )
-        record["srm"] = status.srm_field(built.srm)
-        if published.page is None:
-            logs.log(
-                log,
-                logging.INFO,
-                "page not published: a later render's page is live",
-                render_id=built.render_id,
-                superseded_by=published.superseded_by,
-                **fields,
-            )
-            return {**record, "superseded_by": published.superseded_by}  # that render writes the status
-        record["history"] = history.write(site, hist.summary, hist.metadata)  # never deleted by the clean-up above
-        logs.log(
-            log,
-            logging.INFO,
-            "page published",
-            page=published.page,
-            url=page_url(settings.site_bucket, published.page),
-            render_id=built.render_id,
-            replaced=published.replaced,
-            figures=built.figures,
-            old_assets_deleted=published.assets_deleted,
-            **fields,
-        )
+        superseded = _build_and_publish(settings, client, state, cores, source, results, record, fields)
+        if superseded is not None:
+            return superseded  # that render writes the status
     except Exception as exc:  # noqa: BLE001 - every exception while rendering ends in a status
         if is_infrastructure_error(exc):
             raise  # run() records it and Cloud Run retries the attempt
-        reason = status.failure_reason(exc)  # one line
-        if not isinstance(
-            exc, (InputError, render.RenderError)
-        ):  # a bug or an unforeseen value: keep the traceback in the log
-            log.error(
-                "render failed: %s", reason, exc_info=True, extra={"fields": {"kind": type(exc).__name__, **fields}}
-            )
-        if results is None:
-            gens, updated = _listed_generations(source, fslug)
-            record.update(input_generations=gens, results_updated=updated)
-        previous = read_status(state, fslug, prefix) or {}
-        record.update(
-            state=FAILED,
-            reason=reason,
-            rendered_at=status.iso(dt.datetime.now(dt.UTC)),
-            **status.live_page_fields(previous),
-        )
-        if results is None:  # keep what the TOC knows about the experiment
-            for key in ("name", "analysis_start", "windows"):
-                if previous.get(key):
-                    record[key] = previous[key]
-        else:
-            logs.log(log, logging.ERROR, f"render failed: {reason}", kind=type(exc).__name__, **fields)
+        _record_failure(exc, state, source, results, record, fields)
     record["render_seconds"] = round(time.monotonic() - started, 3)
     if not write_status(state, record, prefix):
         logs.log(
@@ -753,6 +718,126 @@ def _render(
             **fields,
         )
     return record
+
+
+def _build_and_publish(
+    settings: JobSettings,
+    client,
+    state,
+    cores: int | None,
+    source: GcsResults,
+    results: ExperimentResults,
+    record: dict[str, Any],
+    fields: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Build the page, publish it, write the history summary; ``record`` made ``ok``. Returns the
+    record to hand back when a later render's page is already live (None otherwise)."""
+    fslug, prefix = settings.file_slug, settings.prefix
+    site = client.bucket(settings.site_bucket)
+    # before the page is built (it releases the rows): this render's summary, what changed
+    hist = history.prepare(site, results, record["run_id"], prefix, read_status(state, fslug, prefix))
+    with tempfile.TemporaryDirectory(prefix=f"partybal-{fslug}-") as tmp:
+        built = render.build(
+            results,
+            Path(tmp),
+            render_id=record["run_id"],
+            cores=cores,
+            index_href="index.html",
+            banner=_banner(source, prefix),
+            catalog=read_experimenter(state),
+            history=hist.sections,
+            reuse=lambda hashes: reusable_figures(site, fslug, prefix, hashes),
+        )
+        published = publish_site(site, built, prefix, settings.asset_grace_seconds)
+    _mark_ok(record, built, published, fields)
+    if published.page is None:
+        return {**record, "superseded_by": published.superseded_by}
+    record["history"] = hist.write(site)  # never deleted by the clean-up; a repeat of the same inputs writes none
+    logs.log(
+        log,
+        logging.INFO,
+        "page published",
+        page=published.page,
+        url=page_url(settings.site_bucket, published.page),
+        render_id=built.render_id,
+        replaced=published.replaced,
+        figures=built.figures,
+        old_assets_deleted=published.assets_deleted,
+        **fields,
+    )
+    return None
+
+
+def _mark_ok(record: dict[str, Any], built: render.BuiltPage, published: Published, fields: dict[str, Any]) -> None:
+    """``record`` made ``ok`` for the built page (published, or superseded by a later render's)."""
+    logs.log(
+        log,
+        logging.INFO,
+        "figures",
+        render_id=built.render_id,
+        **built.figure_counts(),
+        **fields,
+        deleted=published.figures_deleted,
+        published=published.page is not None,
+    )
+    now = status.iso(dt.datetime.now(dt.UTC))
+    record.update(
+        state=OK,
+        render_id=built.render_id,
+        figures=built.figures,
+        page=published.page,
+        rendered_at=now,
+        page_rendered_at=now,
+    )
+    record["srm"] = status.srm_field(built.srm)
+    if published.page is None:
+        logs.log(
+            log,
+            logging.INFO,
+            "page not published: a later render's page is live",
+            render_id=built.render_id,
+            superseded_by=published.superseded_by,
+            **fields,
+        )
+
+
+def _banner(source: GcsResults, prefix: str) -> render.Banner | None:
+    """The preview banner of a page rendered from a preview upload."""
+    if prefix != layout.PREVIEW_PREFIX:
+        return None
+    return render.Banner.preview(source.description, dt.datetime.now(dt.UTC))
+
+
+def _record_failure(
+    exc: Exception,
+    state,
+    source: GcsResults,
+    results: ExperimentResults | None,
+    record: dict[str, Any],
+    fields: dict[str, Any],
+) -> None:
+    """``record`` made ``failed`` with a one-line reason, keeping the live page's fields (and,
+    when the results could not be loaded, what the TOC knew about the experiment)."""
+    fslug, prefix = fields["slug"], fields["prefix"]
+    reason = status.failure_reason(exc)  # one line
+    if not isinstance(exc, (InputError, render.RenderError)):  # a bug or an unforeseen value: keep the traceback
+        log.error("render failed: %s", reason, exc_info=True, extra={"fields": {"kind": type(exc).__name__, **fields}})
+    if results is None:
+        gens, updated = _listed_generations(source, fslug)
+        record.update(input_generations=gens, results_updated=updated)
+    previous = read_status(state, fslug, prefix) or {}
+    record.update(
+        state=FAILED,
+        reason=reason,
+        rendered_at=status.iso(dt.datetime.now(dt.UTC)),
+        **status.live_page_fields(previous),
+    )
+    if results is None:  # keep what the TOC knows about the experiment
+        for key in ("name", "analysis_start", "windows"):
+            if previous.get(key):
+                record[key] = previous[key]
+    else:
+        logs.log(log, logging.ERROR, f"render failed: {reason}", kind=type(exc).__name__, **fields)
 
 
 # --- list mode (backfill) ----------------------------------------------------------------------
@@ -805,57 +890,94 @@ def _crash_record(state, settings: JobSettings, reason: str, run_id: str | None 
 def run_list(environ: Mapping[str, str], client=None, *, cores: int | None = None) -> int:
     """List mode: render this task's share of the slug list; 0 when every one is ``ok``."""
     client = client or gcs_client()
-    uri = environ.get("PARTYBAL_SLUGS_URI", "")
-    index = int_setting(environ, "CLOUD_RUN_TASK_INDEX", 0)
-    count = int_setting(environ, "CLOUD_RUN_TASK_COUNT", 1)
-    attempt = environ.get("CLOUD_RUN_TASK_ATTEMPT", "")
-    if count < 1 or not 0 <= index < count:
-        raise ConfigError(f"CLOUD_RUN_TASK_INDEX={index} is not within CLOUD_RUN_TASK_COUNT={count}")
-    parse_gs_uri(uri)
-    base = {k: env(k, environ) for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET")}
-    base["CLOUD_RUN_TASK_ATTEMPT"] = attempt
-    base.update({k: environ[k] for k in ("RUN_JOB", "CLOUD_RUN_EXECUTION", "ASSET_GRACE_SECONDS") if environ.get(k)})
-    doc = read_slug_list(client, uri)
-    prefix = doc.get("prefix") or ""
-    if prefix not in layout.ALLOWED_PREFIXES:
-        raise ConfigError(f"{uri}: prefix {prefix[:100]!r} is not one of {layout.ALLOWED_PREFIXES!r}")
-    mine = task_share([str(s) for s in doc["slugs"]], index, count)
-    logs.log(log, logging.INFO, "backfill task started", slug=None, task=index, tasks=count, slugs=len(mine), list=uri)
-    state = client.bucket(base["STATE_BUCKET"])
+    task = ListTask.from_env(environ, client)
+    mine = task_share([str(s) for s in task.doc["slugs"]], task.index, task.count)
+    logs.log(
+        log,
+        logging.INFO,
+        "backfill task started",
+        slug=None,
+        task=task.index,
+        tasks=task.count,
+        slugs=len(mine),
+        list=task.uri,
+    )
+    state = client.bucket(task.base["STATE_BUCKET"])
     failed: list[str] = []
     skipped = 0
     for slug in mine:
-        try:
-            settings = JobSettings.from_env({**base, "PARTYBAL_SLUG": slug, "PARTYBAL_PREFIX": prefix})
-        except ConfigError as exc:
-            logs.log(log, logging.ERROR, f"backfill: skipped: {exc}", slug=None)
-            failed.append(slug)
-            continue
-        if attempt not in ("", "0") and _already_done(state, settings.file_slug, prefix, doc.get("created_at")):
-            skipped += 1
-            continue
-        try:
-            record = run(settings, client, cores=cores)
-        except Exception as exc:  # one slug's infrastructure trouble must not stop the others
-            reason = "render crashed: " + " ".join(str(exc).split())[:400]
-            log.exception("%s", reason, extra={"fields": {"slug": settings.file_slug}})
-            _crash_record(state, settings, reason)
-            failed.append(settings.file_slug)
-            continue
-        if record["state"] != OK:
-            failed.append(settings.file_slug)
+        outcome, fslug = _render_listed(task, slug, state, client, cores)
+        skipped += outcome == "skipped"
+        if outcome == FAILED:
+            failed.append(fslug)
     logs.log(
         log,
         logging.ERROR if failed else logging.INFO,
         "backfill task finished",
         slug=None,
-        task=index,
+        task=task.index,
         rendered=len(mine) - skipped - len(failed),
         failed=len(failed),
         skipped=skipped,
         failed_slugs=failed[:50],
     )
     return 1 if failed else 0
+
+
+@dataclass(frozen=True)
+class ListTask:
+    """One task of a list-mode execution: its share's coordinates, the job settings every slug
+    shares, and the slug list document."""
+
+    uri: str
+    index: int
+    count: int
+    attempt: str
+    base: dict[str, str]
+    doc: dict[str, Any]
+    prefix: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], client) -> ListTask:
+        uri = environ.get("PARTYBAL_SLUGS_URI", "")
+        index = int_setting(environ, "CLOUD_RUN_TASK_INDEX", 0)
+        count = int_setting(environ, "CLOUD_RUN_TASK_COUNT", 1)
+        attempt = environ.get("CLOUD_RUN_TASK_ATTEMPT", "")
+        if count < 1 or not 0 <= index < count:
+            raise ConfigError(f"CLOUD_RUN_TASK_INDEX={index} is not within CLOUD_RUN_TASK_COUNT={count}")
+        parse_gs_uri(uri)
+        base = {k: env(k, environ) for k in ("RESULTS_BUCKET", "SITE_BUCKET", "STATE_BUCKET")}
+        base["CLOUD_RUN_TASK_ATTEMPT"] = attempt
+        base.update(
+            {k: environ[k] for k in ("RUN_JOB", "CLOUD_RUN_EXECUTION", "ASSET_GRACE_SECONDS") if environ.get(k)}
+        )
+        doc = read_slug_list(client, uri)
+        prefix = doc.get("prefix") or ""
+        if prefix not in layout.ALLOWED_PREFIXES:
+            raise ConfigError(f"{uri}: prefix {prefix[:100]!r} is not one of {layout.ALLOWED_PREFIXES!r}")
+        return cls(uri, index, count, attempt, base, doc, prefix)
+
+
+def _render_listed(task: ListTask, slug: str, state, client, cores: int | None) -> tuple[str, str]:
+    """One slug of the list: (``ok``, ``failed`` or ``skipped`` — a retried task's slug rendered
+    since the list was made —, its file slug)."""
+    try:
+        settings = JobSettings.from_env({**task.base, "PARTYBAL_SLUG": slug, "PARTYBAL_PREFIX": task.prefix})
+    except ConfigError as exc:
+        logs.log(log, logging.ERROR, f"backfill: skipped: {exc}", slug=None)
+        return FAILED, slug
+    if task.attempt not in ("", "0") and _already_done(
+        state, settings.file_slug, task.prefix, task.doc.get("created_at")
+    ):
+        return "skipped", settings.file_slug
+    try:
+        record = run(settings, client, cores=cores)
+    except Exception as exc:  # one slug's infrastructure trouble must not stop the others
+        reason = "render crashed: " + " ".join(str(exc).split())[:400]
+        log.exception("%s", reason, extra={"fields": {"slug": settings.file_slug}})
+        _crash_record(state, settings, reason)
+        return FAILED, settings.file_slug
+    return (OK if record["state"] == OK else FAILED), settings.file_slug
 
 
 def main(environ: Mapping[str, str] | None = None, client=None) -> int:

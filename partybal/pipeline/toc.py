@@ -235,6 +235,16 @@ def _base_generation(blob) -> int:
         return -1
 
 
+def _rebuilt_later(site, name: str, first_read: int, attempt: int) -> bool:
+    """After losing a write race: whether the index that won was built from a listing made after
+    this rebuild began (then this one has nothing to add; logged)."""
+    winner = site.get_blob(name)
+    if winner is not None and _base_generation(winner) > first_read:
+        logs.log(log, logging.INFO, "index already rebuilt by a later listing", slug=None, index=name, attempt=attempt)
+        return True
+    return False
+
+
 def publish_index(client, settings: Settings, prefix: str = "", max_attempts: int = MAX_ATTEMPTS) -> tuple[str, int]:
     """Rebuild and write ``[prefix]index.html``; (object name, attempts it took — 0 when a
     concurrent rebuild that listed after this one began had already written it)."""
@@ -257,16 +267,7 @@ def publish_index(client, settings: Settings, prefix: str = "", max_attempts: in
                 render_html(page), content_type="text/html; charset=utf-8", if_generation_match=generation
             )
         except gexc.PreconditionFailed:
-            winner = site.get_blob(name)
-            if winner is not None and _base_generation(winner) > first_read:
-                logs.log(
-                    log,
-                    logging.INFO,
-                    "index already rebuilt by a later listing",
-                    slug=None,
-                    index=name,
-                    attempt=attempt,
-                )
+            if _rebuilt_later(site, name, first_read, attempt):
                 return name, 0
             logs.log(
                 log,

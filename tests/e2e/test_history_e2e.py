@@ -1,10 +1,11 @@
 """Render history and the change feed end to end on the local stack (real R): upload, render,
 upload a statistics file in which one metric flips, render — the second page shows exactly that
 change, the feeds have the entry, the History section lists both renders and their summaries
-download from the site."""
+download from the site, and so do the first render's exports."""
 
 from __future__ import annotations
 
+import hashlib
 import html as htmllib
 import json
 import re
@@ -75,6 +76,22 @@ def test_a_flip_shows_on_the_page_in_the_feed_and_in_history(stack):
         assert code == 200 and ctype.startswith("application/json"), (href, code, ctype)
         summary = json.loads(data)
         assert summary["render_id"] == record["render_id"] and summary["inputs"] == record["input_generations"]
+
+    # the first render's exports still download (its page may still be open): its manifest and
+    # every CSV the manifest lists, byte for byte what it recorded
+    code, ctype, data = site(stack, layout.render_manifest_name(FSLUG, first["render_id"]))
+    assert code == 200 and ctype.startswith("application/json"), (code, ctype)
+    manifest = json.loads(data)
+    assert manifest["render_id"] == first["render_id"] and manifest["exports"]
+    read = {i["name"]: str(i["generation"]) for i in manifest["inputs"]}
+    assert read[OVERALL] == str(first["input_generations"][OVERALL]) != str(second["input_generations"][OVERALL])
+    folder = layout.assets_dir(FSLUG, first["render_id"])
+    assert "figure" in {e["kind"] for e in manifest["exports"]}
+    for export in manifest["exports"]:
+        code, ctype, data = site(stack, f"{folder}/{export['file']}")
+        assert code == 200 and ctype.startswith("text/csv"), (export["file"], code, ctype)
+        assert hashlib.sha256(data).hexdigest() == export["sha256"], export["file"]
+        assert data.count(b"\n") >= export["rows"] + 1, export["file"]
 
     # the feeds, rebuilt with the TOC once the status record was written
     def feed_entry():

@@ -21,6 +21,7 @@ SLUG = "hist-exp"
 FSLUG = layout.file_slug(SLUG)
 RID1 = "20261120T040000000000Z-aaaaaa"
 RID2 = "20261121T040000000000Z-bbbbbb"
+RID3 = "20261122T040000000000Z-cccccc"
 OVERALL = layout.results_name(layout.Kind.STATISTICS, FSLUG, "overall")
 WEEKLY = layout.results_name(layout.Kind.STATISTICS, FSLUG, "weekly")
 METADATA = layout.results_name(layout.Kind.METADATA, FSLUG)
@@ -241,8 +242,8 @@ def test_real_size_summary_is_within_its_bound(tmp_path):
 
 def test_history_entries_newest_first_with_links():
     listed = [
-        history.Listed(layout.history_name(FSLUG, RID1), RID1, None, {"first": True, "counts": {}}),
-        history.Listed(
+        history.PastRender(layout.history_name(FSLUG, RID1), RID1, None, {"first": True, "counts": {}}),
+        history.PastRender(
             layout.history_name(FSLUG, RID2), RID2, None, {"first": False, "counts": {"significance": 2, "windows": 1}}
         ),
     ]
@@ -263,7 +264,7 @@ def test_page_shows_changes_and_history(tmp_path):
     after = history.summarize(results, RID2)
     d = history.diff(before, after)
     entries, note = history.history_entries(
-        [history.Listed(layout.history_name(FSLUG, RID1), RID1, None, {"first": True})],
+        [history.PastRender(layout.history_name(FSLUG, RID1), RID1, None, {"first": True})],
         FSLUG,
         RID2,
         "1 significance change",
@@ -303,8 +304,59 @@ def test_an_incomparable_previous_summary_does_not_stop_the_page(tmp_path, monke
 
     results = load(tmp_path, files())
     odd = {"format": history.FORMAT, "render_id": RID1, "windows": {"weekly": 5}}
-    monkeypatch.setattr(history, "list_history", lambda *a: [history.Listed("x", RID1, None, None)])
+    monkeypatch.setattr(history, "list_history", lambda *a: [history.PastRender("x", RID1, None, None)])
     monkeypatch.setattr(history, "read_previous", lambda *a: odd)
     prepared = history.prepare(Site(), results, RID2)
     changes = prepared.sections[0]
     assert not changes.first and "could not be compared" in changes.groups[0].changes[0].text
+
+
+def test_a_repeat_of_the_same_inputs_shows_the_page_it_repeats(tmp_path, monkeypatch):
+    """A re-render with the same input generations (a duplicate delivery) writes no summary and
+    shows the page of the render it repeats: the same "Changes since" and History, whose newest
+    entry is that render; a recovery from a failed render is no repeat."""
+    a, b = files(), files()
+    b[OVERALL] = set_uplift(b[OVERALL], "uri_count", 0.02, 0.05, 0.08)
+    first = summarize(tmp_path, a, RID1, "a")
+    results = load(tmp_path, b, "b")
+    second = history.summarize(results, RID2)
+    assert history.content_key(second) == history.content_key(history.summarize(results, RID3))
+    assert history.content_key(second) != history.content_key(first)
+    listed = [
+        history.PastRender(
+            layout.history_name(FSLUG, rid), rid, None, history.read_digest(history.digest(history.diff(prev, s), s))
+        )
+        for rid, prev, s in ((RID1, None, first), (RID2, first, second))
+    ]
+    summaries = {RID1: first, RID2: second}
+    monkeypatch.setattr(history, "list_history", lambda *a: listed)
+    monkeypatch.setattr(
+        history,
+        "read_previous",
+        lambda _site, _listed, rid: summaries.get(max((r for r in summaries if r < rid), default="")),
+    )
+
+    class Site:
+        pass
+
+    monkeypatch.setattr(history, "list_history", lambda *a: listed[:1])  # what RID2 listed
+    shown_by_second = history.prepare(Site(), results, RID2)
+    monkeypatch.setattr(history, "list_history", lambda *a: listed)
+    again = history.prepare(Site(), results, RID3)
+    assert again.repeat_of == listed[1] and again.write(Site()) == listed[1].name  # nothing written
+    assert again.sections == shown_by_second.sections and again.sections[0].groups  # the flip, as RID2 showed it
+    assert [e.render_id for e in again.sections[1]] == [RID2, RID1]
+    recovery = history.prepare(Site(), results, RID3, previous_status={"state": "failed", "reason": "boom"})
+    assert recovery.repeat_of is None and recovery.sections[0].note.startswith("Nothing")
+
+
+def test_concurrent_duplicates_are_one_history_entry():
+    key = {"key": "k1", "first": True, "counts": {}}
+    listed = [
+        history.PastRender("a", RID1, None, key),
+        history.PastRender("b", RID2, None, key),  # a duplicate that ran at the same time: same summary
+        history.PastRender("c", RID3, None, {"key": "k1", "recovered": "boom", "counts": {}}),
+        history.PastRender("d", "20261124T040000000000Z-dddddd", None, None),  # written before keys were kept
+        history.PastRender("e", "20261125T040000000000Z-eeeeee", None, None),
+    ]
+    assert [x.name for x in history.collapse(listed)] == ["a", "c", "d", "e"]

@@ -115,12 +115,15 @@ def test_history_changes_and_feeds_across_renders(gcs, buckets, shell_build):
     assert [h.render_id for h in shell_build[-1].history] == [second["render_id"], first["render_id"]]
     assert f'href="{name1}"' in html  # the History section links the first render's summary
 
-    # the figures of the first render are cleaned up (grace 0) — its history never is
+    # the figures of the first render are cleaned up (grace 0) — its history never is. A re-render
+    # of the same inputs (a duplicate request) repeats the second render: no new history entry,
+    # the same "Changes since" and History, its summary stands for this render too
     assert job.main(job_env(buckets)) == 0
     third = status(gcs, buckets)
     assert not list(gcs.list_blobs(buckets.site, prefix=layout.assets_dir(FSLUG, first["render_id"]) + "/"))
-    assert len(history_names(gcs, buckets)) == 3
-    assert shell_build[-1].changes.note.startswith("Nothing")
+    assert history_names(gcs, buckets) == sorted([name1, second["history"]])
+    assert third["render_id"] != second["render_id"] and third["history"] == second["history"]
+    assert shell_build[-1].changes == shell_build[-2].changes and shell_build[-1].history == shell_build[-2].history
 
     # feeds: built from listings, valid Atom, one entry per render that was news
     feed.publish_feeds(gcs, buckets.site, buckets.state, "", (FSLUG,))
@@ -186,3 +189,52 @@ def test_atom_escapes_names_and_reasons():
     assert parsed.feed.title == "t & <t>" and parsed.entries[0].title.startswith('a <b> & "c"')
     assert "<script>" in parsed.entries[0].content[0].value  # text, not markup
     assert parsed.feed.updated == "2026-11-20T04:00:00Z"
+
+
+def test_a_feed_write_that_loses_to_a_later_rebuild_is_done(gcs, buckets):
+    """Concurrent TOC rebuilds (tests/reliability/test_toc_integrity.py): the feed is written
+    conditionally, as the index is; losing to a rebuild that read the feed after this one first
+    did means that rebuild listed at least as late — done, no second listing, no exception."""
+    site = gcs.bucket(buckets.site)
+    name = layout.feed_name()
+    site.blob(name).upload_from_string(b"<old/>")
+    calls = []
+
+    def make_while_a_later_rebuild_writes() -> bytes:
+        calls.append(1)
+        site.blob(name).upload_from_string(b"<another rebuild/>")  # written after this one read the feed
+        later = site.blob(name)
+        later.metadata = {"base_generation": str(site.get_blob(name).generation)}
+        later.upload_from_string(b"<a later rebuild/>")
+        return b"<this rebuild/>"
+
+    assert feed._write(site, name, make_while_a_later_rebuild_writes) is False
+    assert len(calls) == 1 and site.blob(name).download_as_bytes() == b"<a later rebuild/>"
+
+
+def test_a_feed_write_that_keeps_losing_gives_up_quietly(gcs, buckets, caplog):
+    site = gcs.bucket(buckets.site)
+    name = layout.experiment_feed_name(FSLUG)
+    calls = []
+
+    def make_while_an_earlier_rebuild_writes() -> bytes:
+        calls.append(1)
+        site.blob(name).upload_from_string(b"<an earlier rebuild/>")  # no base_generation: listed before
+        return b"<this rebuild/>"
+
+    with caplog.at_level("WARNING"):
+        assert feed._write(site, name, make_while_an_earlier_rebuild_writes) is False
+    assert len(calls) == feed.WRITE_ATTEMPTS
+    assert any("left to the next rebuild" in r.getMessage() for r in caplog.records)
+    assert feed._write(site, name, lambda: b"<quiet/>") is True
+    assert site.blob(name).download_as_bytes() == b"<quiet/>"
+
+
+def test_no_feed_for_a_slug_that_never_had_a_page(gcs, buckets, shell_build):
+    """A render request for a slug without results (a typo, a hostile name) fails with a status
+    record; the site's feed lists the failure, but no public feed object is made for the slug."""
+    assert job.main(job_env(buckets)) == 1
+    assert status(gcs, buckets)["state"] == "failed"
+    feed.publish_feeds(gcs, buckets.site, buckets.state, "", (FSLUG,))
+    assert gcs.bucket(buckets.site).get_blob(layout.experiment_feed_name(FSLUG)) is None
+    assert parse(gcs, buckets, layout.feed_name()).entries[0].title == f"{SLUG}: render failed"

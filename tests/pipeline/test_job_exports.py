@@ -1,6 +1,7 @@
 """Exact exports through the render job against fake-gcs-server (issue 17.2): the job publishes every
 CSV and the render's manifest.json with the page, and a reader's links keep working after a
-re-render — the exports of the replaced page stay as long as its figures (ASSET_GRACE_SECONDS)."""
+re-render — the exports of a replaced page outlive its figures (kept, then expired by the bucket's
+lifecycle rule history_retention_days after the page was replaced)."""
 
 from __future__ import annotations
 
@@ -69,8 +70,30 @@ def test_exports_of_the_replaced_page_still_download_after_a_rerender(gcs, bucke
     for href, data in downloaded.items():  # a reader of the first page still gets exactly its numbers
         assert site.blob(href).download_as_bytes() == data, href
 
-    # the grace period over (0 s) and another render: the first render's exports go with its figures
+    # the grace period over (0 s) and another render: the first render's folder is cleaned up, but
+    # its exports and manifest are its record: kept, stamped with a custom time from which the
+    # bucket's lifecycle rule counts history_retention_days (terraform/buckets.tf)
     assert job.main(job_env(buckets, ASSET_GRACE_SECONDS="0")) == 0
-    assert all(site.get_blob(href) is None for href in downloaded)
+    first_folder = layout.assets_dir(SLUG, first) + "/"
+    left = {b.name: b for b in gcs.list_blobs(buckets.site, prefix=first_folder)}
+    assert set(left) == set(downloaded), sorted(set(left) ^ set(downloaded))  # only the record is left
+    for href, data in downloaded.items():
+        assert left[href].download_as_bytes() == data, href
+        assert left[href].custom_time is not None, href
+    stamped = {n: b.custom_time for n, b in left.items()}
     new_csvs, new_manifest = links(site.blob(layout.page_name(SLUG)).download_as_text())
-    assert all(site.get_blob(h) is not None for h in new_csvs + [new_manifest])
+    assert all(site.get_blob(h) is not None and site.get_blob(h).custom_time is None for h in new_csvs + [new_manifest])
+
+    assert job.main(job_env(buckets, ASSET_GRACE_SECONDS="0")) == 0  # a later clean-up: stamped once only
+    assert {b.name: b.custom_time for b in gcs.list_blobs(buckets.site, prefix=first_folder)} == stamped
+
+
+def test_only_a_render_folders_manifest_and_csvs_are_its_record():
+    rid = layout.new_render_id()
+    assert layout.is_render_record(layout.render_manifest_name(SLUG, rid))
+    assert layout.is_render_record(layout.render_manifest_name(SLUG, rid, layout.PREVIEW_PREFIX))
+    assert layout.is_render_record(f"{layout.exports_dir(SLUG, rid)}/table-3.csv")
+    assert not layout.is_render_record(f"{layout.assets_dir(SLUG, rid)}/{layout.FIGURE_LIST}")
+    assert not layout.is_render_record(f"{layout.assets_dir(SLUG, rid)}/fig-1.png")
+    assert not layout.is_render_record(f"{layout.assets_root(SLUG)}/not-a-render/manifest.json")
+    assert not layout.is_render_record(f"{layout.exports_dir(SLUG, rid)}/table-3.png")
