@@ -125,14 +125,7 @@ def record_killed(
     ``failed: killed (attempt n of m)`` and delete the record; the file slugs recorded."""
     bucket = client.bucket(settings.state_bucket)
     recorded: set[str] = set()
-    for b in client.list_blobs(
-        bucket,
-        prefix=layout.state_folder(layout.RUNNING, prefix),
-        fields="items(name,generation,updated,metadata),nextPageToken",
-    ):
-        sb = layout.parse_state_name(b.name)
-        if sb is None or sb.what != layout.RUNNING or sb.prefix != prefix:
-            continue
+    for sb, b in state_objects(client, bucket, layout.RUNNING, prefix, "name,generation,updated,metadata"):
         meta = b.metadata if isinstance(b.metadata, dict) else {}
         execution = str(meta.get("execution") or "")
         if not execution or not meta.get("run_id"):
@@ -175,14 +168,7 @@ def sweep_markers(
     executions: ExecutionLookup,
 ) -> None:
     bucket = client.bucket(settings.state_bucket)
-    for b in client.list_blobs(
-        bucket,
-        prefix=layout.state_folder(layout.PENDING, prefix),
-        fields="items(name,generation,updated,metadata),nextPageToken",
-    ):
-        sb = layout.parse_state_name(b.name)
-        if sb is None or sb.what != layout.PENDING or sb.prefix != prefix:
-            continue
+    for sb, b in state_objects(client, bucket, layout.PENDING, prefix, "name,generation,updated,metadata"):
         report.markers_seen += 1
         meta = b.metadata or {}
         sweeps = _int(meta.get("sweeps"))
@@ -281,26 +267,31 @@ def reconcile(
         _request_again(state_bucket, publisher, settings, prefix, fslug, exp, state, report)
 
 
+def state_objects(client, bucket, what: str, prefix: str, fields: str):
+    """``(parsed name, blob)`` of each ``what`` record (pending/running/status) under ``prefix``:
+    one listing asking only for ``fields``; objects named otherwise are skipped."""
+    listing = client.list_blobs(
+        bucket, prefix=layout.state_folder(what, prefix), fields=f"items({fields}),nextPageToken"
+    )
+    for b in listing:
+        sb = layout.parse_state_name(b.name)
+        if sb is not None and sb.what == what and sb.prefix == prefix:
+            yield sb, b
+
+
 def _status_written(client, state_bucket, prefix: str) -> dict:
     """When each status record under ``prefix`` was last written, by file slug."""
-    written = {}
-    fields = "items(name,updated),nextPageToken"
-    for b in client.list_blobs(state_bucket, prefix=layout.state_folder(layout.STATUS, prefix), fields=fields):
-        sb = layout.parse_state_name(b.name)
-        if sb is not None and sb.what == layout.STATUS and sb.prefix == prefix:
-            written[sb.file_slug] = b.updated
-    return written
+    return {
+        sb.file_slug: b.updated for sb, b in state_objects(client, state_bucket, layout.STATUS, prefix, "name,updated")
+    }
 
 
 def _running_executions(client, state_bucket, prefix: str) -> dict[str, str]:
     """The execution each running record under ``prefix`` names, by file slug."""
-    running = {}
-    fields = "items(name,metadata),nextPageToken"
-    for b in client.list_blobs(state_bucket, prefix=layout.state_folder(layout.RUNNING, prefix), fields=fields):
-        sb = layout.parse_state_name(b.name)
-        if sb is not None and sb.what == layout.RUNNING and sb.prefix == prefix:
-            running[sb.file_slug] = (b.metadata or {}).get("execution") or ""
-    return running
+    return {
+        sb.file_slug: (b.metadata or {}).get("execution") or ""
+        for sb, b in state_objects(client, state_bucket, layout.RUNNING, prefix, "name,metadata")
+    }
 
 
 def _request_again(

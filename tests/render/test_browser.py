@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from partybal import layout
-from tests.helpers import ARTIFACTS, ROOT, SAMPLE, StaticSite, launch_chromium
+from tests.helpers import ARTIFACTS, ROOT, StaticSite, launch_chromium
 from tests.helpers import playwright_api as _playwright_api
 from tests.render.test_render_r import MARKER, render_hostile
 from tests.support import synthetic
@@ -24,26 +24,8 @@ playwright_api = _playwright_api(module_level=True)
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "partybal",
-            "render",
-            "sample-new-tab-layout",
-            "--results",
-            str(SAMPLE),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+def site(sample_new_tab_dir):
+    out = sample_new_tab_dir
     with StaticSite(out) as server:
         yield server
 

@@ -5,13 +5,11 @@ experiment knitted with R and served from 127.0.0.1 (and opened as a file)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from urllib.parse import quote
 
 import pytest
 
-from tests.helpers import ARTIFACTS, ROOT, SAMPLE, StaticSite, launch_chromium
+from tests.helpers import ARTIFACTS, StaticSite, launch_chromium
 from tests.helpers import playwright_api as _playwright_api
 
 pytestmark = [pytest.mark.browser, pytest.mark.r]
@@ -21,26 +19,8 @@ PAGE = "sample_new_tab_layout.html"
 
 
 @pytest.fixture(scope="module")
-def site_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("views")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "partybal",
-            "render",
-            "sample-new-tab-layout",
-            "--results",
-            str(SAMPLE),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+def site_dir(sample_new_tab_dir):
+    out = sample_new_tab_dir
     return out
 
 
