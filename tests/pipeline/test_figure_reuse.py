@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
+import logging
 import re
 
 import pytest
@@ -37,11 +37,13 @@ def figure_objects(gcs, buckets) -> dict[str, int]:
     return {b.name: b.generation for b in gcs.list_blobs(buckets.site, prefix=layout.figures_dir(FSLUG) + "/")}
 
 
-def figures_log(capfd) -> dict:
-    """The job's one JSON log line about figures (job.main logs JSON lines to stderr)."""
-    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
-    (entry,) = [e for e in lines if e["message"] == "figures"]
-    return entry
+def figures_log(caplog) -> dict:
+    """The job's one log line about figures, with its fields (what the JSON line carries), since
+    the last call. caplog, not stderr: a JSON handler set up by an earlier test keeps that test's stream."""
+    records = [r for r in caplog.records if r.getMessage() == "figures"]
+    caplog.clear()
+    (record,) = records
+    return {"message": record.getMessage(), **record.fields}
 
 
 def upload_experiment(gcs, buckets) -> None:
@@ -60,10 +62,12 @@ def upload_experiment(gcs, buckets) -> None:
 
 
 @pytest.mark.r
-def test_the_job_skips_drawing_and_uploading_reused_figures(gcs, buckets, capfd):
+def test_the_job_skips_drawing_and_uploading_reused_figures(gcs, buckets, caplog, monkeypatch):
+    monkeypatch.setattr(job.logs, "setup", lambda *a, **k: None)  # it would replace caplog's handler
+    caplog.set_level(logging.INFO)
     upload_experiment(gcs, buckets)
     assert job.main(job_env(buckets)) == 0
-    first = figures_log(capfd)
+    first = figures_log(caplog)
     stored = figure_objects(gcs, buckets)
     assert (
         first["figures"] > 0
@@ -74,7 +78,7 @@ def test_the_job_skips_drawing_and_uploading_reused_figures(gcs, buckets, capfd)
     assert sorted(set(re.findall(r'<img class="plot"[^>]* src="([^"]+)"', html))) == sorted(stored)
 
     assert job.main(job_env(buckets)) == 0
-    second = figures_log(capfd)
+    second = figures_log(caplog)
     assert {k: second[k] for k in ("figures", "drawn", "reused", "uploaded", "deleted")} == {
         "figures": first["figures"],
         "drawn": 0,
