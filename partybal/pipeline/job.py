@@ -364,9 +364,10 @@ def _clean_up_after(
         dt.datetime.now(dt.UTC),
         grace_seconds,
     )
+    if live_rid in folders:  # its page was live until now: its exports and manifest are a record
+        _start_record_retention([b for b in folders[live_rid] if layout.is_render_record(b.name)])
     blobs = [blob for f in sorted(doomed) for blob in folders[f]]
-    deleted = _delete_blobs(b for b in blobs if not layout.is_render_record(b.name))
-    _start_record_retention([b for b in blobs if layout.is_render_record(b.name)])
+    deleted = _delete_blobs(b for b in blobs if not _kept_record(b))
     kept = (set(folders) - doomed) | {rid}
     figures_deleted = delete_unreferenced_figures(
         site_bucket, fslug, prefix, folders, stored, kept, {rid: set(built.figure_refs)}, newer_than=rid
@@ -564,10 +565,16 @@ def in_parallel(fn, items) -> list:
         return list(pool.map(fn, items))
 
 
+def _kept_record(blob) -> bool:
+    """An export or manifest of a render whose page was live (stamped when it was replaced): the
+    clean-up leaves it to the lifecycle rule. A render that never went live has nothing stamped."""
+    return layout.is_render_record(blob.name) and blob.custom_time is not None
+
+
 def _start_record_retention(blobs) -> None:
-    """A cleaned-up render keeps its exports and manifest: stamp them with the time its page
-    stopped being needed (once; GCS never lets a custom time go back), from which the bucket's
-    lifecycle rule counts ``history_retention_days``."""
+    """The page of a render was just replaced: stamp its exports and manifest with that time (once;
+    GCS never lets a custom time go back), from which the bucket's lifecycle rule counts
+    ``history_retention_days``; the clean-up keeps them (:func:`_kept_record`)."""
     from google.api_core import exceptions as gexc
 
     now = dt.datetime.now(dt.UTC)

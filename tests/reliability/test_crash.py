@@ -25,7 +25,9 @@ def asset_folders(stack, fslug: str) -> set[str]:
     client = stack.storage()
     root = layout.assets_root(fslug) + "/"
     folders = {
-        b.name[len(root) :].split("/", 1)[0] for b in client.list_blobs(client.bucket(stack.site_bucket), prefix=root)
+        b.name[len(root) :].split("/", 1)[0]
+        for b in client.list_blobs(client.bucket(stack.site_bucket), prefix=root)
+        if not layout.is_render_record(b.name)  # a replaced page's exports and manifest outlive its folder
     }
     return {f for f in folders if layout.is_render_id(f)}  # not figures/ (shared, by content hash)
 

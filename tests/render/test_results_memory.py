@@ -254,6 +254,7 @@ def test_render_releases_the_rows_before_r_starts(tmp_path, monkeypatch):
     def knit(rmd, fragment, plots, fig_dir, cores):
         seen["rows"] = sum(map(len, res.statistics.values()))
         fragment.write_text("<p>drawn</p>")
+        (plots.parent / "drawn.json").write_text('{"drawn": [], "failed": []}')  # as r/report.R reports
 
     monkeypatch.setattr(render, "knit", knit)
     built = render.build(res, tmp_path / "w")
