@@ -14,12 +14,18 @@ suppressPackageStartupMessages({
 })
 
 output <- normalizePath(args[2], mustWork = FALSE)
+fragment <- rmarkdown::html_fragment(
+  fig_caption = FALSE, mathjax = FALSE, section_divs = FALSE, self_contained = FALSE,
+  md_extensions = "-tex_math_dollars-tex_math_single_backslash-raw_tex"
+)
+# rmarkdown's HTML post-processor rewrites every <img src> to a relative path (ours are relative
+# already), restores htmlwidget chunks (none) and fixes highlighted `|>` (no code is shown). Its
+# image pass rewrites the whole page once per image: 21 s for the real-size page's ~1,000 figures.
+fragment$post_processor <- NULL
+knit_env <- new.env(parent = globalenv())
 rmarkdown::render(
   input = args[1],
-  output_format = rmarkdown::html_fragment(
-    fig_caption = FALSE, mathjax = FALSE, section_divs = FALSE, self_contained = FALSE,
-    md_extensions = "-tex_math_dollars-tex_math_single_backslash-raw_tex"
-  ),
+  output_format = fragment,
   output_file = basename(output),
   output_dir = dirname(output),
   intermediates_dir = dirname(normalizePath(args[1])),
@@ -30,9 +36,12 @@ rmarkdown::render(
     fig_dir = args[4],
     cores = as.integer(args[5])
   ),
-  envir = new.env(parent = globalenv()),
+  envir = knit_env,
   quiet = TRUE
 )
+# Put each figure in its place (the setup chunk drew them: knit_env$figures).
+html <- readLines(output, encoding = "UTF-8", warn = FALSE)
+writeLines(knit_env$partybal_place_figures(html, knit_env$figures), output, useBytes = TRUE)
 # Versions for the render's manifest.json (partybal/page/exports.py), next to the fragment.
 writeLines(
   jsonlite::toJSON(list(

@@ -56,7 +56,12 @@ class FigureCodeError(PartybalError):
 def canonical(spec) -> bytes:
     """The bytes R reads for one figure, without ``number``/``alt``: sorted-key compact JSON, the
     rows in a canonical order (branch, comparison, window, parameter, then the numbers)."""
-    d = dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else dict(spec)
+    # shallow: a spec's fields are JSON values already (dataclasses.asdict would deep-copy every row)
+    d = (
+        {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+        if dataclasses.is_dataclass(spec)
+        else dict(spec)
+    )
     for k in NOT_DRAWN:
         d.pop(k, None)
     rows = d.get("rows") or {}

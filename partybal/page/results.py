@@ -225,13 +225,16 @@ def _fill_later_metadata(raw: object) -> tuple[object, dict[str, int]]:
 # --- statistics, read as a stream ----------------------------------------------------------------
 #
 # A statistics file is one JSON array of flat rows (the daily file of a real experiment ≈ 270 MB,
-# a million rows). It is read in chunks of CHUNK_BYTES, each row decoded on its own (Python's json:
-# NaN and ±Infinity are accepted as before), validated in batches of VALIDATE_BATCH rows with the
-# schema's ``Statistic`` and kept as a :class:`Row`. So the file's text is never held whole, nor a
-# model per row: memory is the rows kept (≈ ROW_BYTES each) plus one chunk and one batch.
+# a million rows). It is read in chunks of CHUNK_BYTES; the whole rows of a chunk are parsed and
+# validated with the schema's ``Statistic`` in one pydantic ``validate_json`` call (read_statistics),
+# and a run that does not validate is read again a row at a time (Python's json: NaN and ±Infinity
+# accepted, the exact row and place of a problem), in batches of VALIDATE_BATCH rows. Each row is
+# kept as a :class:`Row`. So the file's text is never held whole, nor a model per row: memory is the
+# rows kept (≈ ROW_BYTES each) plus one chunk and its models.
 
 CHUNK_BYTES = 1024 * 1024
 VALIDATE_BATCH = 2048
+RUN_CHARS = 256 * 1024  # rows parsed and validated in one call: ≈ 800 Jetstream rows, their models ≈ 1.4 MB
 MAX_ROW_CHARS = 16 * 1024 * 1024  # one row's JSON text: more is not a statistics row
 # Python memory per statistics row while loading, any shape (the kept Row, its numbers and names,
 # the duplicate check's passes): tests/render/test_results_memory.py; ≈ 230-300 for Jetstream's rows
@@ -255,26 +258,14 @@ def iter_json_array(fh: IO[bytes], name: str) -> Iterator[object]:
     """The elements of the JSON array in ``fh``, decoded one at a time from chunks; InputError
     (naming ``name``, the row and the place) when the text is not one JSON array."""
     reader = _ArrayReader(fh, name)
-    reader.open_array()
-    if reader.skip_ws() == "]":
-        reader.pos += 1
-    else:
+    if reader.open_array():
         row = 0
         while True:
             row += 1
             yield reader.row(row)
-            sep = reader.skip_ws()
-            if sep == ",":
-                reader.pos += 1
-                continue
-            if sep == "]":
-                reader.pos += 1
+            if not reader.after_row(row):
                 break
-            raise reader.broken(
-                "expected ',' or ']' after a row" if sep else "the array is not closed", reader.pos, row
-            )
-    if reader.skip_ws():
-        raise reader.broken("trailing characters after the array", reader.pos)
+    reader.close_array()
 
 
 class _ArrayReader:
@@ -285,6 +276,7 @@ class _ArrayReader:
         self.fh, self.name = fh, name
         self.decode = codecs.getincrementaldecoder("utf-8")("strict").decode
         self.buf, self.pos, self.lines_before, self.column_before, self.eof = "", 0, 0, 0, False
+        self.offset = 0  # characters of the file before buf[0]
 
     def more(self) -> bool:
         """Append the next chunk (dropping what is parsed); False at the end of the file."""
@@ -307,6 +299,7 @@ class _ArrayReader:
             self.column_before = pos - newline - 1
         else:
             self.column_before += pos
+        self.offset += pos
         self.buf, self.pos = buf[pos:] + text, 0
         return True
 
@@ -324,8 +317,9 @@ class _ArrayReader:
         where = _where(self.buf, at, self.lines_before, self.column_before)
         return InputError(self.name, f"not valid JSON ({msg} at {where}{in_row})")
 
-    def open_array(self) -> None:
-        """Read up to and past the opening ``[`` (after a byte-order mark and blanks)."""
+    def open_array(self) -> bool:
+        """Read up to and past the opening ``[`` (after a byte-order mark and blanks); False when
+        the array is empty (its ``]`` read too)."""
         self.more()
         if self.buf.startswith("\ufeff"):
             self.pos = 1
@@ -338,6 +332,45 @@ class _ArrayReader:
                 raise self.broken("expected '['", self.pos)
             raise InputError(self.name, f"Input should be a valid array (the file holds {kind}, not a list of rows)")
         self.pos += 1
+        if self.skip_ws() == "]":
+            self.pos += 1
+            return False
+        return True
+
+    def after_row(self, row: int) -> bool:
+        """Past the separator after row ``row``: True when another row follows, False when the
+        array is closed."""
+        sep = self.skip_ws()
+        if sep == ",":
+            self.pos += 1
+            return True
+        if sep == "]":
+            self.pos += 1
+            return False
+        raise self.broken("expected ',' or ']' after a row" if sep else "the array is not closed", self.pos, row)
+
+    def close_array(self) -> None:
+        """Nothing but blanks may follow the array."""
+        if self.skip_ws():
+            raise self.broken("trailing characters after the array", self.pos)
+
+    def rows_run(self) -> int:
+        """The end (in ``buf``) of the longest run of whole rows from the read position that the
+        text read so far can hold: just past a ``}`` followed by ``,`` or ``]``; -1 when none is
+        found. A ``}`` inside a string or a nested object can be taken for a row's end: the run is
+        then not valid JSON (an open string or brace), and the caller reads it row by row."""
+        if not self.eof and len(self.buf) - self.pos < CHUNK_BYTES // 2:
+            self.more()
+        buf, end = self.buf, min(len(self.buf), self.pos + RUN_CHARS)
+        for _ in range(4):
+            i = buf.rfind("}", self.pos, end)
+            if i < 0:
+                return -1
+            j = _WS.match(buf, i + 1).end()
+            if j < len(buf) and buf[j] in ",]":
+                return i + 1
+            end = i
+        return -1
 
     def row(self, row: int) -> object:
         """The value at the read position (row ``row``), reading more chunks while it is cut."""
@@ -368,56 +401,133 @@ def read_statistics(
 ) -> list[Row]:
     """Every row of one statistics file, validated with ``Statistic`` (the first problem in one
     line naming the file and the row), as :class:`Row` objects. ``max_rows``: the experiment's
-    row limit (``PARTYBAL_MAX_ROWS``), ``rows_before`` of them read from its other files."""
-    intern = intern or _Interner()
-    room = None if max_rows is None else max_rows - rows_before
-    rows: list[Row] = []
-    batch: list[object] = []
+    row limit (``PARTYBAL_MAX_ROWS``), ``rows_before`` of them read from its other files.
 
-    def flush() -> None:
-        try:
-            models = _ROWS_ADAPTER.validate_python(batch)
-        except pydantic.ValidationError as exc:
-            raise InputError(name, describe_validation_error(exc, offset=len(rows))) from None
-        _append_rows(models, intern, rows)
-        batch.clear()
+    Fast path: a run of whole rows (up to RUN_CHARS of text) is parsed and validated in one
+    ``validate_json`` call. A run that does not validate — a broken or unusual row anywhere in it,
+    or a cut taken inside a string — is read again row by row (``json`` + ``validate_python``),
+    which accepts what Python's json accepts and names the exact row and place of a problem."""
+    rows = _Rows(name, intern or _Interner(), None if max_rows is None else max_rows - rows_before, max_rows)
+    reader = _ArrayReader(fh, name)
+    more, row, slow_until = reader.open_array(), 0, -1
+    while more:
+        if reader.offset + reader.pos >= slow_until:
+            end = reader.rows_run()
+            models = _validate_run(reader.buf[reader.pos : end]) if end > 0 else None
+            if models is not None:
+                rows.add_models(models)
+                row += len(models)
+                reader.pos = end
+                more = reader.after_row(row)
+                continue
+            if end > 0:
+                slow_until = reader.offset + end  # this run row by row
+        row += 1
+        rows.add_value(reader.row(row))
+        more = reader.after_row(row)
+    reader.close_array()
+    rows.flush()
+    return rows.rows
 
-    for value in iter_json_array(fh, name):
-        if room is not None and len(rows) + len(batch) >= room:
+
+class _Rows:
+    """The rows of one file as they are read: decoded values wait in a batch for validation,
+    runs of validated models are added at once (after the batch, keeping the file's order)."""
+
+    def __init__(self, name: str, intern: _Interner, room: int | None, max_rows: int | None) -> None:
+        self.name, self.intern, self.room, self.max_rows = name, intern, room, max_rows
+        self.rows: list[Row] = []
+        self.batch: list[object] = []
+
+    def check_room(self, adding: int) -> None:
+        if self.room is not None and len(self.rows) + len(self.batch) + adding > self.room:
             raise InputError(
-                name,
-                f"the experiment has more than {max_rows:,} statistics rows, "
-                f"over the limit of {max_rows:,} rows (PARTYBAL_MAX_ROWS)",
+                self.name,
+                f"the experiment has more than {self.max_rows:,} statistics rows, "
+                f"over the limit of {self.max_rows:,} rows (PARTYBAL_MAX_ROWS)",
             )
-        batch.append(value)
-        if len(batch) >= VALIDATE_BATCH:
-            flush()
-    if batch:
-        flush()
-    return rows
+
+    def add_value(self, value: object) -> None:
+        self.check_room(1)
+        self.batch.append(value)
+        if len(self.batch) >= VALIDATE_BATCH:
+            self.flush()
+
+    def add_models(self, models: list) -> None:
+        self.flush()
+        self.check_room(len(models))
+        _append_rows(models, self.intern, self.rows)
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        try:
+            models = _ROWS_ADAPTER.validate_python(self.batch)
+        except pydantic.ValidationError as exc:
+            raise InputError(self.name, describe_validation_error(exc, offset=len(self.rows))) from None
+        _append_rows(models, self.intern, self.rows)
+        self.batch.clear()
+
+
+def _validate_run(text: str) -> list | None:
+    """The ``Statistic`` models of ``text`` (rows separated by commas), or None when it is not
+    exactly that."""
+    try:
+        return _ROWS_ADAPTER.validate_json("[" + text + "]")
+    except pydantic.ValidationError:
+        return None
 
 
 def _append_rows(models: list, intern: _Interner, rows: list[Row]) -> None:
     """Validated ``Statistic`` models as :class:`Row` objects (their strings shared), onto ``rows``."""
+    if len(intern.seen) + len(_INTERNED) * len(models) > intern.limit:
+        _append_rows_near_limit(models, intern, rows)  # the interner decides what it keeps
+        return
+    new, share = Row.__new__, intern.seen.setdefault  # one C call per field: a million rows
+    for m in models:
+        d = m.__dict__
+        r = new(Row)
+        r.metric = share(v := d["metric"], v)
+        r.statistic = share(v := d["statistic"], v)
+        r.branch = share(v := d["branch"], v)
+        r.parameter = share(v := d["parameter"], v)
+        r.comparison = share(v := d["comparison"], v)
+        r.comparison_to_branch = share(v := d["comparison_to_branch"], v)
+        r.ci_width = share(v := d["ci_width"], v)
+        r.point = d["point"]
+        r.lower = d["lower"]
+        r.upper = d["upper"]
+        r.segment = share(v := d["segment"], v)
+        r.analysis_basis = d["analysis_basis"]  # an enum member: already shared
+        r.window_index = share(v := d["window_index"], v)
+        r.segment_given = "segment" in m.__pydantic_fields_set__
+        rows.append(r)
+
+
+def _append_rows_near_limit(models: list, intern: _Interner, rows: list[Row]) -> None:
     new = Row.__new__
     for m in models:
         d = m.__dict__
         r = new(Row)
-        r.metric = intern(d["metric"])
-        r.statistic = intern(d["statistic"])
-        r.branch = intern(d["branch"])
-        r.parameter = intern(d["parameter"])
-        r.comparison = intern(d["comparison"])
-        r.comparison_to_branch = intern(d["comparison_to_branch"])
-        r.ci_width = intern(d["ci_width"])
-        r.point = d["point"]
-        r.lower = d["lower"]
-        r.upper = d["upper"]
-        r.segment = intern(d["segment"])
-        r.analysis_basis = d["analysis_basis"]  # an enum member: already shared
-        r.window_index = intern(d["window_index"])
+        for name in _INTERNED:
+            setattr(r, name, intern(d[name]))
+        r.point, r.lower, r.upper = d["point"], d["lower"], d["upper"]
+        r.analysis_basis = d["analysis_basis"]
         r.segment_given = "segment" in m.__pydantic_fields_set__
         rows.append(r)
+
+
+_INTERNED = (
+    "metric",
+    "statistic",
+    "branch",
+    "parameter",
+    "comparison",
+    "comparison_to_branch",
+    "ci_width",
+    "segment",
+    "window_index",
+)
 
 
 def load_metadata(data: bytes, name: str, notes: list[DataNote]) -> tuple[Metadata, str | None]:
@@ -506,13 +616,21 @@ def pct(width: float | None) -> str:
 
 
 def out_of_bounds(r: Row) -> bool:
-    """True when a row's interval does not hold its estimate (or is upside down)."""
-    point, lower, upper = finite(r.point), finite(r.lower), finite(r.upper)
+    """True when a row's interval does not hold its estimate (or is upside down); NaN and
+    ±Infinity count as missing (:func:`finite`, inlined: this runs for every row, several times)."""
+    point, lower, upper = r.point, r.lower, r.upper
+    if lower is not None and not _isfinite(lower):
+        lower = None
+    if upper is not None and not _isfinite(upper):
+        upper = None
     if lower is not None and upper is not None and lower > upper:
         return True
-    if point is None:
+    if point is None or not _isfinite(point):
         return False
     return (lower is not None and lower > point) or (upper is not None and point > upper)
+
+
+_isfinite = math.isfinite
 
 
 def check_statistics(rows: list[Row], name: str, notes: list[DataNote]) -> tuple[list[Row], RowProblems]:

@@ -279,3 +279,40 @@ def test_terraform_defaults_are_the_code_defaults():
     assert default("max_input_file_bytes") == storage.DEFAULT_MAX_FILE_BYTES
     assert default("max_experiment_input_bytes") == storage.DEFAULT_MAX_EXPERIMENT_BYTES
     assert default("max_statistics_rows") == storage.DEFAULT_MAX_ROWS
+
+
+def test_runs_of_rows_validated_at_once_read_exactly_what_row_by_row_reads(tmp_path, monkeypatch):
+    """The fast path (a run of whole rows in one ``validate_json`` call) gives the very rows the
+    row-by-row path gives — also when a ``}`` followed by ``,`` sits inside a string or a nested
+    object (a cut taken there is not valid JSON: that run is read row by row), for NaN and
+    ±Infinity, and for a lone surrogate escape that only Python's json accepts."""
+    monkeypatch.setattr(results_mod, "RUN_CHARS", 900)  # a few rows per run: cuts land everywhere
+    data = rows(120)
+    data[10]["metric"] = 'tricky},{"metric": "x"}, ]'
+    data[11]["branch"] = "b}\n,"
+    data[20]["point"] = float("nan")
+    data[21]["upper"] = float("inf")
+    data[30]["segment"] = "\ud800 lone"
+    data[40]["extra"] = {"nested": {"a": 1}, "b": [1, {"c": "},"}]}  # ignored by the schema
+    text = json.dumps(data, ensure_ascii=True, indent=None).replace("}, {", "},\n {")
+    path = tmp_path / "f.json"
+    path.write_text(text)
+    runs = {"valid": 0, "not": 0}
+    real = results_mod._validate_run
+
+    def counting(run):
+        models = real(run)
+        runs["valid" if models is not None else "not"] += 1
+        return models
+
+    monkeypatch.setattr(results_mod, "_validate_run", counting)
+    with path.open("rb") as fh:
+        got = read_statistics(fh, "f.json")
+    expected = results_mod._ROWS_ADAPTER.validate_python(json.loads(text))
+    assert runs["valid"] >= 5 and runs["not"] >= 1, runs  # both paths were taken
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        for name in Row.FIELDS:
+            a, b = getattr(g, name), getattr(e, name)
+            assert a == b or (a != a and b != b), (name, a, b)  # NaN == NaN here
+        assert g.segment_given == ("segment" in e.model_fields_set)
