@@ -480,10 +480,14 @@ def _validate_run(text: str) -> list | None:
 
 def _append_rows(models: list, intern: _Interner, rows: list[Row]) -> None:
     """Validated ``Statistic`` models as :class:`Row` objects (their strings shared), onto ``rows``."""
-    if len(intern.seen) + len(_INTERNED) * len(models) > intern.limit:
-        _append_rows_near_limit(models, intern, rows)  # the interner decides what it keeps
-        return
-    new, share = Row.__new__, intern.seen.setdefault  # one C call per field: a million rows
+    if len(intern.seen) + _SHARED_FIELDS * len(models) > intern.limit:
+
+        def share(value, _):  # near the interner's limit: it decides what it keeps
+            return intern(value)
+
+    else:
+        share = intern.seen.setdefault  # one C call per field (this runs for a million rows)
+    new = Row.__new__
     for m in models:
         d = m.__dict__
         r = new(Row)
@@ -504,30 +508,7 @@ def _append_rows(models: list, intern: _Interner, rows: list[Row]) -> None:
         rows.append(r)
 
 
-def _append_rows_near_limit(models: list, intern: _Interner, rows: list[Row]) -> None:
-    new = Row.__new__
-    for m in models:
-        d = m.__dict__
-        r = new(Row)
-        for name in _INTERNED:
-            setattr(r, name, intern(d[name]))
-        r.point, r.lower, r.upper = d["point"], d["lower"], d["upper"]
-        r.analysis_basis = d["analysis_basis"]
-        r.segment_given = "segment" in m.__pydantic_fields_set__
-        rows.append(r)
-
-
-_INTERNED = (
-    "metric",
-    "statistic",
-    "branch",
-    "parameter",
-    "comparison",
-    "comparison_to_branch",
-    "ci_width",
-    "segment",
-    "window_index",
-)
+_SHARED_FIELDS = 9  # fields of a row that _append_rows shares: every slot but the numbers and the basis
 
 
 def load_metadata(data: bytes, name: str, notes: list[DataNote]) -> tuple[Metadata, str | None]:
