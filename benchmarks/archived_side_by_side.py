@@ -44,7 +44,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -55,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.procstats import Measurement, measure, write_section  # noqa: E402
+from benchmarks.procstats import Measurement, measure, render_counts, write_section  # noqa: E402
 from partybal import layout  # noqa: E402
 
 try:  # tests/support/synthetic.py since issue 15; partybal/synthetic.py before
@@ -250,8 +249,8 @@ def run_ours(work: Path, results: Path, name: str, cores: int, tag: str) -> tupl
         last = (m.stderr.strip().splitlines() or ["no output"])[-1]
         raise BenchError(f"partybal render {spec.slug} failed: {last}")
     # "<page>.html  (N figures, …; N drawn, 0 reused)": a fresh --out, so nothing is reused
-    found = re.search(r"\((\d+) figures", m.stdout)
-    figures = int(found.group(1)) if found else sum(1 for _ in out.rglob("*.png"))
+    found = render_counts(m.stdout)
+    figures = found[0] if found else sum(1 for _ in out.rglob("*.png"))
     shutil.rmtree(out)
     return m, figures
 

@@ -29,7 +29,6 @@ import dataclasses
 import datetime as dt
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.procstats import measure, write_section  # noqa: E402
+from benchmarks.procstats import measure, render_counts, write_section  # noqa: E402
 from tests.support.synthetic import ExperimentSpec, real_size_spec, small_spec, write_experiment  # noqa: E402
 
 SHAPES = {
@@ -50,12 +49,11 @@ STEPS = ("first render", "daily re-render (+1 daily window)", "template change (
 
 
 def counts(stdout: str) -> tuple[int, int, int]:
-    """(figures, drawn, reused) from ``partybal render``'s line ``(N figures, S s; D drawn, R reused)``."""
-    found = re.search(r"\((\d+) figures, [\d.]+ s; (\d+) drawn, (\d+) reused\)", stdout)
-    if not found:
+    """(figures, drawn, reused) of one render; its absence ends the benchmark."""
+    found = render_counts(stdout)
+    if found is None:
         raise SystemExit(f"no figure counts in the render's output: {stdout.strip()[-300:]}")
-    figures, drawn, reused = (int(g) for g in found.groups())
-    return figures, drawn, reused
+    return found
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

@@ -8,6 +8,7 @@ counts a shared page once across them instead of once per process as RSS would.
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import time
@@ -119,3 +120,13 @@ def write_section(doc: Path, name: str, text: str) -> None:
     else:
         body = body.rstrip() + "\n\n" + block + "\n"
     doc.write_text(body)
+
+
+_RENDER_LINE = re.compile(r"\((\d+) figures, [\d.]+ s; (\d+) drawn, (\d+) reused\)")
+
+
+def render_counts(stdout: str) -> tuple[int, int, int] | None:
+    """(figures, drawn, reused) from ``partybal render``'s line ``<page>  (N figures, S s; D drawn,
+    R reused)``; None when the output has no such line."""
+    found = _RENDER_LINE.search(stdout)
+    return tuple(int(g) for g in found.groups()) if found else None

@@ -32,7 +32,6 @@ import dataclasses
 import datetime as dt
 import os
 import platform
-import re
 import shutil
 import struct
 import sys
@@ -43,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.procstats import measure, write_section  # noqa: E402
+from benchmarks.procstats import measure, render_counts, write_section  # noqa: E402
 from partybal import layout  # noqa: E402
 from tests.support import synthetic  # noqa: E402
 
@@ -167,10 +166,8 @@ def run_one(name: str, cores: int | None, keep: Path | None, keep_site: Path | N
         m = measure(cmd, cwd=ROOT)
         if m.returncode != 0:
             raise SystemExit(f"[{name}] render failed: {m.stderr.strip()[-500:]}")
-        found = re.search(r"\((\d+) figures", m.stdout)
-        figures = int(found.group(1)) if found else -1
-        found = re.search(r"(\d+) drawn", m.stdout)  # figure reuse: a fresh --out draws every figure
-        drawn = int(found.group(1)) if found else figures
+        # figure reuse: a fresh --out draws every figure
+        figures, drawn, _ = render_counts(m.stdout) or (-1, -1, 0)
         page = out / layout.page_name(fslug)
         pngs = [p for p in out.rglob("*.png")]
         heights = [png_size(p)[1] for p in pngs]
