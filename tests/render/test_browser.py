@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from partybal import layout
-from tests.helpers import ARTIFACTS, ROOT, StaticSite, launch_chromium
+from tests.helpers import ARTIFACTS, ROOT, StaticSite
 from tests.helpers import playwright_api as _playwright_api
 from tests.render.test_render_r import MARKER, render_hostile
 from tests.support import synthetic
@@ -21,21 +21,6 @@ from tests.support.synthetic import MetricSpec
 
 pytestmark = [pytest.mark.browser, pytest.mark.r]
 playwright_api = _playwright_api(module_level=True)
-
-
-@pytest.fixture(scope="module")
-def site(sample_new_tab_dir):
-    out = sample_new_tab_dir
-    with StaticSite(out) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from partybal import layout
-from tests.helpers import ARTIFACTS, ROOT, StaticSite, launch_chromium
+from tests.helpers import ARTIFACTS, ROOT, StaticSite
 from tests.helpers import playwright_api as _playwright_api
 from tests.support import synthetic
 from tests.support.synthetic import MetricSpec
@@ -63,14 +63,6 @@ def site(tmp_path_factory):
         assert proc.returncode == 0, proc.stderr
     with StaticSite(out) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 def open_page(browser, site, name):

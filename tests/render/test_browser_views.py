@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.helpers import ARTIFACTS, StaticSite, launch_chromium
+from tests.helpers import ARTIFACTS
 from tests.helpers import playwright_api as _playwright_api
 
 pytestmark = [pytest.mark.browser, pytest.mark.r]
@@ -20,22 +20,7 @@ PAGE = "sample_new_tab_layout.html"
 
 @pytest.fixture(scope="module")
 def site_dir(sample_new_tab_dir):
-    out = sample_new_tab_dir
-    return out
-
-
-@pytest.fixture(scope="module")
-def site(site_dir):
-    with StaticSite(site_dir) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
+    return sample_new_tab_dir
 
 
 def open_page(context_or_browser, url: str):
