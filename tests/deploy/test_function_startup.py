@@ -35,7 +35,7 @@ from cloudevents.http import CloudEvent
 
 from partybal.local.experimenter_standin import StandIn
 from tests.helpers import unavailable
-from tests.pipeline.conftest import fake_gcs_binary, free_port, stop, wait_for_port
+from tests.pipeline.conftest import fake_gcs_argv, free_port, stop, wait_for_port
 
 from .bundle_support import clean_venv, installed, make_bundle, tail
 from .conftest import ROOT, cloud_event_handlers, contract_table
@@ -116,30 +116,17 @@ def emulators(tmp_path_factory):
     emulator, started as tests/pipeline/conftest.py starts them."""
     import shutil
 
-    binary, gcloud = fake_gcs_binary(), shutil.which("gcloud")
-    if not binary.exists():
-        unavailable(f"fake-gcs-server binary not found at {binary}")
+    gcloud = shutil.which("gcloud")
     if not gcloud:
         unavailable("gcloud is not installed")
     root = tmp_path_factory.mktemp("emulators")
     gcs_port, pubsub_port = free_port(), free_port()
+    gcs_argv = fake_gcs_argv(gcs_port, root / "gcs")
     procs = []
     with (root / "fake-gcs.log").open("wb") as gcs_log, (root / "pubsub.log").open("wb") as pubsub_log:
         procs.append(
             subprocess.Popen(
-                [
-                    str(binary),
-                    "-scheme",
-                    "http",
-                    "-host",
-                    "127.0.0.1",
-                    "-port",
-                    str(gcs_port),
-                    "-backend",
-                    "filesystem",
-                    "-filesystem-root",
-                    str(root / "gcs"),
-                ],
+                gcs_argv,
                 stdout=gcs_log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

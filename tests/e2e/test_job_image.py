@@ -74,17 +74,7 @@ def gcs(tmp_path_factory):
     port = localstack._ephemeral_port()
     log = open(root / "fake-gcs.log", "wb")
     proc = subprocess.Popen(
-        [
-            localstack.fake_gcs_server_binary(),
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            str(port),
-            "-backend",
-            "memory",
-        ],
+        localstack.fake_gcs_server_argv(port),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

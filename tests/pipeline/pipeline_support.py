@@ -17,6 +17,20 @@ def upload_sample(gcs, bucket: str, fslug: str, prefix: str = "") -> list[str]:
     return names
 
 
+def job_env(buckets, slug: str, prefix: str = "", **extra: str) -> dict[str, str]:
+    """The environment of a render execution's task as dispatch_render and Cloud Run give it
+    (``extra``: more variables, e.g. ``ASSET_GRACE_SECONDS="0"``)."""
+    return {
+        "PARTYBAL_SLUG": slug,
+        "PARTYBAL_PREFIX": prefix,
+        "RESULTS_BUCKET": buckets.results,
+        "SITE_BUCKET": buckets.site,
+        "STATE_BUCKET": buckets.state,
+        "CLOUD_RUN_TASK_ATTEMPT": "0",
+        **extra,
+    }
+
+
 class RecordingPublisher:
     """Stands in for PublisherClient: records (topic, data, attributes)."""
 

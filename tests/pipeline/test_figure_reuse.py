@@ -14,22 +14,12 @@ import pytest
 from partybal import layout
 from partybal.page import render
 from partybal.pipeline import job
+from tests.pipeline.pipeline_support import job_env
 from tests.support.synthetic import ExperimentSpec, MetricSpec, experiment_files
 
 pytestmark = pytest.mark.emulators
 SLUG = "reuse-job"
 FSLUG = layout.file_slug(SLUG)
-
-
-def job_env(buckets, **extra):
-    return {
-        "PARTYBAL_SLUG": SLUG,
-        "RESULTS_BUCKET": buckets.results,
-        "SITE_BUCKET": buckets.site,
-        "STATE_BUCKET": buckets.state,
-        "CLOUD_RUN_TASK_ATTEMPT": "0",
-        **extra,
-    }
 
 
 def figure_objects(gcs, buckets) -> dict[str, int]:
@@ -66,7 +56,7 @@ def test_the_job_skips_drawing_and_uploading_reused_figures(gcs, buckets, caplog
     monkeypatch.setattr(job.logs, "setup", lambda *a, **k: None)  # it would replace caplog's handler
     caplog.set_level(logging.INFO)
     upload_experiment(gcs, buckets)
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG)) == 0
     first = figures_log(caplog)
     stored = figure_objects(gcs, buckets)
     assert (
@@ -77,7 +67,7 @@ def test_the_job_skips_drawing_and_uploading_reused_figures(gcs, buckets, caplog
     html = gcs.bucket(buckets.site).blob(layout.page_name(FSLUG)).download_as_text()
     assert sorted(set(re.findall(r'<img class="plot"[^>]* src="([^"]+)"', html))) == sorted(stored)
 
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG)) == 0
     second = figures_log(caplog)
     assert {k: second[k] for k in ("figures", "drawn", "reused", "uploaded", "deleted")} == {
         "figures": first["figures"],
@@ -145,17 +135,17 @@ def test_figures_of_the_replaced_page_survive_its_grace_period_and_unreferenced_
     h = {s: digest(s) for s in ("a", "b", "c", "d")}
     plan += [["a", "b"], ["b", "c"], ["c", "d"], ["d"]]
 
-    assert job.main(job_env(buckets)) == 0  # A shows a, b
+    assert job.main(job_env(buckets, SLUG)) == 0  # A shows a, b
     gen_b = figure_objects(gcs, buckets)[layout.figure_name(FSLUG, h["b"])]
-    assert job.main(job_env(buckets)) == 0  # B shows b (reused: the live page shows it), c
+    assert job.main(job_env(buckets, SLUG)) == 0  # B shows b (reused: the live page shows it), c
     assert calls[1].figures_drawn == 1 and calls[1].figures_uploaded == 1
     assert figure_objects(gcs, buckets)[layout.figure_name(FSLUG, h["b"])] == gen_b  # not uploaded again
     assert stored_hashes(gcs, buckets) == {h["a"], h["b"], h["c"]}  # a: A's page was replaced just now
 
-    assert job.main(job_env(buckets)) == 0  # C shows c, d; A is within its grace period (B went live < 1 h ago)
+    assert job.main(job_env(buckets, SLUG)) == 0  # C shows c, d; A is within its grace period (B went live < 1 h ago)
     assert stored_hashes(gcs, buckets) == {h["a"], h["b"], h["c"], h["d"]}
 
-    assert job.main(job_env(buckets, ASSET_GRACE_SECONDS="0")) == 0  # D shows d; grace over for A and B
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 0  # D shows d; grace over for A and B
     # c: shown only by the page D replaced (kept whatever the grace); a, b: nobody's any more
     assert stored_hashes(gcs, buckets) == {h["c"], h["d"]}
     folders = set(job.asset_folders(gcs.bucket(buckets.site), FSLUG, ""))

@@ -16,22 +16,10 @@ import pytest
 from partybal import layout
 from partybal.page import render, report, templating
 from partybal.pipeline import feed, history, job
+from tests.pipeline.pipeline_support import job_env
 from tests.pipeline.test_history import ERRORS, FSLUG, OVERALL, SLUG, files, set_uplift
 
 pytestmark = pytest.mark.emulators
-
-
-def job_env(buckets, **extra):
-    return {
-        "PARTYBAL_SLUG": SLUG,
-        "PARTYBAL_PREFIX": "",
-        "RESULTS_BUCKET": buckets.results,
-        "SITE_BUCKET": buckets.site,
-        "STATE_BUCKET": buckets.state,
-        "CLOUD_RUN_TASK_ATTEMPT": "0",
-        "ASSET_GRACE_SECONDS": "0",
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -85,7 +73,7 @@ def parse(gcs, buckets, name):
 def test_history_changes_and_feeds_across_renders(gcs, buckets, shell_build):
     site = gcs.bucket(buckets.site)
     upload(gcs, buckets, files())
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 0
     first = status(gcs, buckets)
     (name1,) = history_names(gcs, buckets)
     assert name1 == layout.history_name(FSLUG, first["render_id"]) == first["history"]
@@ -101,7 +89,7 @@ def test_history_changes_and_feeds_across_renders(gcs, buckets, shell_build):
     changed = files()
     changed[OVERALL] = set_uplift(changed[OVERALL], "uri_count", 0.02, 0.05, 0.08)
     upload(gcs, buckets, {OVERALL: changed[OVERALL]})
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 0
     second = status(gcs, buckets)
     assert history_names(gcs, buckets) == sorted([name1, layout.history_name(FSLUG, second["render_id"])])
     changes = shell_build[-1].changes
@@ -118,7 +106,7 @@ def test_history_changes_and_feeds_across_renders(gcs, buckets, shell_build):
     # the figures of the first render are cleaned up (grace 0) — its history never is. A re-render
     # of the same inputs (a duplicate request) repeats the second render: no new history entry,
     # the same "Changes since" and History, its summary stands for this render too
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 0
     third = status(gcs, buckets)
     assert not list(gcs.list_blobs(buckets.site, prefix=layout.assets_dir(FSLUG, first["render_id"]) + "/"))
     assert history_names(gcs, buckets) == sorted([name1, second["history"]])
@@ -143,12 +131,12 @@ def test_history_changes_and_feeds_across_renders(gcs, buckets, shell_build):
 
     # a failed render is an entry; the render that recovers from it is another
     upload(gcs, buckets, {ERRORS: b"[{broken"})
-    assert job.main(job_env(buckets)) == 1
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 1
     feed.publish_feeds(gcs, buckets.site, buckets.state, "", (FSLUG,))
     mine = parse(gcs, buckets, layout.experiment_feed_name(FSLUG))
     assert mine.entries[0].title == f"{SLUG}: render failed" and ERRORS in mine.entries[0].content[0].value
     upload(gcs, buckets, {ERRORS: changed[ERRORS]})
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 0
     feed.publish_feeds(gcs, buckets.site, buckets.state, "", (FSLUG,))
     again = parse(gcs, buckets, layout.experiment_feed_name(FSLUG))
     assert again.entries[0].title == f"{SLUG}: recovered from a failed render"
@@ -162,7 +150,7 @@ def test_toc_rebuild_rebuilds_the_feeds(gcs, buckets, shell_build):
     from partybal.pipeline import toc
 
     upload(gcs, buckets, files())
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 0
     event = {"bucket": buckets.state, "name": layout.status_name(FSLUG), "generation": "1"}
     toc.handle_state_event(
         "google.cloud.storage.object.v1.finalized",
@@ -233,7 +221,7 @@ def test_a_feed_write_that_keeps_losing_gives_up_quietly(gcs, buckets, caplog):
 def test_no_feed_for_a_slug_that_never_had_a_page(gcs, buckets, shell_build):
     """A render request for a slug without results (a typo, a hostile name) fails with a status
     record; the site's feed lists the failure, but no public feed object is made for the slug."""
-    assert job.main(job_env(buckets)) == 1
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 1
     assert status(gcs, buckets)["state"] == "failed"
     feed.publish_feeds(gcs, buckets.site, buckets.state, "", (FSLUG,))
     assert gcs.bucket(buckets.site).get_blob(layout.experiment_feed_name(FSLUG)) is None

@@ -18,22 +18,11 @@ from partybal.page import render
 from partybal.page.results import load_experiment
 from partybal.pipeline import job, status
 from partybal.storage import GcsResults
-from tests.pipeline.pipeline_support import upload_sample
+from tests.pipeline.pipeline_support import job_env, upload_sample
 
 pytestmark = pytest.mark.emulators
 ROOT = Path(__file__).resolve().parents[2]
 SLUG = "sample_search_defaults"
-
-
-def job_env(buckets, slug=SLUG, prefix=""):
-    return {
-        "PARTYBAL_SLUG": slug,
-        "PARTYBAL_PREFIX": prefix,
-        "RESULTS_BUCKET": buckets.results,
-        "SITE_BUCKET": buckets.site,
-        "STATE_BUCKET": buckets.state,
-        "CLOUD_RUN_TASK_ATTEMPT": "0",
-    }
 
 
 def status_of(gcs, buckets, fslug, prefix=""):
@@ -87,7 +76,7 @@ def test_real_render_then_bad_input_keeps_the_page(gcs, buckets, fake_gcs):
     # Jetstream republishes a broken file: the job fails, the page stays, the status says why
     broken = gcs.bucket(buckets.results).blob(inputs[-1])
     broken.upload_from_string(b'[{"metric": 1}]')
-    rc = job.main(job_env(buckets))
+    rc = job.main(job_env(buckets, SLUG))
     assert rc == 1
     assert gcs.bucket(buckets.site).blob(layout.page_name(SLUG)).download_as_text() == html
     assert [n for n in site_names(gcs, buckets) if n.startswith(layout.assets_root(SLUG) + "/")] == assets
@@ -109,7 +98,7 @@ def test_unknown_experiment_is_a_failed_status(gcs, buckets):
     "env_change", [{"PARTYBAL_SLUG": "../../etc"}, {"PARTYBAL_PREFIX": "../"}, {"SITE_BUCKET": ""}]
 )
 def test_bad_configuration_exits_without_writing(gcs, buckets, env_change):
-    environ = {**job_env(buckets), **env_change}
+    environ = {**job_env(buckets, SLUG), **env_change}
     if environ["PARTYBAL_SLUG"] == "../../etc":
         environ["PARTYBAL_SLUG"] = "../" * 100  # longer than a slug may be once in file form
     assert job.main(environ) == 2
@@ -147,7 +136,7 @@ def folders_of(gcs, buckets, prefix=""):
 
 def test_preview_publish_keeps_the_replaced_figures_only(gcs, buckets, fake_build):
     upload_sample(gcs, buckets.results, SLUG, prefix="preview/")
-    env = {**job_env(buckets, prefix="preview/"), "ASSET_GRACE_SECONDS": "0"}
+    env = {**job_env(buckets, SLUG, prefix="preview/"), "ASSET_GRACE_SECONDS": "0"}
     rids = []
     for _ in range(3):
         assert job.main(env) == 0
@@ -175,15 +164,15 @@ def test_replaced_figures_outlive_the_page_for_the_grace_period(gcs, buckets, fa
     are cached for 60 s) when a re-render replaced it, and its figures were already gone (404)."""
     upload_sample(gcs, buckets.results, SLUG)
     site = gcs.bucket(buckets.site)
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG)) == 0
     first_page = site.blob(layout.page_name(SLUG)).download_as_text()
-    assert job.main(job_env(buckets)) == 0  # default grace (an hour)
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG)) == 0  # default grace (an hour)
+    assert job.main(job_env(buckets, SLUG)) == 0
     r1, r2, r3 = fake_build
     assert folders_of(gcs, buckets) == {r1, r2, r3}  # r1 has been off the page only since r2 went live
     for src in re.findall(r'src="([^"]+)"', first_page):  # the first reader's figures still load
         assert site.get_blob(src) is not None, src
-    assert job.main({**job_env(buckets), "ASSET_GRACE_SECONDS": "0"}) == 0
+    assert job.main({**job_env(buckets, SLUG), "ASSET_GRACE_SECONDS": "0"}) == 0
     r4 = fake_build[-1]
     assert folders_of(gcs, buckets) == {r3, r4}  # the replaced page's figures are kept whatever the grace
 
@@ -196,7 +185,7 @@ def test_concurrent_later_render_figures_are_kept(gcs, buckets, fake_build):
     earlier = layout.assets_dir(SLUG, "20000101T000000Z-000000") + "/fig-1.png"
     for name in (later, earlier):
         gcs.bucket(buckets.site).blob(name).upload_from_string(b"x")
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG)) == 0
     names = site_names(gcs, buckets)
     assert later in names and earlier not in names
 
@@ -215,7 +204,7 @@ def test_a_render_finishing_after_a_later_one_leaves_its_page_and_status(gcs, bu
     assert job.write_status(state, record, "")
     before = status_of(gcs, buckets, SLUG)
 
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG)) == 0
     ours = fake_build[-1]
     assert ours < later
     assert (
@@ -297,7 +286,7 @@ def test_render_error_keeps_page_and_records_inputs(gcs, buckets, monkeypatch):
         raise render.RenderError("R exited with status 1: Error in plot_foo(): boom\nline two")
 
     monkeypatch.setattr(render, "build", broken_build)
-    assert job.main(job_env(buckets)) == 1
+    assert job.main(job_env(buckets, SLUG)) == 1
     st = status_of(gcs, buckets, SLUG)
     assert st["state"] == "failed" and st["reason"] == "R exited with status 1: Error in plot_foo(): boom line two"
     assert len(st["input_generations"]) == 2 and st["name"] == SLUG
@@ -389,7 +378,7 @@ def test_any_exception_while_rendering_is_a_failed_status_not_a_crash(gcs, bucke
         raise OverflowError("date value out of range")
 
     monkeypatch.setattr(render, "build", overflowing_build)
-    assert job.main(job_env(buckets)) == 1
+    assert job.main(job_env(buckets, SLUG)) == 1
     st = status_of(gcs, buckets, SLUG)
     assert st["state"] == "failed" and st["reason"] == "render error: OverflowError: date value out of range"
     assert len(st["input_generations"]) == 2
@@ -407,7 +396,7 @@ def test_overflowing_timestamps_render_through_the_job(gcs, buckets, fake_build)
     results.blob(layout.results_name(layout.Kind.ERRORS, SLUG)).upload_from_filename(
         str(corpus / "overflow_time_errors.json")
     )
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG)) == 0
     st = status_of(gcs, buckets, SLUG)
     assert st["state"] == "ok" and st["analysis_start"] == "9999-12-31T23:59:59-01:00"
 
@@ -421,7 +410,7 @@ def test_an_infrastructure_error_still_leaves_a_failed_record(gcs, buckets, fake
         raise gexc.ServiceUnavailable("site bucket is down")
 
     monkeypatch.setattr(job, "publish_site", unavailable)
-    assert job.main(job_env(buckets)) == 1  # Cloud Run retries the attempt
+    assert job.main(job_env(buckets, SLUG)) == 1  # Cloud Run retries the attempt
     st = status_of(gcs, buckets, SLUG)
     assert st["state"] == "failed" and st["reason"].startswith(
         "infrastructure error (Cloud Run retries while the job has retries left): ServiceUnavailable"
@@ -483,11 +472,11 @@ def test_a_killed_record_never_replaces_what_that_run_wrote(gcs, buckets):
 
 def test_job_refuses_to_start_on_malformed_bounds(gcs, buckets, monkeypatch, caplog):
     monkeypatch.setenv("PARTYBAL_R_TIMEOUT", "ten")
-    assert job.main(job_env(buckets)) == 2
+    assert job.main(job_env(buckets, SLUG)) == 2
     assert any("PARTYBAL_R_TIMEOUT must be a whole number" in m for m in job_log(caplog))
     monkeypatch.delenv("PARTYBAL_R_TIMEOUT")
-    assert job.main({**job_env(buckets), "PARTYBAL_MAX_FILE_BYTES": "2G"}) == 2
-    assert job.main({**job_env(buckets), "JOB_MAX_RETRIES": "-1"}) == 2
+    assert job.main({**job_env(buckets, SLUG), "PARTYBAL_MAX_FILE_BYTES": "2G"}) == 2
+    assert job.main({**job_env(buckets, SLUG), "JOB_MAX_RETRIES": "-1"}) == 2
     assert list(gcs.list_blobs(buckets.state)) == []
 
 
@@ -497,7 +486,7 @@ def test_a_file_over_the_size_limit_fails_before_download(gcs, buckets, monkeypa
     biggest = max(names, key=sizes.get)
     monkeypatch.setenv("PARTYBAL_MAX_FILE_BYTES", str(sizes[biggest] - 1))
     monkeypatch.setattr(GcsResults, "read", lambda self, info: pytest.fail("downloaded a file over the limit"))
-    assert job.main(job_env(buckets)) == 1
+    assert job.main(job_env(buckets, SLUG)) == 1
     st = status_of(gcs, buckets, SLUG)
     assert (
         st["reason"]
@@ -518,7 +507,7 @@ def test_gcs_cleanup_lists_only_render_folders_of_the_experiment(gcs, buckets, f
     for name in foreign:
         site.blob(name).upload_from_string(b"x")
     for _ in range(3):
-        assert job.main({**job_env(buckets), "ASSET_GRACE_SECONDS": "0"}) == 0
+        assert job.main({**job_env(buckets, SLUG), "ASSET_GRACE_SECONDS": "0"}) == 0
     names = set(site_names(gcs, buckets))
     assert set(foreign) <= names
     assert folders_of(gcs, buckets) == set(fake_build[-2:])

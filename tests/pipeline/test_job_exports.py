@@ -15,22 +15,10 @@ import pytest
 from partybal import layout
 from partybal.page import exports
 from partybal.pipeline import job
-from tests.pipeline.pipeline_support import upload_sample
+from tests.pipeline.pipeline_support import job_env, upload_sample
 
 pytestmark = [pytest.mark.emulators, pytest.mark.r]
 SLUG = "sample_search_defaults"
-
-
-def job_env(buckets, **extra):
-    return {
-        "PARTYBAL_SLUG": SLUG,
-        "PARTYBAL_PREFIX": "",
-        "RESULTS_BUCKET": buckets.results,
-        "SITE_BUCKET": buckets.site,
-        "STATE_BUCKET": buckets.state,
-        "CLOUD_RUN_TASK_ATTEMPT": "0",
-        **extra,
-    }
 
 
 def links(html: str) -> tuple[list[str], str]:
@@ -44,7 +32,7 @@ def test_exports_of_the_replaced_page_still_download_after_a_rerender(gcs, bucke
     site, state = gcs.bucket(buckets.site), gcs.bucket(buckets.state)
     generations = {b.name: b.generation for b in gcs.list_blobs(buckets.results)}
 
-    assert job.main(job_env(buckets)) == 0
+    assert job.main(job_env(buckets, SLUG)) == 0
     first = json.loads(state.blob(layout.status_name(SLUG)).download_as_bytes())["render_id"]
     html = site.blob(layout.page_name(SLUG)).download_as_text()
     csvs, manifest_href = links(html)
@@ -62,7 +50,7 @@ def test_exports_of_the_replaced_page_still_download_after_a_rerender(gcs, bucke
     assert {i["name"]: i["generation"] for i in manifest["inputs"]} == generations  # the inputs this render read
     assert {f"{layout.assets_dir(SLUG, first)}/{e['file']}" for e in manifest["exports"]} == set(csvs)
 
-    assert job.main(job_env(buckets)) == 0  # a re-render (default grace: an hour)
+    assert job.main(job_env(buckets, SLUG)) == 0  # a re-render (default grace: an hour)
     second = json.loads(state.blob(layout.status_name(SLUG)).download_as_bytes())["render_id"]
     assert second != first and links(site.blob(layout.page_name(SLUG)).download_as_text())[
         1
@@ -73,7 +61,7 @@ def test_exports_of_the_replaced_page_still_download_after_a_rerender(gcs, bucke
     # the grace period over (0 s) and another render: the first render's folder is cleaned up, but
     # its exports and manifest are its record: kept, stamped with a custom time from which the
     # bucket's lifecycle rule counts history_retention_days (terraform/buckets.tf)
-    assert job.main(job_env(buckets, ASSET_GRACE_SECONDS="0")) == 0
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 0
     first_folder = layout.assets_dir(SLUG, first) + "/"
     left = {b.name: b for b in gcs.list_blobs(buckets.site, prefix=first_folder)}
     assert set(left) == set(downloaded), sorted(set(left) ^ set(downloaded))  # only the record is left
@@ -84,7 +72,7 @@ def test_exports_of_the_replaced_page_still_download_after_a_rerender(gcs, bucke
     new_csvs, new_manifest = links(site.blob(layout.page_name(SLUG)).download_as_text())
     assert all(site.get_blob(h) is not None and site.get_blob(h).custom_time is None for h in new_csvs + [new_manifest])
 
-    assert job.main(job_env(buckets, ASSET_GRACE_SECONDS="0")) == 0  # a later clean-up: stamped once only
+    assert job.main(job_env(buckets, SLUG, ASSET_GRACE_SECONDS="0")) == 0  # a later clean-up: stamped once only
     assert {b.name: b.custom_time for b in gcs.list_blobs(buckets.site, prefix=first_folder)} == stamped
 
 

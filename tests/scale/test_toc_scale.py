@@ -10,8 +10,7 @@ import pytest
 
 from partybal import layout
 from partybal.pipeline import job, toc
-from tests.helpers import unavailable
-from tests.pipeline.conftest import fake_gcs_binary, free_port, stop, wait_for_port
+from tests.pipeline.conftest import fake_gcs_argv, free_port, stop, wait_for_port
 from tests.scale.scale_support import experiment_slug, seed_filesystem
 
 pytestmark = pytest.mark.emulators
@@ -84,29 +83,12 @@ def test_rebuild_lists_once_and_never_downloads_statistics(gcs, buckets, downloa
 @pytest.fixture
 def seeded_gcs(tmp_path):
     """A fake-gcs-server of its own whose filesystem root holds 1,000 experiments."""
-    binary = fake_gcs_binary()
-    if not binary.exists():
-        unavailable(f"fake-gcs-server binary not found at {binary}")
     root = tmp_path / "data"
     written = seed_filesystem(root, "scale-results", "scale-state", 1000, site_bucket="scale-site", legacy_every=50)
     assert written == 1000 * 5
     port = free_port()
     proc = subprocess.Popen(
-        [
-            str(binary),
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            str(port),
-            "-backend",
-            "filesystem",
-            "-filesystem-root",
-            str(root),
-            "-log-level",
-            "error",
-        ],
+        fake_gcs_argv(port, root, {"-log-level": "error"}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
