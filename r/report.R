@@ -11,16 +11,21 @@ html_text <- function(x) {
 }
 
 # Draw the figures the renderer asks for, `cores` at a time (forked workers), into out_dir.
-# plots_json: {"figures": [specs to draw, each with its `file` (relative to out_dir, named by its
-# content hash: partybal/page/figures.py)], "reused": [{number, file, alt}: stored already, not
+# plots_json: {"figures": [figures to draw, each with its `file` (relative to out_dir, named by its
+# content hash: partybal/page/figures.py), `height` and `spec` (its spec's file, relative to
+# plots_json's folder) — or the spec itself], "reused": [{number, file, alt}: stored already, not
 # drawn], "copies": [{number, file, alt, of}: the same figure as number `of` on this page]}.
+# A worker reads a figure's spec when it draws it, so this process never holds every figure's rows
+# (forked workers would each end up with a copy of the pages they were parsed into).
 # Writes drawn.json next to plots_json: {"drawn": [numbers], "failed": [numbers]}.
 # Returns a list: for each figure number, list(src = relative path) or list(error = message).
 partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
   spec <- jsonlite::fromJSON(plots_json, simplifyVector = TRUE, simplifyDataFrame = FALSE)
   figures <- spec$figures
   dir.create(file.path(out_dir, fig_dir), recursive = TRUE, showWarnings = FALSE)
-  draw <- function(fig) {
+  draw <- function(head) {
+    fig <- tryCatch(partybal_figure_spec(head, dirname(plots_json)), error = function(e) e)
+    if (inherits(fig, "error")) return(list(error = conditionMessage(fig), alt = head$alt))
     rel <- if (is.null(fig$file)) file.path(fig_dir, sprintf("fig-%d.png", as.integer(fig$number))) else fig$file
     err <- partybal_draw(fig, file.path(out_dir, rel))
     if (is.null(err)) list(src = rel, alt = fig$alt) else list(error = err, alt = fig$alt)
@@ -61,10 +66,17 @@ partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
   results
 }
 
+# One figure's spec: read from its file when plots.json lists it by `spec`, else the entry itself.
+partybal_figure_spec <- function(head, base_dir) {
+  if (is.null(head$spec)) return(head)
+  jsonlite::fromJSON(file.path(base_dir, head$spec), simplifyVector = TRUE, simplifyDataFrame = FALSE)
+}
+
 # Relative drawing cost of a figure: a fixed part plus its panels, which its height (computed from
 # its content by the renderer) follows; older specs without a height count panels from windows.
 figure_cost <- function(fig) {
   if (!is.null(fig$height) && fig$height > 0) return(1 + fig$height / 3)
+  if (is.null(fig$statistic)) return(1)
   windows <- if (isTRUE(fig$series)) length(unlist(fig$windows)) else 1
   panels <- if (fig$statistic %in% c("kernel_density_estimate", "empirical_cdf")) windows else 2 * windows
   1 + 0.15 * panels

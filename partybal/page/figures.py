@@ -17,7 +17,8 @@ A render draws only the figures whose hash is not stored yet (``<file-slug>_file
 4. the figure's spec and rows (:func:`canonical`): every :class:`~partybal.page.report.FigureSpec`
    field but ``NOT_DRAWN`` (``number``, ``alt``, ``context``: R does not draw with them; a field
    added later counts unless listed there), rows sorted, as canonical JSON — exactly the bytes R
-   reads for it from ``plots.json`` (which adds only ``number``, ``alt`` and the hashed ``file``).
+   reads for it from its spec file next to ``plots.json`` (which adds only ``number``, ``alt`` and
+   the hashed ``file``: :func:`partybal.page.render._write_figure_plan`).
 
 Not covered: system fonts and the graphics libraries the device links (they change with the image's
 Debian packages; R's version does not). Pick up such a change by bumping ``FORMAT``.

@@ -117,11 +117,23 @@ class BuiltPage:
         }
 
 
-def default_cores() -> int:
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
+def default_cores(cpu_max: Path = CPU_MAX) -> int:
+    """How many R workers draw: the CPUs this process may run on, capped by the container's CPU
+    quota when it has one (a container limited to 4 vCPUs may still see every CPU of its host)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max" and int(period) > 0:
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read: the affinity count stands
+    return cores
 
 
 @dataclass
@@ -132,10 +144,16 @@ class FigurePlan:
     reusable: set[str]
 
 
+SPECS_DIR = "specs"  # next to plots.json: one file per figure R draws
+
+
 def _write_figure_plan(path: Path, fslug: str, figures: list[FigureSpec], hasher, reuse) -> FigurePlan:
     """Hash every figure, ask ``reuse(hashes)`` which are stored, and write plots.json for R:
-    the figures to draw (their canonical bytes, :func:`figures.canonical`, with number, alt and
-    the hashed file name), the reused ones and the repeats of a figure on the same page by name."""
+    the figures to draw, the reused ones and the repeats of a figure on the same page by name.
+    A figure to draw is listed by number, alt, hashed file name and height (what R deals figures
+    to its workers by); its spec — its canonical bytes (:func:`figures.canonical`) with those — is
+    a file of its own in ``specs/``, read by the R worker that draws it: R's main process never
+    holds every figure's rows, so the workers it forks do not inherit (and copy) them."""
     digests, datas = [], []
     for f in figures:
         digest, data = hasher(f)
@@ -145,6 +163,7 @@ def _write_figure_plan(path: Path, fslug: str, figures: list[FigureSpec], hasher
     reusable = set(reuse(unique)) & set(unique) if reuse is not None and unique else set()
     first: dict[str, int] = {}
     draw, reused, copies = [], [], []
+    specs = path.parent / SPECS_DIR
     for f, digest, data in zip(figures, digests, datas, strict=True):
         head = {"alt": f.alt, "file": layout.figure_name(fslug, digest), "number": f.number}
         if digest in reusable:
@@ -153,10 +172,13 @@ def _write_figure_plan(path: Path, fslug: str, figures: list[FigureSpec], hasher
             copies.append({**head, "of": first[digest]})
         else:
             first[digest] = f.number
-            draw.append(json.dumps(head, ensure_ascii=False)[:-1].encode() + b"," + data[1:])  # data: a JSON object
-    with path.open("wb") as fh:
-        fh.write(b'{"figures":[' + b",".join(draw) + b'],"reused":' + json.dumps(reused, ensure_ascii=False).encode())
-        fh.write(b',"copies":' + json.dumps(copies, ensure_ascii=False).encode() + b"}")
+            spec = f"{SPECS_DIR}/{f.number}.json"
+            if not draw:
+                specs.mkdir(exist_ok=True)
+            (path.parent / spec).write_bytes(json.dumps(head, ensure_ascii=False)[:-1].encode() + b"," + data[1:])
+            draw.append({**head, "height": f.height, "spec": spec})
+    doc = {"figures": draw, "reused": reused, "copies": copies}
+    path.write_text(json.dumps(doc, ensure_ascii=False, allow_nan=False))
     return FigurePlan({f.number: d for f, d in zip(figures, digests, strict=True)}, reusable)
 
 

@@ -197,3 +197,50 @@ def test_a_template_change_draws_no_figure(site, tmp_path, monkeypatch):
     html = (out / layout.page_name(FSLUG)).read_text()
     assert "changed template report.Rmd.j2" in html and "changed template page.html.j2" in html
     assert built.figures_drawn == 0 and built.figures_reused == built.figures and after == before
+
+
+def test_r_reads_each_figure_from_its_own_spec_file_and_a_bad_one_fails_alone(tmp_path):
+    """plots.json lists the figures to draw without their rows (R's main process, which forks the
+    workers, never holds them); each spec file holds exactly the hashed bytes; a spec R cannot read
+    is that figure's error, the others are drawn."""
+    import subprocess
+
+    from partybal.page.results import load_experiment
+
+    write_experiment(tmp_path / "results", spec())
+    page, figures = report.build_page(load_experiment(LocalResults(tmp_path / "results"), SLUG))
+    assert len(figures) >= 3
+    hasher = figure_ids.FigureHasher(render.R_DIR)
+    work = tmp_path / "work"
+    work.mkdir()
+    render._write_figure_plan(work / "plots.json", FSLUG, figures, hasher, None)
+    plan = json.loads((work / "plots.json").read_text())
+    assert [f["number"] for f in plan["figures"]] == [f.number for f in figures]
+    for entry, fig in zip(plan["figures"], figures, strict=True):
+        assert set(entry) == {"alt", "file", "number", "height", "spec"} and entry["height"] == fig.height > 0
+        written = json.loads((work / entry["spec"]).read_text())
+        head = {k: written.pop(k) for k in ("alt", "file", "number")}
+        assert head == {k: entry[k] for k in head}
+        assert written == json.loads(hasher(fig)[1])
+    bad = plan["figures"][0]
+    (work / bad["spec"]).write_text('{"statistic": ')
+    script = (
+        "args <- commandArgs(TRUE); source(file.path(args[1], 'plots.R')); source(file.path(args[1], 'report.R'));"
+        "r <- partybal_draw_all(args[2], args[3], args[4], 2L); cat(jsonlite::toJSON(r, auto_unbox = TRUE))"
+    )
+    out = [str(tmp_path / "out"), layout.figures_dir(FSLUG)]
+    proc = subprocess.run(
+        ["Rscript", "-e", script, str(render.R_DIR), str(work / "plots.json"), *out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert "error" in result[str(bad["number"])] and "src" not in result[str(bad["number"])]
+    for entry in plan["figures"][1:]:
+        assert result[str(entry["number"])]["src"] == entry["file"]
+        assert (tmp_path / "out" / entry["file"]).stat().st_size > 2000
+    drawn = json.loads((work / "drawn.json").read_text())
+    assert drawn["failed"] == [bad["number"]]
+    assert sorted(drawn["drawn"]) == sorted(e["number"] for e in plan["figures"][1:])
