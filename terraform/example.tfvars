@@ -10,8 +10,8 @@ site_viewers = [
   "user:someone@example.com",
 ]
 
-# Size of one renderer task (R draws figures on all its vCPUs).
-job_cpu    = "2"
+# Size of one renderer task (R draws figures on all its vCPUs; 8 vCPUs need at least 4Gi).
+job_cpu    = "4"
 job_memory = "4Gi"
 
 # Extra labels on every labellable resource.

@@ -121,14 +121,24 @@ variable "renderer_image" {
 
 variable "job_cpu" {
   type        = string
-  default     = "2"
-  description = "vCPUs of one renderer task (Cloud Run limit, e.g. \"1\", \"2\", \"4\"). R draws figures on all of them."
+  default     = "4"
+  description = "vCPUs of one renderer task: \"1\", \"2\", \"4\", \"6\" or \"8\" (Cloud Run needs job_memory of at least 2Gi for 4 vCPUs, 4Gi for 6 or 8). R draws figures on all of them, a forked worker each (≈ 135 MiB apiece at real size); a real-size page's drawing takes about 190 CPU seconds (docs/performance.md, \"How many vCPUs a render gets\")."
+
+  validation {
+    condition     = contains(["1", "2", "4", "6", "8"], var.job_cpu)
+    error_message = "job_cpu must be \"1\", \"2\", \"4\", \"6\" or \"8\" (the vCPU values a Cloud Run job takes)."
+  }
 }
 
 variable "job_memory" {
   type        = string
   default     = "4Gi"
-  description = "Memory of one renderer task (Cloud Run limit, e.g. \"2Gi\", \"4Gi\")."
+  description = "Memory of one renderer task (Cloud Run limit, e.g. \"2Gi\", \"4Gi\"; at least 2Gi for 4 vCPUs, 4Gi for 6 or 8)."
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*(Mi|Gi)$", var.job_memory))
+    error_message = "job_memory must be a whole number of Mi or Gi, e.g. \"4Gi\"."
+  }
 }
 
 variable "job_timeout_seconds" {

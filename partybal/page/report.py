@@ -680,15 +680,29 @@ def shown_unique(values) -> dict[str, str]:
 # --- reading the rows ---------------------------------------------------------------------------
 
 
+_WINDOWS: dict[str | None, int] = {None: 1}  # window_index text -> window number (called per row, often)
+_WINDOWS_CACHED = 10_000
+
+
 def window_of(row: Statistic) -> int:
+    """The row's window as a number; 1 when it has none or it is not a number."""
+    w = row.window_index
     try:
-        return int(row.window_index) if row.window_index is not None else 1
+        return _WINDOWS[w]
+    except KeyError:
+        pass
+    try:
+        n = int(w)
     except ValueError:
-        return 1
+        n = 1
+    if len(_WINDOWS) < _WINDOWS_CACHED:
+        _WINDOWS[w] = n
+    return n
 
 
 def basis_of(row: Statistic) -> str:
-    return row.analysis_basis.value if row.analysis_basis is not None else "enrollments"
+    basis = row.analysis_basis
+    return basis._value_ if basis is not None else "enrollments"  # _value_: .value without the descriptor
 
 
 def _group(period: str, r: Statistic) -> tuple:

@@ -864,3 +864,23 @@ def test_moved_blocks_keep_the_deployed_functions(tf, tmp_path):
     came_from = {c.get("previous_address", a): a for a, c in changes.items()}
     lost = sorted(a for a in DEPLOYED_BEFORE_ONE_DEFINITION if _stand_in(a) not in came_from)
     assert not lost, f"no moved block for {lost}: terraform would destroy them and create the new addresses"
+
+
+def test_job_size_takes_only_what_cloud_run_takes(tf, tmp_path):
+    """job_cpu: Cloud Run's vCPU values for a job (R draws on every one, render.default_cores);
+    job_memory: a whole number of Mi or Gi. A wrong value fails at plan, not at apply."""
+    job = tf.resources("google_cloud_run_v2_job")["renderer"]
+    limits = one(one(one(job["template"])["template"])["containers"])["resources"]
+    assert one(limits)["limits"] == {"cpu": "${var.job_cpu}", "memory": "${var.job_memory}"}
+    for name, value, ok in (
+        ("job_cpu", "4", True),
+        ("job_cpu", "8", True),
+        ("job_cpu", "3", False),
+        ("job_cpu", "16", False),
+        ("job_memory", "4Gi", True),
+        ("job_memory", "512Mi", True),
+        ("job_memory", "4G", False),
+        ("job_memory", "0Gi", False),
+    ):
+        accepted, err = _terraform_accepts(tmp_path, name, value)
+        assert accepted is ok, f"{name}={value}: accepted={accepted}\n{err}"
