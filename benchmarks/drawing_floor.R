@@ -37,7 +37,12 @@ cpu <- function(expr) {
 png_of <- function(fig, file) {
   height <- if (!is.null(fig$height) && fig$height > 0) fig$height else figure_height(fig)
   width <- if (!is.null(fig$width) && fig$width > 0) fig$width else 8.5
-  grDevices::png(file, width = width, height = height, units = "in", res = 100)
+  # the device partybal_draw (r/plots.R) uses
+  if (requireNamespace("ragg", quietly = TRUE)) {
+    ragg::agg_png(file, width = width, height = height, units = "in", res = 100)
+  } else {
+    grDevices::png(file, width = width, height = height, units = "in", res = 100)
+  }
 }
 
 skeleton <- function(p) {

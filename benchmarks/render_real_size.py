@@ -232,7 +232,8 @@ def report(rows: list[dict], cores: int) -> str:
         lines += [
             "",
             f"Real size against the job's default {JOB_MEMORY_MIB} MiB: the peak tree PSS is {r['pss_mib']:.0f} MiB "
-            f"({head:.1f}× headroom).",
+            f"with {cores} R workers ({head:.1f}× headroom; each further worker adds ≈ 130 MiB: "
+            '"How many vCPUs a render gets").',
         ]
     lines += [
         "",

@@ -67,9 +67,15 @@ partybal_draw_all <- function(plots_json, out_dir, fig_dir, cores = 1L) {
 }
 
 # One figure's spec: read from its file when plots.json lists it by `spec`, else the entry itself.
+# A missing or unreadable file is an error naming the file relative to plots.json (never a temp path).
 partybal_figure_spec <- function(head, base_dir) {
   if (is.null(head$spec)) return(head)
-  jsonlite::fromJSON(file.path(base_dir, head$spec), simplifyVector = TRUE, simplifyDataFrame = FALSE)
+  path <- file.path(base_dir, head$spec)
+  if (!file.exists(path)) stop("the figure's data (", head$spec, ") is missing", call. = FALSE)
+  tryCatch(
+    jsonlite::read_json(path, simplifyVector = TRUE, simplifyDataFrame = FALSE),
+    error = function(e) stop("the figure's data (", head$spec, ") could not be read", call. = FALSE)
+  )
 }
 
 # Relative drawing cost of a figure: a fixed part plus its panels, which its height (computed from

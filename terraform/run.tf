@@ -65,10 +65,30 @@ resource "google_artifact_registry_repository" "functions" {
 # (a slug list in the state bucket) instead: its tasks split the list by CLOUD_RUN_TASK_INDEX.
 # parallelism cannot be overridden per execution, so it defaults to 0 (no limit): the N tasks of a
 # backfill run at once.
+# Cloud Run's memory range for a job's vCPUs (https://cloud.google.com/run/docs/configuring/jobs/cpu):
+# checked at plan (the job's precondition) instead of failing at apply.
+locals {
+  job_memory_mib = tonumber(regex("^[0-9]+", var.job_memory)) * (endswith(var.job_memory, "Gi") ? 1024 : 1)
+  job_memory_range_mib = {
+    "1" = [128, 4096], "2" = [128, 8192], "4" = [2048, 16384], "6" = [4096, 24576], "8" = [4096, 32768]
+  }
+  job_size_ok = (
+    local.job_memory_mib >= local.job_memory_range_mib[var.job_cpu][0] &&
+    local.job_memory_mib <= local.job_memory_range_mib[var.job_cpu][1]
+  )
+}
+
 resource "google_cloud_run_v2_job" "renderer" {
   name                = local.job_name
   location            = var.region
   deletion_protection = var.job_deletion_protection
+
+  lifecycle {
+    precondition {
+      condition     = local.job_size_ok
+      error_message = "job_memory ${var.job_memory} is outside what Cloud Run allows for job_cpu ${var.job_cpu}: 1 vCPU 128Mi-4Gi, 2 vCPUs 128Mi-8Gi, 4 vCPUs 2Gi-16Gi, 6 vCPUs 4Gi-24Gi, 8 vCPUs 4Gi-32Gi."
+    }
+  }
 
   template {
     task_count  = 1

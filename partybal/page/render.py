@@ -178,7 +178,7 @@ def _write_figure_plan(path: Path, fslug: str, figures: list[FigureSpec], hasher
             (path.parent / spec).write_bytes(json.dumps(head, ensure_ascii=False)[:-1].encode() + b"," + data[1:])
             draw.append({**head, "height": f.height, "spec": spec})
     doc = {"figures": draw, "reused": reused, "copies": copies}
-    path.write_text(json.dumps(doc, ensure_ascii=False, allow_nan=False))
+    path.write_text(json.dumps(doc, ensure_ascii=False, allow_nan=False), encoding="utf-8")
     return FigurePlan({f.number: d for f, d in zip(figures, digests, strict=True)}, reusable)
 
 

@@ -884,3 +884,46 @@ def test_job_size_takes_only_what_cloud_run_takes(tf, tmp_path):
     ):
         accepted, err = _terraform_accepts(tmp_path, name, value)
         assert accepted is ok, f"{name}={value}: accepted={accepted}\n{err}"
+
+
+def _job_size_ok(tmp_path, cpu: str, memory: str) -> str:
+    """terraform's own value of local.job_size_ok (run.tf, the renderer job's precondition) for
+    job_cpu/job_memory: the two variable blocks and the locals block, in `terraform console`."""
+    terraform = shutil.which("terraform")
+    if not terraform:
+        unavailable("terraform is missing: install the terraform CLI")
+    run_tf = (ROOT / "terraform" / "run.tf").read_text()
+    m = re.search(r"^locals \{\n  job_memory_mib = .*?^\}\n", run_tf, re.M | re.S)
+    assert m, "run.tf has no job-size locals block"
+    mod = tmp_path / f"size-{cpu}-{memory}"
+    mod.mkdir()
+    (mod / "main.tf").write_text(_variable_block("job_cpu") + _variable_block("job_memory") + m.group(0))
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    run = dict(cwd=mod, capture_output=True, text=True, timeout=120, env=env)
+    assert subprocess.run([terraform, "init", "-input=false", "-backend=false", "-no-color"], **run).returncode == 0
+    out = subprocess.run(
+        [terraform, "console", f"-var=job_cpu={cpu}", f"-var=job_memory={memory}"], input="local.job_size_ok\n", **run
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_job_memory_must_fit_its_vcpus_before_apply(tf, tmp_path):
+    """Cloud Run's memory range per job vCPU count, checked by a precondition on the job."""
+    job = tf.resources("google_cloud_run_v2_job")["renderer"]
+    (pre,) = one(job["lifecycle"])["precondition"]
+    assert pre["condition"] == "${local.job_size_ok}"
+    defaults = {k: unquote(tf.variables()[k]["default"]) for k in ("job_cpu", "job_memory")}
+    assert defaults == {"job_cpu": "4", "job_memory": "4Gi"}
+    cases = {
+        ("4", "4Gi"): "true",  # the defaults
+        ("4", "1Gi"): "false",
+        ("4", "2048Mi"): "true",
+        ("8", "4Gi"): "true",
+        ("8", "2Gi"): "false",
+        ("1", "8Gi"): "false",
+        ("2", "8Gi"): "true",
+        ("2", "512Mi"): "true",
+    }
+    got = {k: _job_size_ok(tmp_path, *k) for k in cases}
+    assert got == cases

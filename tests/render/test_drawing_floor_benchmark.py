@@ -33,15 +33,28 @@ def small_run():
 
 
 def test_every_kind_of_figure_is_measured_and_the_page_total_adds_up(small_run):
-    kinds = re.findall(
-        r"^\| ([a-z_]+ [a-z-]+ (?:series|one window)) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|", small_run, re.M
+    row = r"^\| ([a-z_]+ [a-z-]+ (?:series|one window)) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| (\d+) \|$"
+    kinds = re.findall(row, small_run, re.M)
+    ((n, full_total, skel_total),) = re.findall(
+        r"^\| \*\*whole page\*\* \| \*\*(\d+)\*\* \| \| \| \| \*\*(\d+)\*\* \| \*\*(\d+)\*\* \|$", small_run, re.M
     )
-    (total,) = re.findall(r"^\| \*\*whole page\*\* \| \*\*(\d+)\*\* \|", small_run, re.M)
     assert {k[0].split(" ")[0] for k in kinds} >= {"mean", "deciles", "kernel_density_estimate", "empirical_cdf"}
-    assert sum(int(k[1]) for k in kinds) == int(total) > 0
-    assert all(float(full) > 0 and float(skel) > 0 for *_, full, skel in kinds)
-    floor = dict(re.findall(r"^\| (\d) \| [\d.]+ \| ([\d.]+) \|", small_run, re.M))
-    assert set(floor) == {"1", "2"} and float(floor["2"]) <= float(floor["1"])
+    assert sum(int(k[1]) for k in kinds) == int(n) > 0
+    for _, figures, _, full, skel, page_full, page_skel in kinds:  # page columns: figures × CPU s each
+        assert float(full) > 0 and float(skel) > 0
+        assert abs(int(figures) * float(full) - int(page_full)) <= 0.5 + int(figures) * 0.005
+        assert abs(int(figures) * float(skel) - int(page_skel)) <= 0.5 + int(figures) * 0.005
+    exact_full = sum(int(k[1]) * float(k[3]) for k in kinds)
+    exact_skel = sum(int(k[1]) * float(k[4]) for k in kinds)
+    assert abs(exact_full - int(full_total)) <= 0.5 + 0.005 * int(n)
+    assert abs(exact_skel - int(skel_total)) <= 0.5 + 0.005 * int(n)
+    ((py,),) = [re.findall(r"one core\): ([\d.]+) s\.", small_run)]
+    floors = re.findall(r"^\| (\d) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", small_run, re.M)
+    assert [c for c, *_ in floors] == ["1", "2"]
+    for cores, drawing, floor, with_python in floors:  # drawing ÷ cores, and + the Python phase
+        assert abs(float(drawing) - exact_full / int(cores)) <= 0.05 + 0.005 * int(n)
+        assert abs(float(floor) - exact_skel / int(cores)) <= 0.05 + 0.005 * int(n)
+        assert abs(float(with_python) - float(py) - float(floor)) <= 0.11
 
 
 def test_a_skeleton_keeps_the_figures_panels_and_draws_no_data(tmp_path):

@@ -237,7 +237,8 @@ def test_r_reads_each_figure_from_its_own_spec_file_and_a_bad_one_fails_alone(tm
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert "error" in result[str(bad["number"])] and "src" not in result[str(bad["number"])]
+    error = result[str(bad["number"])]
+    assert "src" not in error and error["error"] == f"the figure's data ({bad['spec']}) could not be read"
     for entry in plan["figures"][1:]:
         assert result[str(entry["number"])]["src"] == entry["file"]
         assert (tmp_path / "out" / entry["file"]).stat().st_size > 2000
