@@ -58,13 +58,6 @@ resource "google_artifact_registry_repository" "functions" {
   depends_on = [google_project_service.this]
 }
 
-# One execution renders one experiment. dispatch_render starts it with per-execution env overrides
-# PARTYBAL_SLUG (the file-slug) and PARTYBAL_PREFIX ("" or "preview/"); they are deliberately not
-# set here, so an execution without overrides fails fast instead of rendering a default.
-# `partybal backfill` starts one execution with task_count=N and the override PARTYBAL_SLUGS_URI
-# (a slug list in the state bucket) instead: its tasks split the list by CLOUD_RUN_TASK_INDEX.
-# parallelism cannot be overridden per execution, so it defaults to 0 (no limit): the N tasks of a
-# backfill run at once.
 # Cloud Run's memory range for a job's vCPUs (https://cloud.google.com/run/docs/configuring/jobs/cpu):
 # checked at plan (the job's precondition) instead of failing at apply.
 locals {
@@ -78,6 +71,13 @@ locals {
   )
 }
 
+# One execution renders one experiment. dispatch_render starts it with per-execution env overrides
+# PARTYBAL_SLUG (the file-slug) and PARTYBAL_PREFIX ("" or "preview/"); they are deliberately not
+# set here, so an execution without overrides fails fast instead of rendering a default.
+# `partybal backfill` starts one execution with task_count=N and the override PARTYBAL_SLUGS_URI
+# (a slug list in the state bucket) instead: its tasks split the list by CLOUD_RUN_TASK_INDEX.
+# parallelism cannot be overridden per execution, so it defaults to 0 (no limit): the N tasks of a
+# backfill run at once.
 resource "google_cloud_run_v2_job" "renderer" {
   name                = local.job_name
   location            = var.region
