@@ -46,11 +46,7 @@ REPRODUCE = (
     "Reproduce: `.venv/bin/python benchmarks/browser_views.py [--page PAGE]… [--render large]… [--baseline REV]` "
     "(a page rendered earlier is measured with today's script and CSS inlined; see the script's docstring)."
 )
-SIZES = {
-    "large": lambda: synthetic.ExperimentSpec(slug="bench-large"),
-    "10 branches": lambda: synthetic.many_branches_spec("bench-many-branches"),
-    "real": lambda: synthetic.real_size_spec("bench-real-size"),
-}
+SIZES = ("large", "10 branches", "real")  # synthetic.BENCHMARK_SHAPES
 
 # Timed in the page: dispatch, then the next frame's rAF, then a task after its paint.
 TIMED = """async ([sel, kind, value]) => {
@@ -280,7 +276,7 @@ def describe_page(page: Path) -> str:
 
 
 def render(size: str, out: Path) -> Path:
-    spec = SIZES[size]()
+    spec = synthetic.benchmark_spec(size, "bench")
     page = out / "site" / layout.page_name(layout.file_slug(spec.slug))
     if page.exists():
         return page

@@ -35,11 +35,7 @@ from partybal import storage  # noqa: E402
 from partybal.page import render, results  # noqa: E402
 from tests.support import synthetic  # noqa: E402
 
-SHAPES = {
-    "small": lambda: synthetic.small_spec("floor-small"),
-    "large": lambda: synthetic.ExperimentSpec(slug="floor-large"),
-    "real": lambda: synthetic.real_size_spec("floor-real-size"),
-}
+SHAPES = ("small", "large", "real")  # synthetic.BENCHMARK_SHAPES
 
 
 class _Planned(Exception):
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; do not update docs/performance.md")
     args = ap.parse_args(argv)
     cores = [int(c) for c in args.cores.split(",") if c.strip()]
-    spec = SHAPES[args.shape]()
+    spec = synthetic.benchmark_spec(args.shape, "floor")
     with tempfile.TemporaryDirectory(prefix="partybal-floor-") as tmp:
         data = Path(tmp) / "results"
         synthetic.write_experiment(data, spec)

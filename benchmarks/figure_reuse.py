@@ -38,13 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.procstats import measure, render_counts, write_section  # noqa: E402
-from tests.support.synthetic import ExperimentSpec, real_size_spec, small_spec, write_experiment  # noqa: E402
+from tests.support.synthetic import benchmark_spec, write_experiment  # noqa: E402
 
-SHAPES = {
-    "small": lambda: small_spec("reuse-small"),
-    "large": lambda: ExperimentSpec(slug="reuse-large"),
-    "real": lambda: real_size_spec("reuse-real-size"),
-}
+SHAPES = ("small", "large", "real")  # synthetic.BENCHMARK_SHAPES
 STEPS = ("first render", "daily re-render (+1 daily window)", "template change (page template and CSS edited)")
 
 
@@ -79,7 +75,7 @@ def edited_release(dest: Path) -> Path:
 
 
 def run_shape(name: str, cores: int | None) -> list[dict]:
-    spec = SHAPES[name]()
+    spec = benchmark_spec(name, "reuse")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         results, out = Path(tmp) / "results", Path(tmp) / "site"

@@ -28,7 +28,6 @@ docs/performance.md (section ``render-real-size``) unless --no-write.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import os
 import platform
@@ -46,16 +45,7 @@ from benchmarks.procstats import measure, render_counts, write_section  # noqa: 
 from partybal import layout  # noqa: E402
 from tests.support import synthetic  # noqa: E402
 
-SIZES = {
-    "small": lambda: synthetic.small_spec("bench-small"),
-    "large": lambda: synthetic.ExperimentSpec(slug="bench-large"),
-    "10 branches": lambda: synthetic.many_branches_spec("bench-many-branches"),
-    "real": lambda: synthetic.real_size_spec("bench-real-size"),
-    # the headroom case: twice the real size's daily and weekly files (≈ 550 MB daily)
-    "2x real": lambda: dataclasses.replace(
-        synthetic.real_size_spec("bench-double-size"), windows={"overall": 1, "weekly": 8, "daily": 56}
-    ),
-}
+SIZES = ("small", "large", "10 branches", "real", "2x real")  # synthetic.BENCHMARK_SHAPES
 JOB_MEMORY_MIB = 4096  # the Cloud Run job's default memory (terraform)
 
 
@@ -94,7 +84,7 @@ print(f"rows={rows} figures={len(figures)} load_s={loaded:.1f} build_s={time.mon
 
 def run_load_only(name: str, keep: Path | None) -> dict:
     """Python's loading phase only (no R): peak memory and CPU of load_experiment + build_page."""
-    spec = SIZES[name]()
+    spec = synthetic.benchmark_spec(name, "bench")
     with tempfile.TemporaryDirectory(dir=keep) as tmp:
         results = Path(tmp) / "results"
         sizes = synthetic.write_experiment(results, spec)
@@ -148,7 +138,7 @@ def report_load_only(rows: list[dict]) -> str:
 
 
 def run_one(name: str, cores: int | None, keep: Path | None, keep_site: Path | None = None) -> dict:
-    spec = SIZES[name]()
+    spec = synthetic.benchmark_spec(name, "bench")
     with tempfile.TemporaryDirectory(dir=keep) as tmp:
         results, out = Path(tmp) / "results", Path(tmp) / "site"
         started = time.monotonic()

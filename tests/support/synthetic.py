@@ -218,6 +218,27 @@ def many_branches_spec(
     )
 
 
+# The experiments the benchmarks measure, by the name their tables use: (slug suffix, factory).
+BENCHMARK_SHAPES = {
+    "small": ("small", small_spec),
+    "large": ("large", lambda slug: ExperimentSpec(slug=slug)),
+    "10 branches": ("many-branches", many_branches_spec),
+    "real": ("real-size", real_size_spec),
+    # the headroom case: twice the real size's daily and weekly files (≈ 550 MB daily)
+    "2x real": (
+        "double-size",
+        lambda slug: dataclasses.replace(real_size_spec(slug), windows={"overall": 1, "weekly": 8, "daily": 56}),
+    ),
+}
+
+
+def benchmark_spec(name: str, prefix: str) -> ExperimentSpec:
+    """The benchmark experiment ``name`` (a key of BENCHMARK_SHAPES), slug ``<prefix>-<suffix>``
+    (``bench-real-size``)."""
+    suffix, make = BENCHMARK_SHAPES[name]
+    return make(f"{prefix}-{suffix}")
+
+
 def spec_2021(slug: str = "like-2021-experiment", seed: int = 1) -> ExperimentSpec:
     """The shape of the 2021 experiment in issue 12: 6 branches (the reference is not named
     control and not alphabetically first), 3 segments, one basis, overall + 4 weekly + 29 daily."""
