@@ -4,7 +4,7 @@
 #
 # For each kind of figure in PLOTS_JSON (statistic, layout, series), up to SAMPLES of its figures
 # (spread over the page) are drawn REPS times each, one core, as r/report.R draws them:
-#   full      the figure itself (partybal_plot, printed to the same PNG device and size);
+#   full      the figure itself, drawn by partybal_draw (its device, size and dpi);
 #   skeleton  the same ggplot with every layer's geom replaced by geom_blank: the same data train
 #             the same scales, so the panels, axes, strips, legend and caption are the figure's own,
 #             but no point, line or band is drawn.
@@ -34,17 +34,6 @@ cpu <- function(expr) {
   d[["user.self"]] + d[["sys.self"]]
 }
 
-png_of <- function(fig, file) {
-  height <- if (!is.null(fig$height) && fig$height > 0) fig$height else figure_height(fig)
-  width <- if (!is.null(fig$width) && fig$width > 0) fig$width else 8.5
-  # the device partybal_draw (r/plots.R) uses
-  if (requireNamespace("ragg", quietly = TRUE)) {
-    ragg::agg_png(file, width = width, height = height, units = "in", res = 100)
-  } else {
-    grDevices::png(file, width = width, height = height, units = "in", res = 100)
-  }
-}
-
 skeleton <- function(p) {
   p$layers <- lapply(p$layers, function(l) {
     data <- if (inherits(l$data, "waiver")) NULL else l$data
@@ -53,9 +42,15 @@ skeleton <- function(p) {
   p
 }
 
-draw_to <- function(p, fig, file) {
-  png_of(fig, file)
-  tryCatch(print(p), finally = grDevices::dev.off())
+# Both variants go through partybal_draw (r/plots.R: its device, size and dpi), which builds the
+# figure with the global partybal_plot: swapped for the skeleton while the skeleton is timed.
+figure_plot <- partybal_plot
+skeleton_plot <- function(fig) skeleton(figure_plot(fig))
+draw_with <- function(plot_fn, fig, file) {
+  partybal_plot <<- plot_fn
+  on.exit(partybal_plot <<- figure_plot)
+  err <- partybal_draw(fig, file)
+  if (!is.null(err)) stop("figure ", fig$number, " could not be drawn: ", err)
 }
 
 partybal_warm_up()
@@ -68,7 +63,7 @@ for (k in unique(kinds)) {
   blank <- TRUE
   for (i in pick) {
     fig <- figures[[i]]
-    p <- partybal_plot(fig)
+    p <- figure_plot(fig)
     s <- skeleton(p)
     panels <- c(panels, nrow(ggplot2::ggplot_build(p)$layout$layout))
     skel_panels <- c(skel_panels, nrow(ggplot2::ggplot_build(s)$layout$layout))
@@ -76,8 +71,8 @@ for (k in unique(kinds)) {
       all(vapply(s$layers, function(l) inherits(l$geom, "GeomBlank"), TRUE))
     f_times <- s_times <- numeric()
     for (r in seq_len(reps)) {
-      f_times <- c(f_times, cpu(draw_to(partybal_plot(fig), fig, file)))
-      s_times <- c(s_times, cpu(draw_to(skeleton(partybal_plot(fig)), fig, file)))
+      f_times <- c(f_times, cpu(draw_with(figure_plot, fig, file)))
+      s_times <- c(s_times, cpu(draw_with(skeleton_plot, fig, file)))
     }
     full <- c(full, stats::median(f_times))
     skel <- c(skel, stats::median(s_times))
