@@ -163,7 +163,7 @@ def _write_figure_plan(path: Path, fslug: str, figures: list[FigureSpec], hasher
     reusable = set(reuse(unique)) & set(unique) if reuse is not None and unique else set()
     first: dict[str, int] = {}
     draw, reused, copies = [], [], []
-    specs = path.parent / SPECS_DIR
+    (path.parent / SPECS_DIR).mkdir(exist_ok=True)
     for f, digest, data in zip(figures, digests, datas, strict=True):
         head = {"alt": f.alt, "file": layout.figure_name(fslug, digest), "number": f.number}
         if digest in reusable:
@@ -173,8 +173,6 @@ def _write_figure_plan(path: Path, fslug: str, figures: list[FigureSpec], hasher
         else:
             first[digest] = f.number
             spec = f"{SPECS_DIR}/{f.number}.json"
-            if not draw:
-                specs.mkdir(exist_ok=True)
             (path.parent / spec).write_bytes(json.dumps(head, ensure_ascii=False)[:-1].encode() + b"," + data[1:])
             draw.append({**head, "height": f.height, "spec": spec})
     doc = {"figures": draw, "reused": reused, "copies": copies}

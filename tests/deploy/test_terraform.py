@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -485,20 +486,30 @@ def _variable_block(name: str) -> str:
     return m.group(0)
 
 
-def _terraform_accepts(tmp_path, name: str, value: str) -> tuple[bool, str]:
-    """Does terraform itself accept `-var name=value` (the variable's type and validation rules)?
-    The variable block alone is a module without providers, so init needs no download."""
+def _terraform_module(mod: Path, text: str):
+    """``text`` as the module in folder ``mod``, initialised; a runner of terraform commands in it.
+    Blocks without provider resources (variables, locals) make a module whose init needs no download."""
     terraform = shutil.which("terraform")
     if not terraform:
         unavailable("terraform is missing: install the terraform CLI")
-    mod = tmp_path / f"{name}={value}"
     mod.mkdir()
-    (mod / "main.tf").write_text(_variable_block(name))
+    (mod / "main.tf").write_text(text)
     env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-    run = dict(cwd=mod, capture_output=True, text=True, timeout=120, env=env)
-    init = subprocess.run([terraform, "init", "-input=false", "-backend=false", "-no-color"], **run)
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [terraform, *args], input=stdin, cwd=mod, capture_output=True, text=True, timeout=120, env=env
+        )
+
+    init = run("init", "-input=false", "-backend=false", "-no-color")
     assert init.returncode == 0, init.stderr
-    plan = subprocess.run([terraform, "plan", "-input=false", "-no-color", f"-var={name}={value}"], **run)
+    return run
+
+
+def _terraform_accepts(tmp_path, name: str, value: str) -> tuple[bool, str]:
+    """Does terraform itself accept `-var name=value` (the variable's type and validation rules)?"""
+    run = _terraform_module(tmp_path / f"{name}={value}", _variable_block(name))
+    plan = run("plan", "-input=false", "-no-color", f"-var={name}={value}")
     return plan.returncode == 0, plan.stderr
 
 
@@ -889,21 +900,12 @@ def test_job_size_takes_only_what_cloud_run_takes(tf, tmp_path):
 def _job_size_ok(tmp_path, cpu: str, memory: str) -> str:
     """terraform's own value of local.job_size_ok (run.tf, the renderer job's precondition) for
     job_cpu/job_memory: the two variable blocks and the locals block, in `terraform console`."""
-    terraform = shutil.which("terraform")
-    if not terraform:
-        unavailable("terraform is missing: install the terraform CLI")
     run_tf = (ROOT / "terraform" / "run.tf").read_text()
     m = re.search(r"^locals \{\n  job_memory_mib = .*?^\}\n", run_tf, re.M | re.S)
     assert m, "run.tf has no job-size locals block"
-    mod = tmp_path / f"size-{cpu}-{memory}"
-    mod.mkdir()
-    (mod / "main.tf").write_text(_variable_block("job_cpu") + _variable_block("job_memory") + m.group(0))
-    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-    run = dict(cwd=mod, capture_output=True, text=True, timeout=120, env=env)
-    assert subprocess.run([terraform, "init", "-input=false", "-backend=false", "-no-color"], **run).returncode == 0
-    out = subprocess.run(
-        [terraform, "console", f"-var=job_cpu={cpu}", f"-var=job_memory={memory}"], input="local.job_size_ok\n", **run
-    )
+    text = _variable_block("job_cpu") + _variable_block("job_memory") + m.group(0)
+    run = _terraform_module(tmp_path / f"size-{cpu}-{memory}", text)
+    out = run("console", f"-var=job_cpu={cpu}", f"-var=job_memory={memory}", stdin="local.job_size_ok\n")
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
