@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -252,20 +251,6 @@ def _where(buf: str, pos: int, lines_before: int, column_before: int) -> str:
     newline = buf.rfind("\n", 0, pos)
     column = pos - newline if newline >= 0 else column_before + pos + 1
     return f"line {line} column {column}"
-
-
-def iter_json_array(fh: IO[bytes], name: str) -> Iterator[object]:
-    """The elements of the JSON array in ``fh``, decoded one at a time from chunks; InputError
-    (naming ``name``, the row and the place) when the text is not one JSON array."""
-    reader = _ArrayReader(fh, name)
-    if reader.open_array():
-        row = 0
-        while True:
-            row += 1
-            yield reader.row(row)
-            if not reader.after_row(row):
-                break
-    reader.close_array()
 
 
 class _ArrayReader:
